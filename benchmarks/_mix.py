@@ -1,0 +1,57 @@
+"""A realistic mix of API-service log events, shared by the benchmarks."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+
+Event = Callable[[], None]
+
+
+def make_events(seed: int = 7) -> list[Event]:
+    rnd = random.Random(seed)
+    app = logging.getLogger("shop.api")
+    access = logging.getLogger("uvicorn.access")
+    routes = ["/api/orders", "/api/orders/{id}", "/api/items", "/api/cart", "/api/login", "/api/admin/users"]
+
+    def req(status: int, route: str, method: str = "GET", dur: float = 0.02) -> Event:
+        extra = {
+            "http.request.method": method,
+            "http.route": route,
+            "url.path": route.replace("{id}", str(rnd.randint(1, 99999))),
+            "http.response.status_code": status,
+            "client.address": f"10.0.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}",
+            "user.id": f"user{rnd.randint(1, 500)}",
+            "user_agent.original": "Mozilla/5.0 (X11; Linux x86_64)",
+            "http.server.request.duration": dur,
+        }
+        return lambda: app.info("request completed", extra=extra)
+
+    events: list[Event] = []
+    for _ in range(2000):
+        p = rnd.random()
+        if p < 0.55:
+            events.append(req(200, rnd.choice(routes[:4])))
+        elif p < 0.62:
+            line = (f'10.1.2.{rnd.randint(1, 254)}:{rnd.randint(1024, 65000)} - "GET /api/items?page='
+                    f'{rnd.randint(1, 9)} HTTP/1.1" 200')
+            events.append(lambda line=line: access.info(line))
+        elif p < 0.67:
+            events.append(req(401, "/api/login", "POST"))
+        elif p < 0.70:
+            events.append(req(403, "/api/admin/users"))
+        elif p < 0.72:
+            events.append(req(429, "/api/orders"))
+        elif p < 0.75:
+            events.append(req(422, "/api/orders", "POST"))
+        elif p < 0.78:
+            events.append(req(500, "/api/cart", "POST"))
+        elif p < 0.83:
+            events.append(req(200, "/api/orders", dur=1.8))
+        elif p < 0.95:
+            n = rnd.randint(1, 9999)
+            events.append(lambda n=n: app.info("cache refreshed for tenant %d in %d ms", n, n % 97))
+        else:
+            events.append(lambda: app.warning("upstream call failed password=hunter2 token=abcd1234efgh"))
+    return events

@@ -1,0 +1,138 @@
+"""Benchmark: cost of otel-ext's processors on the app's logging path.
+
+stdlib logging -> LoggingHandler -> [our processors] -> BatchLogRecordProcessor -> discarding exporter,
+on a realistic mix of API events. Times N records from the first emit until the batch processor has
+exported everything (so work moved to the worker thread is counted too). Prints µs/record per
+variant and the ratio against the bare pipeline measured in the same run.
+
+    python benchmarks/bench_processors.py [--records 60000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _mix import make_events
+
+from otel_ext.classify import EventClassifierProcessor
+from otel_ext.deferred import DeferredProcessingExporter
+from otel_ext.redact import RedactionProcessor
+from otel_ext.volume import VolumeGate, VolumePolicy
+
+
+class Discard(LogRecordExporter):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self.count += len(batch)
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+Variant = Callable[[LoggerProvider, Discard], None]
+
+
+def bare(lp: LoggerProvider, exp: Discard) -> None:
+    lp.add_log_record_processor(BatchLogRecordProcessor(exp, max_queue_size=100_000))
+
+
+def inline(lp: LoggerProvider, exp: Discard) -> None:
+    lp.add_log_record_processor(EventClassifierProcessor())
+    lp.add_log_record_processor(RedactionProcessor())
+    lp.add_log_record_processor(VolumeGate(BatchLogRecordProcessor(exp, max_queue_size=100_000), VolumePolicy()))
+
+
+def classify_only(lp: LoggerProvider, exp: Discard) -> None:
+    lp.add_log_record_processor(EventClassifierProcessor())
+    lp.add_log_record_processor(BatchLogRecordProcessor(exp, max_queue_size=100_000))
+
+
+def redact_only(lp: LoggerProvider, exp: Discard) -> None:
+    lp.add_log_record_processor(RedactionProcessor())
+    lp.add_log_record_processor(BatchLogRecordProcessor(exp, max_queue_size=100_000))
+
+
+def deferred(lp: LoggerProvider, exp: Discard) -> None:
+    wrapped = DeferredProcessingExporter(exp, EventClassifierProcessor(), RedactionProcessor(), VolumePolicy())
+    lp.add_log_record_processor(BatchLogRecordProcessor(wrapped, max_queue_size=100_000))
+
+
+VARIANTS: dict[str, Variant] = {
+    "bare": bare,
+    "classify (inline)": classify_only,
+    "redact (inline)": redact_only,
+    "all three (inline)": inline,
+    "all three (deferred to worker)": deferred,
+}
+
+
+def run(variant: Variant, n: int) -> tuple[float, float, float]:
+    """(total µs/record until exported, median emit µs, p99 emit µs) over ``n`` records."""
+    lp = LoggerProvider()
+    exp = Discard()
+    variant(lp, exp)
+    handler = LoggingHandler(logger_provider=lp)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    events = make_events()
+    clock = time.perf_counter
+    samples: list[float] = []
+    start = clock()
+    for i in range(n):
+        t0 = clock()
+        events[i % len(events)]()
+        samples.append(clock() - t0)
+    lp.force_flush()
+    elapsed = clock() - start
+    assert exp.count == n, (exp.count, n)
+    lp.shutdown()
+    root.handlers[:] = []
+    samples.sort()
+    return elapsed / n * 1e6, samples[n // 2] * 1e6, samples[int(n * 0.99)] * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=60_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", nargs="*", default=None)
+    args = parser.parse_args()
+    results: dict[str, list[tuple[float, float, float]]] = {
+        name: [] for name in VARIANTS if not args.only or name in args.only
+    }
+    for _ in range(args.rounds):  # interleave variants so drift hits all alike
+        for name in results:
+            results[name].append(run(VARIANTS[name], args.records))
+
+    def med(name: str, i: int) -> float:
+        return statistics.median(v[i] for v in results[name])
+
+    print(f"records={args.records} rounds={args.rounds} (medians; ratio = variant / bare, same run)")
+    print(f"{'variant':34} {'total us/rec':>12} {'ratio':>6} {'emit p50 us':>11} {'ratio':>6} {'emit p99 us':>11}")
+    for name in results:
+        print(
+            f"{name:34} {med(name, 0):12.2f} {med(name, 0) / med('bare', 0):6.3f} "
+            f"{med(name, 1):11.2f} {med(name, 1) / med('bare', 1):6.3f} {med(name, 2):11.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Shared fixtures: a real SDK logs pipeline (LoggerProvider + contrib LoggingHandler) whose output
+is collected by the SDK's in-memory exporter."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+
+@dataclass
+class Pipeline:
+    provider: LoggerProvider
+    exporter: InMemoryLogRecordExporter
+    handler: LoggingHandler
+    loggers: list[logging.Logger] = field(default_factory=list)
+
+    def logger(self, name: str) -> logging.Logger:
+        log = logging.getLogger(name)
+        if self.handler not in log.handlers:
+            log.addHandler(self.handler)
+        log.setLevel(logging.DEBUG)
+        log.propagate = False
+        self.loggers.append(log)
+        return log
+
+    def records(self) -> list[ReadableLogRecord]:
+        return list(self.exporter.get_finished_logs())
+
+    def last(self) -> ReadableLogRecord:
+        records = self.records()
+        assert records, "nothing was exported"
+        return records[-1]
+
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.last().log_record.attributes or {})
+
+
+def build_pipeline(*processors: LogRecordProcessor, wrap: Any = None) -> Pipeline:
+    provider = LoggerProvider()
+    exporter = InMemoryLogRecordExporter()
+    for proc in processors:
+        provider.add_log_record_processor(proc)
+    export_processor: LogRecordProcessor = SimpleLogRecordProcessor(exporter)
+    provider.add_log_record_processor(wrap(export_processor) if wrap else export_processor)
+    return Pipeline(provider, exporter, LoggingHandler(logger_provider=provider))
+
+
+@pytest.fixture
+def make_pipeline() -> Iterator[Any]:
+    built: list[Pipeline] = []
+
+    def factory(*processors: LogRecordProcessor, wrap: Any = None) -> Pipeline:
+        pipe = build_pipeline(*processors, wrap=wrap)
+        built.append(pipe)
+        return pipe
+
+    yield factory
+    for pipe in built:
+        for log in pipe.loggers:
+            log.removeHandler(pipe.handler)
+        pipe.provider.shutdown()

@@ -1,0 +1,203 @@
+"""RedactionProcessor: secrets of every covered kind are removed (property-tested), ordinary text
+is left byte-for-byte intact, and counts are kept by kind."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import string
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otel_ext.redact import RedactionProcessor, Redactor, is_card_number, luhn_ok
+from otel_ext.telemetry import Counters
+
+ALNUM = string.ascii_letters + string.digits
+SAFE_WORDS = ["order", "item", "cart", "shipped", "tenant", "ok", "user", "count", "retry", "page", "cache",
+              "warm", "region", "eu-west-1", "GET", "POST", "done", "v2", "status", "latency", "ms", "bob", "alice"]
+PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def b64url(n: int, rnd: random.Random) -> str:
+    return base64.urlsafe_b64encode(bytes(rnd.getrandbits(8) for _ in range(n))).decode().rstrip("=")
+
+
+def card_number(rnd: random.Random, prefix: str, length: int) -> str:
+    body = prefix + "".join(rnd.choice(string.digits) for _ in range(length - len(prefix) - 1))
+    for check in string.digits:
+        if luhn_ok(body + check):
+            return body + check
+    raise AssertionError("unreachable")
+
+
+# Each generator returns (text containing the secret, the secret itself)
+def gen_secret(kind: str, rnd: random.Random) -> tuple[str, str]:
+    token = "".join(rnd.choice(ALNUM) for _ in range(rnd.randint(10, 30)))
+    if kind == "password_kv":
+        return f"password={token}", token
+    if kind == "password_json":
+        return json.dumps({"user": "bob", "password": token}), token
+    if kind == "api_key_kv":
+        return f"api_key: {token}", token
+    if kind == "refresh_token":
+        return f"refresh_token={token}&grant_type=refresh_token", token
+    if kind == "client_secret":
+        return f"client_secret={token}", token
+    if kind == "bearer":
+        return f"Authorization: Bearer {token}", token
+    if kind == "bearer_text":
+        return f"sent bearer {token} upstream", token
+    if kind == "cookie_header":
+        return f"Cookie: sessionid={token}; theme=dark", token
+    if kind == "jwt":
+        jwt = "eyJ" + b64url(18, rnd) + ".eyJ" + b64url(30, rnd) + "." + b64url(32, rnd)
+        return f"token {jwt}", jwt
+    if kind == "aws_key":
+        key = "AKIA" + "".join(rnd.choice(string.ascii_uppercase + string.digits) for _ in range(16))
+        return f"creds {key} in env", key
+    if kind == "github_token":
+        key = "ghp_" + "".join(rnd.choice(ALNUM) for _ in range(36))
+        return f"push with {key}", key
+    if kind == "stripe_key":
+        key = "sk_live_" + "".join(rnd.choice(ALNUM) for _ in range(24))
+        return f"charge via {key}", key
+    if kind == "url_userinfo":
+        return f"connect postgres://admin:{token}@db.internal:5432/app", token
+    if kind == "conn_string":
+        return f"Server=db;Database=app;User Id=sa;Password={token};", token
+    if kind == "signed_url":
+        return f"GET https://s3.example/b/k?X-Amz-Date=20261125&X-Amz-Signature={token.lower()}", token.lower()
+    if kind == "sig_param":
+        return f"/download?file=a.pdf&sig={token}", token
+    if kind == "session_kv":
+        return f"session_id={token}", token
+    if kind == "card_visa":
+        card = card_number(rnd, "4", 16)
+        return f"paid with {card} today", card
+    if kind == "card_spaced":
+        card = card_number(rnd, "51", 16)
+        spaced = " ".join(card[i:i + 4] for i in range(0, 16, 4))
+        return f"card {spaced} ok", spaced
+    if kind == "card_dashed_amex":
+        card = card_number(rnd, "37", 15)
+        dashed = f"{card[:4]}-{card[4:10]}-{card[10:]}"
+        return f"amex {dashed}", dashed
+    if kind == "private_key":
+        key = "-----BEGIN RSA PRIVATE KEY-----\nMIIE" + token + "\n-----END RSA PRIVATE KEY-----"
+        return f"loaded {key}", "MIIE" + token
+    raise AssertionError(kind)
+
+
+KINDS = ["password_kv", "password_json", "api_key_kv", "refresh_token", "client_secret", "bearer", "bearer_text",
+         "cookie_header", "jwt", "aws_key", "github_token", "stripe_key", "url_userinfo", "conn_string", "signed_url",
+         "sig_param", "session_kv", "card_visa", "card_spaced", "card_dashed_amex", "private_key"]
+
+harmless_word = st.sampled_from(SAFE_WORDS) | st.from_regex(r"[a-z]{1,12}", fullmatch=True)
+harmless_text = st.lists(harmless_word, min_size=0, max_size=8).map(" ".join)
+
+
+@PROPS
+@given(kind=st.sampled_from(KINDS), seed=st.integers(0, 2**32), before=harmless_text, after=harmless_text)
+def test_no_secret_of_a_covered_kind_survives(kind: str, seed: int, before: str, after: str) -> None:
+    text, secret = gen_secret(kind, random.Random(seed))
+    out = Redactor(counters=Counters("t")).redact_text(f"{before} {text} {after}")
+    assert secret not in out
+    assert "[REDACTED:" in out or "[HASH:" in out
+
+
+@PROPS
+@given(kind=st.sampled_from(KINDS), seed=st.integers(0, 2**32))
+def test_secrets_in_nested_attribute_values_are_redacted(kind: str, seed: int) -> None:
+    text, secret = gen_secret(kind, random.Random(seed))
+    value = {"outer": [{"inner": text}, "plain"], "n": 3}
+    out = Redactor(counters=Counters("t")).redact_value(value)
+    assert secret not in json.dumps(out)
+    assert out["outer"][1] == "plain" and out["n"] == 3
+
+
+@PROPS
+@given(text=harmless_text)
+def test_harmless_text_round_trips_unchanged(text: str) -> None:
+    assert Redactor(counters=Counters("t")).redact_text(text) == text
+
+
+@PROPS
+@given(
+    route=st.lists(st.sampled_from(["api", "orders", "items", "v2", "users"]), min_size=1, max_size=4),
+    order_id=st.integers(0, 10**12),
+    query=st.dictionaries(st.sampled_from(["page", "sort", "limit", "q", "lang", "expand"]),
+                          st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True), max_size=3),
+)
+def test_routes_order_ids_and_plain_query_strings_stay_intact(route: list[str], order_id: int,
+                                                              query: dict[str, str]) -> None:
+    url = "/" + "/".join(route) + f"/ORD-{order_id}"
+    if query:
+        url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
+    line = f"GET {url} 200 order {order_id} at 2026-11-25T10:00:00Z from 10.0.0.7"
+    assert Redactor(counters=Counters("t")).redact_text(line) == line
+
+
+def test_sixteen_digit_order_id_failing_luhn_is_kept() -> None:
+    assert not is_card_number("4111111111111112")
+    assert Redactor(counters=Counters("t")).redact_text("order 4111111111111112 shipped") == "order 4111111111111112 shipped"
+
+
+def test_attribute_keys_are_redacted_by_name_and_sessions_hashed_stably(make_pipeline: Any) -> None:
+    counters = Counters("t")
+    pipe = make_pipeline(RedactionProcessor(redactor=Redactor(counters=counters, hash_key=b"k")))
+    log = pipe.logger("shop.api")
+    extra = {
+        "http.request.header.authorization": "Bearer abcdefghijkl",
+        "http.request.header.cookie": "a=b",
+        "http.request.header.x-api-key": "k-123",
+        "user.password": "hunter2",
+        "session_id": "S-1",
+        "http.route": "/api/orders/{id}",
+    }
+    log.info("first", extra=extra)
+    first = pipe.attrs()
+    log.info("second", extra=extra)
+    second = pipe.attrs()
+    assert first["http.request.header.authorization"] == "[REDACTED:authorization]"
+    assert first["http.request.header.cookie"] == "[REDACTED:cookie]"
+    assert first["http.request.header.x-api-key"] == "[REDACTED:api_key]"
+    assert first["user.password"] == "[REDACTED:password]"
+    assert first["session_id"].startswith("[HASH:") and first["session_id"] == second["session_id"]
+    assert "S-1" not in first["session_id"]
+    assert first["http.route"] == "/api/orders/{id}"
+    snap = counters.snapshot()["redacted"]
+    assert snap == {"authorization": 2, "cookie": 2, "api_key": 2, "password": 2, "session": 2}
+
+
+def test_body_is_redacted_and_counts_never_hold_values(make_pipeline: Any) -> None:
+    counters = Counters("t")
+    pipe = make_pipeline(RedactionProcessor(redactor=Redactor(counters=counters)))
+    pipe.logger("shop.api").warning("login failed password=hunter2 for bob")
+    assert pipe.last().log_record.body == "login failed password=[REDACTED:kv_secret] for bob"
+    assert "hunter2" not in repr(counters.snapshot())
+
+
+def test_allow_and_deny_lists_and_extra_patterns(make_pipeline: Any) -> None:
+    redactor = Redactor(allow_keys=["token"], deny_keys=["tenant.ssn"], extra_patterns={"ssn": r"\b\d{3}-\d{2}-\d{4}\b"},
+                        counters=Counters("t"))
+    pipe = make_pipeline(RedactionProcessor(redactor=redactor))
+    pipe.logger("shop.api").info("ssn 123-45-6789 filed", extra={"token": "public-id", "tenant.ssn": "x"})
+    record = pipe.last().log_record
+    assert record.body == "ssn [REDACTED:ssn] filed"
+    assert record.attributes["token"] == "public-id"  # type: ignore[index]
+    assert record.attributes["tenant.ssn"] == "[REDACTED:denied_key]"  # type: ignore[index]
+
+
+def test_structured_body_is_redacted_recursively(make_pipeline: Any) -> None:
+    from opentelemetry._logs import SeverityNumber
+    from opentelemetry.sdk._logs._internal import LogRecord
+
+    proc = RedactionProcessor(redactor=Redactor(counters=Counters("t")))
+    record = LogRecord(body={"user": "bob", "creds": {"password": "p4ss", "note": "api_key=abcdef"}},
+                       severity_number=SeverityNumber.INFO)
+    proc.redact_record(record)
+    assert record.body == {"user": "bob", "creds": {"password": "[REDACTED:password]",
+                                                    "note": "api_key=[REDACTED:kv_secret]"}}
