@@ -1,1 +1,5 @@
-"""See docs/architecture.md."""
+"""FailoverLogExporter, policies, health/circuit breaking, OTLP encoding, delivery lanes."""
+
+from otel_ext.export.exporter import FailoverLogExporter
+
+__all__ = ["FailoverLogExporter"]

@@ -1,0 +1,120 @@
+"""File backend (``file:///dir``): OTLP/JSON lines, one ExportLogsServiceRequest per line — the
+format of the collector's file exporter and otlpjsonfile receiver — with size-based rotation.
+The embedded default when no backend is configured.
+
+Files are created 0600 in a 0700 directory. A line is acknowledged once written and flushed
+(and fsync'd when ``fsync=True``). Rotated files are kept (``max_files=0``, the default) or the
+oldest beyond ``max_files`` are removed and counted.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from otel_ext.backends.base import Backend
+from otel_ext.backends.outcome import Outcome
+
+ACTIVE_NAME = "logs.jsonl"
+
+
+@dataclass(frozen=True)
+class FileConfig:
+    directory: str
+    max_bytes: int = 64 * 1024 * 1024
+    max_files: int = 0  # rotated files kept; 0 = keep all
+    fsync: bool = False
+    name: str = ""
+
+
+def _hex_ids(node: Any) -> None:
+    """OTLP/JSON writes trace and span ids as hex, not base64 (protobuf JSON's default)."""
+    if isinstance(node, dict):
+        for key in ("traceId", "spanId"):
+            value = node.get(key)
+            if isinstance(value, str):
+                node[key] = base64.b64decode(value).hex()
+        for value in node.values():
+            _hex_ids(value)
+    elif isinstance(node, list):
+        for item in node:
+            _hex_ids(item)
+
+
+def to_otlp_json(payload: bytes) -> str:
+    request = ExportLogsServiceRequest.FromString(payload)
+    doc = MessageToDict(request, use_integers_for_enums=True)
+    _hex_ids(doc)
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def ensure_private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+
+
+class FileBackend(Backend):
+    """Appends OTLP/JSON lines to ``<directory>/logs.jsonl``, rotating by size."""
+
+    def __init__(self, config: FileConfig) -> None:
+        self.config = config
+        self.directory = Path(config.directory)
+        self.name = config.name or f"file://{self.directory}"
+        self._lock = threading.Lock()
+        self.removed_files = 0
+
+    def _open(self) -> int:
+        ensure_private_dir(self.directory)
+        return os.open(self.directory / ACTIVE_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def _rotate(self) -> None:
+        active = self.directory / ACTIVE_NAME
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        target = self.directory / f"logs-{stamp}-{time.time_ns() % 1_000_000_000:09d}.jsonl"
+        os.replace(active, target)
+        if self.config.max_files > 0:
+            rotated = sorted(p for p in self.directory.glob("logs-*.jsonl"))
+            for old in rotated[: max(0, len(rotated) - self.config.max_files)]:
+                old.unlink(missing_ok=True)
+                self.removed_files += 1
+
+    def send(self, payload: bytes, records: int) -> Outcome:
+        if records == 0 and not payload:
+            try:
+                ensure_private_dir(self.directory)
+                return Outcome.ok() if os.access(self.directory, os.W_OK) else Outcome.retryable("not writable")
+            except OSError as exc:
+                return Outcome.retryable(f"{exc}")
+        try:
+            line = (to_otlp_json(payload) + "\n").encode("utf-8")
+        except Exception as exc:  # noqa: BLE001 - an undecodable payload is permanent
+            return Outcome.permanent(f"cannot encode OTLP/JSON: {exc}"[:500])
+        with self._lock:
+            try:
+                fd = self._open()
+                try:
+                    size = os.fstat(fd).st_size
+                    if size and size + len(line) > self.config.max_bytes:
+                        os.close(fd)
+                        self._rotate()
+                        fd = self._open()
+                    written = os.write(fd, line)
+                    if written != len(line):  # short write (disk full): never leave half a line
+                        os.ftruncate(fd, size if size + len(line) <= self.config.max_bytes else 0)
+                        return Outcome.retryable(f"short write ({written} of {len(line)} bytes)")
+                    if self.config.fsync:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                return Outcome.retryable(f"{type(exc).__name__}: {exc}"[:500])
+        return Outcome.ok()

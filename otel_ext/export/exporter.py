@@ -1,0 +1,232 @@
+"""FailoverLogExporter: an SDK ``LogRecordExporter`` that makes every batch durable before
+``export()`` returns and delivers it in the background to redundant backends.
+
+Guarantees:
+- ``export()`` returns SUCCESS once the batch is committed to the on-disk queue, or FAILURE with a
+  counted reason (``export_failed``); it never waits on the network and never raises.
+- An entry leaves the queue only when a backend acknowledged it (``replicate``: every backend, each
+  with its own cursor) or when it was moved to the dead-letter store after a permanent rejection.
+- ``shutdown()`` is bounded (``shutdown_timeout``, default 5 s); what is not delivered stays on disk
+  and is adopted by the next process that opens the same queue directory.
+- Fork-safe: a forked child starts with its own empty queue file and its own threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+from otel_ext.auto.settings import Settings, load_settings
+from otel_ext.backends.base import Backend
+from otel_ext.backends.urls import backend_from_url
+from otel_ext.export.encoding import encode_batch
+from otel_ext.export.policy import POLICIES, Policy
+from otel_ext.export.sender import EXPORT_COUNTERS, Lane, Prober
+from otel_ext.queue.ownership import ClaimedFile, claim_new, orphans, prepare_dir
+from otel_ext.queue.store import QUEUE_COUNTERS, PersistentQueue, QueueError
+from otel_ext.telemetry import Counters
+
+_logger = logging.getLogger(__name__)
+
+
+class FailoverLogExporter(LogRecordExporter):
+    """Durable, failing-over log exporter (see module docstring for the guarantees).
+
+    Built without arguments it reads ``OTEL_EXT_*`` settings (and ``OTEL_EXT_CONFIG_FILE``); with no
+    backend configured it writes OTLP/JSON files under the user's state directory.
+    """
+
+    def __init__(
+        self,
+        backends: Sequence[Backend | str] | None = None,
+        policy: str | None = None,
+        queue_dir: str | os.PathLike[str] | None = None,
+        queue_max_bytes: int | None = None,
+        fsync: str | None = None,
+        shutdown_timeout: float | None = None,
+        timeout: float | None = None,
+        probe_interval: float = 0.25,
+        recover_after: int = 2,
+        settings: Settings | None = None,
+        counters: Counters = EXPORT_COUNTERS,
+        queue_counters: Counters = QUEUE_COUNTERS,
+    ) -> None:
+        settings = settings or load_settings()
+        self.settings = settings
+        self.policy_name = policy or settings.failover_policy
+        if self.policy_name not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy_name!r}")
+        attempt_timeout = timeout or settings.timeout
+        given = list(backends) if backends is not None else list(settings.effective_backends)
+        if not given:
+            raise ValueError("FailoverLogExporter needs at least one backend")
+        self.backends: list[Backend] = [
+            b if isinstance(b, Backend) else backend_from_url(b, default_timeout=attempt_timeout) for b in given
+        ]
+        names = [b.name for b in self.backends]
+        if len(set(names)) != len(names):
+            raise ValueError(f"backend names must be unique, got {names} (add ?name=... to a URL)")
+        self.queue_dir = prepare_dir(queue_dir or settings.effective_queue_dir)
+        self.queue_max_bytes = queue_max_bytes or settings.queue_max_bytes
+        self.fsync = fsync or settings.queue_fsync
+        self.shutdown_timeout = shutdown_timeout if shutdown_timeout is not None else settings.shutdown_timeout
+        self.probe_interval = probe_interval
+        self.recover_after = recover_after
+        self.counters = counters
+        self.queue_counters = queue_counters
+        self._shutdown = False
+        self._lock = threading.Lock()
+        self._start()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.WeakMethod(self._after_fork_in_child)
+
+            def _after_fork() -> None:
+                method = ref()
+                if method is not None:
+                    method()
+
+            os.register_at_fork(after_in_child=_after_fork)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._pid = os.getpid()
+        self._claim: ClaimedFile = claim_new(self.queue_dir)
+        self.queue = PersistentQueue(self._claim.db_path, self.queue_max_bytes, self.fsync, self.queue_counters)
+        if self.policy_name == "replicate":
+            self.lanes = [
+                Lane(b.name, self.queue, Policy([b], "priority", self.probe_interval, recover_after=self.recover_after),
+                     self.counters)
+                for b in self.backends
+            ]
+        else:
+            self.lanes = [
+                Lane("main", self.queue,
+                     Policy(self.backends, self.policy_name, self.probe_interval, recover_after=self.recover_after),
+                     self.counters)
+            ]
+        self.queue.register_lanes(lane.lane for lane in self.lanes)
+        self.adopt_orphans()
+        self.prober = Prober([lane.policy for lane in self.lanes], housekeeping=self.adopt_orphans)
+        for lane in self.lanes:
+            lane.start()
+        self.prober.start()
+
+    def _after_fork_in_child(self) -> None:
+        if self._shutdown:
+            return
+        self.queue.abandon()
+        self._claim.forget()
+        self._lock = threading.Lock()
+        for backend in self.backends:
+            backend.reset_after_fork()
+        self._start()
+
+    def adopt_orphans(self) -> int:
+        """Move the pending entries of queue files whose owner died into this queue."""
+        adopted = 0
+        for orphan in orphans(self.queue_dir, exclude=self._claim.db_path):
+            try:
+                records, dead = self.queue.absorb(orphan.db_path)
+            except Exception:  # leave the orphan for a later attempt
+                _logger.exception("otel-ext: could not adopt queue file %s", orphan.db_path)
+                orphan.release(remove=False)
+                continue
+            orphan.release(remove=True)
+            adopted += records
+            if records or dead:
+                _logger.warning("otel-ext: adopted %d queued records (%d dead-lettered) from %s",
+                                records, dead, orphan.db_path.name)
+        if adopted:
+            for lane in self.lanes:
+                lane.wake.set()
+        return adopted
+
+    # --- LogRecordExporter ---------------------------------------------------------------------
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        if not batch:
+            return LogRecordExportResult.SUCCESS
+        if self._shutdown:
+            self.counters.add("export_failed", "shutdown", len(batch))
+            return LogRecordExportResult.FAILURE
+        try:
+            if os.getpid() != self._pid:  # a fork we were not told about
+                self._after_fork_in_child()
+            entries = encode_batch(batch)
+        except Exception:  # never raise into the SDK worker
+            self.counters.add("export_failed", "encode", len(batch))
+            _logger.exception("otel-ext: could not encode a batch of %d records", len(batch))
+            return LogRecordExportResult.FAILURE
+        try:
+            self.queue.append(entries)
+        except QueueError as exc:
+            self.counters.add("export_failed", "queue", len(batch))
+            _logger.error("otel-ext: could not queue %d records: %s", len(batch), exc)
+            return LogRecordExportResult.FAILURE
+        for lane in self.lanes:
+            lane.wake.set()
+        return LogRecordExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Wait until every queued record is delivered (or dead-lettered), up to the timeout."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        while time.monotonic() < deadline:
+            if self.queue.pending_records == 0:
+                return True
+            for lane in self.lanes:
+                lane.wake.set()
+            time.sleep(0.01)
+        return self.queue.pending_records == 0
+
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        with self._lock:
+            if self._shutdown:
+                return
+            self._shutdown = True
+        budget = self.shutdown_timeout
+        if timeout_millis is not None:
+            budget = min(budget, max(0.0, timeout_millis / 1000))
+        deadline = time.monotonic() + budget
+        for lane in self.lanes:
+            lane.stop(budget)
+        for lane in self.lanes:
+            lane.join(max(0.0, deadline - time.monotonic()) + 0.5)
+        self.prober.stop()
+        self.prober.join(1.0)
+        stats = self.queue.stats()
+        self.queue.close()
+        keep = stats.records > 0 or stats.dead_letters > 0
+        self._claim.release(remove=not keep)
+        if stats.records:
+            _logger.warning("otel-ext: %d records not yet delivered stay queued in %s", stats.records, self.queue_dir)
+        for backend in self.backends:
+            with contextlib.suppress(Exception):
+                backend.close()
+
+    # --- introspection -------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        q = self.queue.stats()
+        return {
+            "policy": self.policy_name,
+            "queue": {"path": str(self._claim.db_path), "entries": q.entries, "records": q.records, "bytes": q.bytes,
+                      "oldest_age_s": q.oldest_age_s, "dead_letters": q.dead_letters,
+                      "dead_letter_records": q.dead_letter_records},
+            "lanes": {lane.lane: {"active": lane.active_backend,
+                                  "backends": {h.backend.name: {"up": h.up, "level": h.level,
+                                                                "last_error": h.last_error}
+                                               for h in lane.policy.health}}
+                      for lane in self.lanes},
+            "counters": self.counters.snapshot(),
+            "queue_counters": self.queue_counters.snapshot(),
+        }

@@ -1,0 +1,182 @@
+"""Background delivery: one :class:`Lane` thread per cursor drains the persistent queue to the
+backends its :class:`Policy` chooses; one :class:`Prober` thread probes down backends (without
+customer data) and adopts orphaned queue files.
+
+Queued entries are coalesced into one request by concatenating their serialized
+``ExportLogsServiceRequest`` bytes (protobuf concatenation merges the repeated ``resource_logs``),
+so nothing is decoded or re-encoded on the way out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from otel_ext.backends.outcome import Outcome, OutcomeKind
+from otel_ext.export.policy import BackendHealth, Policy
+from otel_ext.queue.store import Entry, PersistentQueue
+from otel_ext.telemetry import Counters
+
+_logger = logging.getLogger(__name__)
+
+EXPORT_COUNTERS = Counters("exporter")
+"""``delivered`` per backend, ``attempts`` per ``backend:outcome``, ``failovers`` per ``from->to``,
+``partially_rejected`` per backend, ``export_failed`` per reason."""
+
+
+class Lane(threading.Thread):
+    """Delivers every queue entry past its cursor, in order, through its policy."""
+
+    def __init__(
+        self,
+        name: str,
+        queue: PersistentQueue,
+        policy: Policy,
+        counters: Counters = EXPORT_COUNTERS,
+        max_request_records: int = 10_000,
+        max_request_bytes: int = 3 * 1024 * 1024,
+    ) -> None:
+        super().__init__(name=f"otel-ext-lane-{name}", daemon=True)
+        self.lane = name
+        self.queue = queue
+        self.policy = policy
+        self.counters = counters
+        self.max_request_records = max_request_records
+        self.max_request_bytes = max_request_bytes
+        self.wake = threading.Event()
+        self.idle = threading.Event()
+        self._stop_at: float | None = None
+        self._pending: list[Entry] = []
+        self._split = 0  # entries still to send one by one after a permanent rejection
+        self._last_backend: str | None = None
+        self._auth_logged: set[str] = set()
+
+    # --- control -------------------------------------------------------------------------------
+
+    def stop(self, drain_seconds: float) -> None:
+        self._stop_at = time.monotonic() + max(0.0, drain_seconds)
+        self.wake.set()
+        self.policy.changed.set()
+
+    def _stopping(self) -> bool:
+        return self._stop_at is not None and time.monotonic() >= self._stop_at
+
+    # --- loop ----------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        while not self._stopping():
+            try:
+                if not self._step():
+                    if self._stop_at is not None:
+                        break  # drained
+                    self.idle.set()
+                    self.wake.wait(0.5)
+                    self.wake.clear()
+            except Exception:  # the lane must survive anything and keep the data queued
+                _logger.exception("otel-ext: delivery lane %s hit an unexpected error; retrying", self.lane)
+                self._pending = []
+                time.sleep(0.2)
+        self.idle.set()
+
+    def _step(self) -> bool:
+        """One request. False when there is nothing to send."""
+        if not self._pending:
+            self._pending = self.queue.read_after(
+                self.queue.cursor(self.lane), self.max_request_records, self.max_request_bytes
+            )
+            if not self._pending:
+                return False
+        self.idle.clear()
+        health = self.policy.choose()
+        if health is None:
+            self.policy.changed.wait(self.policy.next_event_in(time.monotonic()))
+            self.policy.changed.clear()
+            return True
+        take = self._pending[:1] if self._split else self._pending
+        payload = take[0].payload if len(take) == 1 else b"".join(e.payload for e in take)
+        records = sum(e.records for e in take)
+        outcome = health.backend.send(payload, records)
+        self._handle(health, take, records, outcome)
+        return True
+
+    def _handle(self, health: BackendHealth, take: list[Entry], records: int, outcome: Outcome) -> None:
+        name = health.backend.name
+        self.counters.add("attempts", f"{name}:{outcome.kind.value}")
+        if outcome.delivered:
+            if self._last_backend is not None and self._last_backend != name:
+                self.counters.add("failovers", f"{self._last_backend}->{name}")
+                _logger.warning("otel-ext: delivering to %s (was %s)", name, self._last_backend)
+            self._last_backend = name
+            self.policy.on_success(health)
+            self.counters.add("delivered", name, records)
+            if outcome.kind is OutcomeKind.PARTIAL:
+                self.counters.add("partially_rejected", name, outcome.rejected)
+                _logger.warning("otel-ext: %s accepted a request but rejected %d records: %s",
+                                name, outcome.rejected, outcome.message)
+            self._acknowledge(take)
+            return
+        if outcome.kind is OutcomeKind.PERMANENT:
+            if len(take) > 1:
+                self._split = len(take)  # find the bad entries: resend one by one
+                return
+            self.queue.dead_letter(take[0], name, outcome.message)
+            _logger.error("otel-ext: %s permanently rejected %d records (kept in the dead-letter store): %s",
+                          name, take[0].records, outcome.message)
+            self._acknowledge(take)
+            return
+        if outcome.kind is OutcomeKind.THROTTLED:
+            self.policy.pause(health, outcome.retry_after, outcome.message)
+            return
+        auth = outcome.kind is OutcomeKind.AUTH
+        if auth and name not in self._auth_logged:
+            self._auth_logged.add(name)
+            _logger.error("otel-ext: %s refused our credentials (%s); data is kept and other backends are used",
+                          name, outcome.message)
+        elif not auth:
+            _logger.warning("otel-ext: %s unavailable (%s); failing over", name, outcome.message)
+        self.policy.mark_down(health, outcome.message, auth=auth)
+
+    def _acknowledge(self, take: list[Entry]) -> None:
+        self.queue.advance(self.lane, take[-1].id)
+        del self._pending[: len(take)]
+        if self._split:
+            self._split = max(0, self._split - len(take))
+
+    @property
+    def active_backend(self) -> str | None:
+        return self.policy.active()
+
+
+class Prober(threading.Thread):
+    """Probes down backends of every lane and periodically runs ``housekeeping`` (orphan adoption)."""
+
+    def __init__(self, policies: list[Policy], housekeeping: Callable[[], object] | None = None,
+                 housekeeping_interval: float = 5.0) -> None:
+        super().__init__(name="otel-ext-prober", daemon=True)
+        self.policies = policies
+        self.housekeeping = housekeeping
+        self.housekeeping_interval = housekeeping_interval
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def run(self) -> None:
+        next_housekeeping = time.monotonic() + self.housekeeping_interval
+        while not self._halt.wait(0.05):
+            now = time.monotonic()
+            for policy in self.policies:
+                for health in policy.due_probes(now):
+                    try:
+                        outcome = health.backend.probe()
+                    except Exception as exc:  # noqa: BLE001
+                        outcome = Outcome.retryable(str(exc))
+                    policy.record_probe(health, outcome.delivered, outcome.message)
+            if self.housekeeping is not None and now >= next_housekeeping:
+                next_housekeeping = now + self.housekeeping_interval
+                try:
+                    self.housekeeping()
+                except Exception:
+                    _logger.exception("otel-ext: queue housekeeping failed")

@@ -1,0 +1,100 @@
+"""Real peer processes for tests: rotel OTLP receivers on free loopback ports.
+
+A receiver prints every record it accepts (``--debug-log logs --debug-log-verbosity detailed``)
+into its own file; :meth:`Rotel.uids` reads the ``log.record.uid`` of every accepted record, so
+tests count deliveries and duplicates on the wire. Receivers are killed by PID (SIGKILL or
+SIGTERM) and can be restarted on the same ports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import rotel
+
+ROTEL = str(Path(rotel.__file__).resolve().parent / "rotel-agent")
+_UID = re.compile(r"-> log\.record\.uid: Str\(([0-9a-f]+)\)")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Rotel:
+    """One rotel receiver (gRPC + HTTP) on 127.0.0.1."""
+
+    def __init__(self, workdir: Path, name: str) -> None:
+        self.workdir = workdir
+        self.name = name
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.generation = 0
+        self._outputs: list[Path] = []
+
+    @property
+    def grpc_url(self) -> str:
+        return f"otlp+grpc://127.0.0.1:{self.grpc_port}?name={self.name}-grpc"
+
+    @property
+    def http_url(self) -> str:
+        return f"otlp+http://127.0.0.1:{self.http_port}?name={self.name}-http"
+
+    def start(self) -> Rotel:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.generation += 1
+        out = self.workdir / f"{self.name}-{self.generation}.out"
+        self._outputs.append(out)
+        self.proc = subprocess.Popen(
+            [ROTEL, "start", "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}",
+             "--otlp-http-endpoint", f"127.0.0.1:{self.http_port}", "--exporter", "blackhole",
+             "--debug-log", "logs", "--debug-log-verbosity", "detailed", "--logs-batch-timeout", "20ms",
+             "--pid-file", str(self.workdir / f"{self.name}.pid"), "--log-file", str(self.workdir / f"{self.name}.log")],
+            stdout=out.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        if not wait_until(lambda: port_open(self.grpc_port) and port_open(self.http_port), 15):
+            raise RuntimeError(f"rotel {self.name} did not open its ports")
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def uids(self) -> list[str]:
+        """Every record uid this receiver accepted, across restarts (duplicates kept)."""
+        found: list[str] = []
+        for out in self._outputs:
+            if out.exists():
+                found.extend(_UID.findall(out.read_text(errors="replace")))
+        return found
+
+    def count(self) -> int:
+        return len(self.uids())
