@@ -3,10 +3,101 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from otel_ext.classify import RuleFileError, build_ruleset
+
+
+def _queue_dir(args: argparse.Namespace) -> Path:
+    from otel_ext.auto.settings import load_settings
+
+    return Path(args.queue_dir) if args.queue_dir else load_settings().effective_queue_dir
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.0f}s"
+
+
+def _cmd_queue_status(args: argparse.Namespace) -> int:
+    from otel_ext.queue import list_queue_files, read_stats
+
+    directory = _queue_dir(args)
+    files = list_queue_files(directory) if directory.exists() else []
+    print(f"queue dir {directory}: {len(files)} queue file(s)")
+    print(f"{'file':32} {'owner':>8} {'state':8} {'records':>9} {'bytes':>11} {'oldest':>8} {'dead':>6}")
+    total = 0
+    for info in files:
+        try:
+            st = read_stats(info.db_path)
+        except Exception as exc:  # noqa: BLE001 - report and go on
+            print(f"{info.db_path.name:32} {info.owner_pid or '?':>8} unreadable: {type(exc).__name__}")
+            continue
+        total += st.records
+        state = "running" if info.alive else "orphan"
+        print(f"{info.db_path.name:32} {info.owner_pid or '?':>8} {state:8} {st.records:>9} {st.bytes:>11} "
+              f"{_age(st.oldest_age_s):>8} {st.dead_letter_records:>6}")
+    print(f"total pending records: {total}")
+    return 0
+
+
+def _cmd_queue_drain(args: argparse.Namespace) -> int:
+    from otel_ext.auto.settings import load_settings
+    from otel_ext.export import FailoverLogExporter
+
+    overrides = {"backends": args.backends} if args.backends else {}
+    settings = load_settings(**overrides)
+    exporter = FailoverLogExporter(settings=settings, queue_dir=_queue_dir(args), shutdown_timeout=1.0)
+    pending = exporter.queue.pending_records
+    print(f"draining {pending} records to {', '.join(b.describe() for b in exporter.backends)}")
+    done = exporter.force_flush(int(args.timeout * 1000))
+    stats = exporter.stats()
+    exporter.shutdown()
+    for backend, count in sorted(stats["counters"].get("delivered", {}).items()):
+        print(f"delivered {count} records to {backend}")
+    left = stats["queue"]["records"]
+    print(f"{'done' if done else 'timed out'}: {left} records still queued, "
+          f"{stats['queue']['dead_letter_records']} in the dead-letter store")
+    return 0 if done else 1
+
+
+def _cmd_queue_purge(args: argparse.Namespace) -> int:
+    from otel_ext.queue import PersistentQueue, orphans
+
+    if not args.yes:
+        print("otel-ext: purge deletes queued records for good; add --yes to confirm", file=sys.stderr)
+        return 2
+    total = 0
+    for orphan in orphans(_queue_dir(args)):
+        queue = PersistentQueue(orphan.db_path)
+        purged = queue.purge()
+        queue.close()
+        orphan.release(remove=not args.keep_dead_letters)
+        print(f"purged {purged} records from {orphan.db_path.name}")
+        total += purged
+    print(f"purged {total} records (queues of running processes are left alone)")
+    return 0
+
+
+def _cmd_queue_dead_letters(args: argparse.Namespace) -> int:
+    from otel_ext.queue import PersistentQueue, orphans
+
+    shown = 0
+    for orphan in orphans(_queue_dir(args)):
+        queue = PersistentQueue(orphan.db_path)
+        for letter in queue.dead_letters():
+            shown += 1
+            print(f"{orphan.db_path.name} #{letter.id} backend={letter.backend} records={letter.records} "
+                  f"classes={letter.classes} reason={letter.reason[:200]!r}")
+        if args.replay:
+            moved = queue.requeue_dead_letters()
+            print(f"requeued {moved} records from {orphan.db_path.name}; run 'otel-ext queue drain' to send them")
+        queue.close()
+        orphan.release(remove=False)
+    print(f"{shown} dead-letter entries (queues of running processes are not touched)")
+    return 0
 
 
 def _cmd_rules(args: argparse.Namespace) -> int:
@@ -37,11 +128,31 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-rules", help="validate a YAML rule file")
     check.add_argument("file")
     check.set_defaults(func=_cmd_check_rules)
+    queue = sub.add_parser("queue", help="inspect and drain persistent queues (works with no app running)")
+    queue_sub = queue.add_subparsers(dest="queue_command", required=True)
+    for name, func, text in (
+        ("status", _cmd_queue_status, "queue files, owners and pending records"),
+        ("drain", _cmd_queue_drain, "deliver the queues of dead processes to the configured backends"),
+        ("purge", _cmd_queue_purge, "delete the pending records of dead processes' queues"),
+        ("dead-letters", _cmd_queue_dead_letters, "list (and --replay) permanently rejected records"),
+    ):
+        cmd = queue_sub.add_parser(name, help=text)
+        cmd.add_argument("--queue-dir", help="default: $OTEL_EXT_QUEUE_DIR or the user state dir")
+        cmd.set_defaults(func=func)
+        if name == "drain":
+            cmd.add_argument("--backends", help="comma-separated backend URLs (default: $OTEL_EXT_BACKENDS)")
+            cmd.add_argument("--timeout", type=float, default=60.0, help="seconds to keep trying (default 60)")
+        if name == "purge":
+            cmd.add_argument("--yes", action="store_true", help="confirm the deletion")
+            cmd.add_argument("--keep-dead-letters", action="store_true")
+        if name == "dead-letters":
+            cmd.add_argument("--replay", action="store_true", help="move them back into the queue")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="otel-ext: %(message)s")
     try:
         return int(args.func(args))
     except (RuleFileError, ValueError) as exc:

@@ -8,7 +8,9 @@ label). The values are published through the OTel metrics API as observable inst
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 
 from opentelemetry import metrics
@@ -22,6 +24,15 @@ class Counters:
         self.prefix = prefix
         self._lock = threading.Lock()
         self._values: dict[str, dict[str, int]] = {}
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def _reinit() -> None:  # a parent thread may have held the lock at fork time
+                counters = ref()
+                if counters is not None:
+                    counters._lock = threading.Lock()
+
+            os.register_at_fork(after_in_child=_reinit)
 
     def add(self, name: str, label: str = "", amount: int = 1) -> None:
         with self._lock:

@@ -4,11 +4,15 @@ is collected by the SDK's in-memory exporter."""
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -66,3 +70,20 @@ def make_pipeline() -> Iterator[Any]:
         for log in pipe.loggers:
             log.removeHandler(pipe.handler)
         pipe.provider.shutdown()
+
+
+@pytest.fixture
+def receivers(tmp_path: Any) -> Iterator[Any]:
+    """A factory of real rotel receivers, all killed at the end of the test."""
+    from peers import Rotel
+
+    started: list[Any] = []
+
+    def factory(name: str, start: bool = True) -> Any:
+        rx = Rotel(tmp_path, name)
+        started.append(rx)
+        return rx.start() if start else rx
+
+    yield factory
+    for rx in started:
+        rx.kill()

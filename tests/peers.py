@@ -98,3 +98,27 @@ class Rotel:
 
     def count(self) -> int:
         return len(self.uids())
+
+    def settled_uids(self, expected: int, timeout: float = 15.0) -> list[str]:
+        """The accepted uids once at least ``expected`` unique ones were printed and the count has
+        stopped moving (rotel acknowledges before its 20 ms batch is printed)."""
+        wait_until(lambda: len(set(self.uids())) >= expected, timeout)
+        last = -1
+        while True:
+            uids = self.uids()
+            if len(uids) == last:
+                return uids
+            last = len(uids)
+            time.sleep(0.15)
+
+
+def collect(expected: int, *receivers: Rotel, timeout: float = 15.0) -> list[str]:
+    """Every uid accepted by ``receivers`` once ``expected`` unique ones arrived and counts settled."""
+    wait_until(lambda: len({u for r in receivers for u in r.uids()}) >= expected, timeout)
+    last = -1
+    while True:
+        uids = [u for r in receivers for u in r.uids()]
+        if len(uids) == last:
+            return uids
+        last = len(uids)
+        time.sleep(0.15)

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from otel_ext.export.policy import POLICIES
+POLICIES = ("priority", "round_robin", "replicate")
 
 
 class ConfigError(ValueError):
@@ -52,6 +52,7 @@ class Settings:
     rules_file: str | None = None
     sample: str | None = None
     min_severity: str | None = None
+    state_dir: str = field(default_factory=lambda: str(state_dir()))
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -59,11 +60,11 @@ class Settings:
         """The configured backends, or the embedded default (a file backend in the state dir)."""
         if self.backends:
             return self.backends
-        return (f"file://{state_dir() / 'logs'}",)
+        return (f"file://{Path(self.state_dir) / 'logs'}",)
 
     @property
     def effective_queue_dir(self) -> Path:
-        return Path(self.queue_dir) if self.queue_dir else state_dir() / "queue"
+        return Path(self.queue_dir) if self.queue_dir else Path(self.state_dir) / "queue"
 
 
 def _convert(value: Any, kind: str, source: str) -> Any:
@@ -118,7 +119,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             kinds = {k: kd for k, kd in ENV_KEYS.values()}
             values[key] = _convert(value, kinds[key], f"configure({key}=...)")
             sources[key] = f"configure({key}=...)"
-    settings = Settings(**values, sources=sources)
+    settings = Settings(**values, state_dir=str(state_dir(env)), sources=sources)
     if settings.failover_policy not in POLICIES:
         raise ConfigError(f"{sources.get('failover_policy', 'OTEL_EXT_FAILOVER_POLICY')}: unknown policy "
                           f"{settings.failover_policy!r} (use one of {', '.join(POLICIES)})")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 from collections.abc import Sequence
 
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
@@ -23,7 +22,6 @@ class UidFactory:
     """Unique record ids: a random per-process prefix (renewed after fork) plus a counter."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._reset()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._reset)
@@ -33,7 +31,7 @@ class UidFactory:
         self._counter = itertools.count(1)
 
     def __call__(self) -> str:
-        return f"{self._prefix}{next(self._counter):012x}"
+        return f"{self._prefix}{next(self._counter):012x}"  # itertools.count is atomic under the GIL
 
 
 new_uid = UidFactory()

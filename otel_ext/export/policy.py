@@ -13,9 +13,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from otel_ext.auto.settings import POLICIES
 from otel_ext.backends.base import Backend
 
-POLICIES = ("priority", "round_robin", "replicate")
+__all__ = ["POLICIES", "BackendHealth", "Policy"]
 
 
 @dataclass

@@ -436,12 +436,31 @@ class PersistentQueue:
                     self._conn.close()
 
     def abandon(self) -> None:
-        """Forget the connection without closing it (in a forked child: the parent still uses it)."""
-        with self._lock:
-            self._closed = True
-            _ABANDONED.append(self._conn)
+        """Forget the connection without closing it (in a forked child: the parent still uses it).
+
+        Takes no lock: at fork time another thread of the parent may have held it forever."""
+        self._lock = threading.RLock()
+        self._closed = True
+        _ABANDONED.append(self._conn)
 
 
 # Connections inherited across fork are kept referenced so their finalizer never runs in the child
 # (closing would checkpoint and delete the parent's WAL).
 _ABANDONED: list[sqlite3.Connection] = []
+
+
+def read_stats(path: Path) -> QueueStats:
+    """Stats of any queue file, read-only (safe while its owner is running)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    try:
+        row = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(LENGTH(payload)), 0), MIN(created_ns) "
+            "FROM entries WHERE id > COALESCE((SELECT MIN(cursor) FROM lanes), 0)"
+        ).fetchone()
+        dead = conn.execute("SELECT COUNT(*), COALESCE(SUM(records), 0) FROM dead_letters").fetchone()
+    finally:
+        conn.close()
+    oldest = row[3]
+    return QueueStats(int(row[0]), int(row[1]), int(row[2]),
+                      None if oldest is None else max(0.0, (time.time_ns() - int(oldest)) / 1e9),
+                      int(dead[0]), int(dead[1]))
