@@ -1,17 +1,19 @@
 """otel-ext: OpenTelemetry extensions for API services.
 
-Public API: the log processors (classification, redaction), the per-class volume dial and the
-deferred-processing exporter. See docs/architecture.md for the full contract.
+Public API: the log processors (classification, redaction), the per-class volume dial, the
+deferred-processing exporter and the failover exporter. See docs/architecture.md for the full contract.
 """
 
 from otel_ext.classify import EventClassifierProcessor, RuleFileError
 from otel_ext.deferred import DeferredProcessingExporter
+from otel_ext.export import FailoverLogExporter
 from otel_ext.redact import RedactionProcessor
 from otel_ext.volume import VolumeGate, VolumePolicy
 
 __all__ = [
     "DeferredProcessingExporter",
     "EventClassifierProcessor",
+    "FailoverLogExporter",
     "RedactionProcessor",
     "RuleFileError",
     "VolumeGate",

@@ -24,11 +24,11 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.util.types import AnyValue
 
 from otel_ext._attrs import read_view
-from otel_ext.telemetry import Counters
+from otel_ext.telemetry import Counters, register_counters
 
 _logger = logging.getLogger(__name__)
 
-REDACTION_COUNTERS = Counters("redaction")
+REDACTION_COUNTERS = register_counters(Counters("redaction"), {"redacted": ("kind",), "failed": ()})
 """``redacted`` per kind (never the value), ``failed`` records."""
 
 HASH_KEY_ENV = "OTEL_EXT_REDACT_HASH_KEY"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -55,24 +55,51 @@ class Counters:
             self._values.clear()
 
 
-def publish(counters: Counters, label_key: Mapping[str, str], unit: str = "{record}") -> None:
-    """Register one observable counter per known counter name on the global meter.
+_COUNTERS: list[tuple[Counters, dict[str, tuple[str, ...]]]] = []
+_GAUGES: list[tuple[str, str, Callable[[], Iterable[tuple[float, dict[str, str]]]]]] = []
+_published = False
+_publish_lock = threading.Lock()
 
-    ``label_key`` maps a counter name to the attribute name its label is reported under
-    (e.g. ``{"classified": "event_class"}``). Safe to call when no MeterProvider is configured.
-    """
+
+def register_counters(counters: Counters, labels: Mapping[str, tuple[str, ...]]) -> Counters:
+    """Declare how ``counters`` are published: counter name -> attribute names of its label parts
+    (a label ``"access:sampled"`` with ``("event_class", "reason")`` becomes two attributes)."""
+    _COUNTERS.append((counters, dict(labels)))
+    return counters
+
+
+def register_gauge(name: str, unit: str, callback: Callable[[], Iterable[tuple[float, dict[str, str]]]]) -> None:
+    _GAUGES.append((name, unit, callback))
+
+
+def _attributes(label: str, keys: tuple[str, ...]) -> dict[str, str]:
+    if not label or not keys:
+        return {}
+    parts = label.split(":", len(keys) - 1) if len(keys) > 1 else [label]
+    return {k: v for k, v in zip(keys, parts, strict=False) if v}
+
+
+def ensure_published() -> None:
+    """Create the observable instruments on the global meter once per process. Until the app sets
+    a MeterProvider they are no-ops; afterwards they report the live counters."""
+    global _published
+    with _publish_lock:
+        if _published:
+            return
+        _published = True
     meter = metrics.get_meter("otel_ext")
+    for counters, labels in _COUNTERS:
+        for name, keys in labels.items():
 
-    def make_callback(name: str, key: str) -> object:
-        def callback(_options: CallbackOptions) -> Iterable[Observation]:
-            values = counters.snapshot().get(name, {})
-            return [Observation(v, {key: label} if label else {}) for label, v in values.items()]
+            def callback(_options: CallbackOptions, c: Counters = counters, n: str = name,
+                         k: tuple[str, ...] = keys) -> Iterable[Observation]:
+                return [Observation(v, _attributes(label, k)) for label, v in c.snapshot().get(n, {}).items()]
 
-        return callback
+            meter.create_observable_counter(f"otel_ext.{counters.prefix}.{name}", callbacks=[callback])
+    for gauge_name, unit, source in _GAUGES:
 
-    for name, key in label_key.items():
-        meter.create_observable_counter(
-            f"otel_ext.{counters.prefix}.{name}",
-            callbacks=[make_callback(name, key)],  # type: ignore[list-item]
-            unit=unit,
-        )
+        def gauge(_options: CallbackOptions, src: Callable[[], Iterable[tuple[float, dict[str, str]]]] = source
+                  ) -> Iterable[Observation]:
+            return [Observation(v, attrs) for v, attrs in src()]
+
+        meter.create_observable_gauge(f"otel_ext.{gauge_name}", callbacks=[gauge], unit=unit)

@@ -17,9 +17,9 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from otel_ext._attrs import read_view
 from otel_ext.classify.rules import SEVERITY_BY_NAME
 from otel_ext.classify.vocabulary import EVENT_CLASSES
-from otel_ext.telemetry import Counters
+from otel_ext.telemetry import Counters, register_counters
 
-VOLUME_COUNTERS = Counters("volume")
+VOLUME_COUNTERS = register_counters(Counters("volume"), {"dropped": ("event_class", "reason")})
 """``dropped`` per ``<class>:<reason>`` (reason ``sampled`` or ``severity``), ``kept`` per class."""
 
 _CLASS_ATTR = "labels.event_class"

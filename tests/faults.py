@@ -134,3 +134,91 @@ class HttpFaultProxy:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class TlsProxy(TcpProxy):
+    """Terminates TLS (ALPN h2 and http/1.1) on loopback and forwards plaintext to ``upstream_port``.
+    With ``client_ca`` it requires a client certificate signed by that CA (mutual TLS)."""
+
+    def __init__(self, upstream_port: int, cert: str, key: str, client_ca: str | None = None) -> None:
+        import ssl
+
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.context.set_alpn_protocols(["h2", "http/1.1"])
+        if client_ca:
+            self.context.verify_mode = ssl.CERT_REQUIRED
+            self.context.load_verify_locations(client_ca)
+        self.handshakes_failed = 0
+        super().__init__(upstream_port)
+
+    def _accept(self) -> None:
+        self._server.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                raw, _ = self._server.accept()
+            except (TimeoutError, OSError):
+                continue
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        try:
+            raw.settimeout(5)
+            client = self.context.wrap_socket(raw, server_side=True)
+        except OSError:
+            self.handshakes_failed += 1
+            raw.close()
+            return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=2)
+        except OSError:
+            client.close()
+            return
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+
+class GrpcFaultProxy:
+    """A gRPC proxy for the OTLP logs service: answers the next N calls with a scripted status
+    (e.g. RESOURCE_EXHAUSTED carrying a google.rpc.RetryInfo), forwards the rest to rotel."""
+
+    METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+    def __init__(self, upstream_port: int) -> None:
+        from concurrent import futures
+
+        import grpc
+        from google.protobuf.duration_pb2 import Duration
+        from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+        self.script: deque[tuple[grpc.StatusCode, float | None]] = deque()
+        self.seen: list[str] = []
+        channel = grpc.insecure_channel(f"127.0.0.1:{upstream_port}")
+        forward = channel.unary_unary(self.METHOD, request_serializer=None, response_deserializer=None)
+        proxy = self
+
+        def export(request: bytes, context: grpc.ServicerContext) -> bytes:
+            if proxy.script:
+                code, delay = proxy.script.popleft()
+                proxy.seen.append(code.name)
+                if delay is not None:
+                    info = error_details_pb2.RetryInfo(retry_delay=Duration(seconds=int(delay),
+                                                                            nanos=int((delay % 1) * 1e9)))
+                    status = status_pb2.Status(code=getattr(code_pb2, code.name), message="slow down")
+                    status.details.add().Pack(info)
+                    context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
+                context.abort(code, "scripted fault")
+            proxy.seen.append("OK")
+            return forward(request, timeout=5)
+
+        handler = grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.logs.v1.LogsService",
+            {"Export": grpc.unary_unary_rpc_method_handler(export)},
+        )
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self._server.add_generic_rpc_handlers((handler,))
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+
+    def close(self) -> None:
+        self._server.stop(0)

@@ -13,7 +13,7 @@ from otel_ext._attrs import read_view, set_many
 from otel_ext.classify.engine import Classification, RuleSet
 from otel_ext.classify.fields import RecordFields
 from otel_ext.classify.loader import build_ruleset
-from otel_ext.telemetry import Counters
+from otel_ext.telemetry import Counters, ensure_published, register_counters
 
 _logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ _SEVERITY_TEXT = {
     SeverityNumber.INFO.value: "INFO",
 }
 
-CLASSIFIER_COUNTERS = Counters("classifier")
+CLASSIFIER_COUNTERS = register_counters(Counters("classifier"), {"classified": ("event_class",), "failed": ()})
 """``classified`` per class, ``failed`` (records passed through unlabelled after an error)."""
 
 
@@ -46,6 +46,7 @@ class EventClassifierProcessor(LogRecordProcessor):
         self.ruleset = rules if isinstance(rules, RuleSet) else build_ruleset(rules=rules, rules_file=rules_file)
         self.counters = counters
         self._warned = False
+        ensure_published()
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         scope = log_record.instrumentation_scope

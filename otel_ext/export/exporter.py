@@ -33,9 +33,37 @@ from otel_ext.export.policy import POLICIES, Policy
 from otel_ext.export.sender import EXPORT_COUNTERS, Lane, Prober
 from otel_ext.queue.ownership import ClaimedFile, claim_new, orphans, prepare_dir
 from otel_ext.queue.store import QUEUE_COUNTERS, PersistentQueue, QueueError
-from otel_ext.telemetry import Counters
+from otel_ext.telemetry import Counters, ensure_published, register_gauge
 
 _logger = logging.getLogger(__name__)
+
+
+_LIVE: weakref.WeakSet[FailoverLogExporter] = weakref.WeakSet()
+
+
+def _queue_gauges(field: str) -> list[tuple[float, dict[str, str]]]:
+    out = []
+    for exporter in list(_LIVE):
+        stats = exporter.queue.stats()
+        value = getattr(stats, field)
+        out.append((float(value or 0.0), {"queue": exporter.queue.path.name}))
+    return out
+
+
+def _active_levels() -> list[tuple[float, dict[str, str]]]:
+    out = []
+    for exporter in list(_LIVE):
+        for lane in exporter.lanes:
+            up = [h.level for h in lane.policy.health if h.up]
+            out.append((float(up[0]) if up else -1.0, {"lane": lane.lane}))
+    return out
+
+
+register_gauge("queue.depth", "{record}", lambda: _queue_gauges("records"))
+register_gauge("queue.bytes", "By", lambda: _queue_gauges("bytes"))
+register_gauge("queue.oldest_age", "s", lambda: _queue_gauges("oldest_age_s"))
+register_gauge("queue.dead_letters", "{record}", lambda: _queue_gauges("dead_letter_records"))
+register_gauge("exporter.active_backend_level", "1", _active_levels)
 
 
 class FailoverLogExporter(LogRecordExporter):
@@ -86,6 +114,8 @@ class FailoverLogExporter(LogRecordExporter):
         self._shutdown = False
         self._lock = threading.Lock()
         self._start()
+        _LIVE.add(self)
+        ensure_published()
         if hasattr(os, "register_at_fork"):
             ref = weakref.WeakMethod(self._after_fork_in_child)
 
@@ -193,6 +223,7 @@ class FailoverLogExporter(LogRecordExporter):
             if self._shutdown:
                 return
             self._shutdown = True
+        _LIVE.discard(self)
         budget = self.shutdown_timeout
         if timeout_millis is not None:
             budget = min(budget, max(0.0, timeout_millis / 1000))

@@ -17,11 +17,13 @@ from collections.abc import Callable
 from otel_ext.backends.outcome import Outcome, OutcomeKind
 from otel_ext.export.policy import BackendHealth, Policy
 from otel_ext.queue.store import Entry, PersistentQueue
-from otel_ext.telemetry import Counters
+from otel_ext.telemetry import Counters, register_counters
 
 _logger = logging.getLogger(__name__)
 
-EXPORT_COUNTERS = Counters("exporter")
+EXPORT_COUNTERS = register_counters(Counters("exporter"), {
+    "delivered": ("backend",), "attempts": ("backend", "outcome"), "failovers": ("transition",),
+    "partially_rejected": ("backend",), "export_failed": ("reason",)})
 """``delivered`` per backend, ``attempts`` per ``backend:outcome``, ``failovers`` per ``from->to``,
 ``partially_rejected`` per backend, ``export_failed`` per reason."""
 

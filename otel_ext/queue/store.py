@@ -27,11 +27,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from otel_ext.telemetry import Counters
+from otel_ext.telemetry import Counters, register_counters
 
 _logger = logging.getLogger(__name__)
 
-QUEUE_COUNTERS = Counters("queue")
+QUEUE_COUNTERS = register_counters(Counters("queue"), {
+    "appended": (), "dropped": ("event_class", "reason"), "dead_lettered": ("backend",), "quarantined": (),
+    "adopted": ()})
 """``appended``/``dropped`` records per ``class:reason``, ``dead_lettered``, ``quarantined``, ``adopted``."""
 
 TIER_BY_CLASS = {"access": 0, "performance": 0, "application": 0, "error": 1, "security": 2}
