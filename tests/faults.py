@@ -192,12 +192,23 @@ class GrpcFaultProxy:
         from google.rpc import code_pb2, error_details_pb2, status_pb2
 
         self.script: deque[tuple[grpc.StatusCode, float | None]] = deque()
+        self.partial: deque[int] = deque()  # answer OK with partial_success.rejected_log_records = n
         self.seen: list[str] = []
+        self.metadata: list[dict[str, str]] = []
         channel = grpc.insecure_channel(f"127.0.0.1:{upstream_port}")
         forward = channel.unary_unary(self.METHOD, request_serializer=None, response_deserializer=None)
         proxy = self
 
         def export(request: bytes, context: grpc.ServicerContext) -> bytes:
+            proxy.metadata.append({k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
+            if proxy.partial:
+                from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as pb
+
+                rejected = proxy.partial.popleft()
+                proxy.seen.append("PARTIAL")
+                forward(request, timeout=5)
+                return pb.ExportLogsServiceResponse(partial_success=pb.ExportLogsPartialSuccess(
+                    rejected_log_records=rejected, error_message="2 records too large")).SerializeToString()
             if proxy.script:
                 code, delay = proxy.script.popleft()
                 proxy.seen.append(code.name)

@@ -137,3 +137,58 @@ def test_grpc_invalid_argument_is_dead_lettered(receivers: Any, tmp_path: Path) 
         assert sum(d.records for d in letters) == 100 and "INVALID_ARGUMENT" in letters[0].reason
     finally:
         proxy.close()
+
+
+def test_partial_success_is_counted_and_not_resent(receivers: Any, tmp_path: Path) -> None:
+    rx = receivers("rx")
+    proxy = GrpcFaultProxy(rx.grpc_port)
+    try:
+        proxy.partial.append(2)
+        app = make_app([f"otlp+grpc://127.0.0.1:{proxy.port}?name=picky"], tmp_path / "q")
+        app.emit(100)
+        assert app.deliver(20)
+        app.close()
+        assert proxy.seen == ["PARTIAL"]  # accepted: one request, no re-send
+        assert app.counters.get("partially_rejected", "picky") == 2
+        assert app.counters.get("attempts", "picky:partial") == 1
+    finally:
+        proxy.close()
+
+
+def test_headers_from_env_reach_the_receiver(receivers: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rx = receivers("rx")
+    proxy = GrpcFaultProxy(rx.grpc_port)
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=acme,authorization=Bearer%20s3cr3t")
+        app = make_app([f"otlp+grpc://127.0.0.1:{proxy.port}?name=hdr"], tmp_path / "q")
+        app.emit(10)
+        assert app.deliver(20)
+        app.close()
+        assert proxy.metadata[0]["x-tenant"] == "acme"
+        assert proxy.metadata[0]["authorization"] == "Bearer s3cr3t"
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_gzip_compression_is_accepted_by_a_real_receiver(receivers: Any, tmp_path: Path, transport: str) -> None:
+    rx = receivers("rx")
+    url = (rx.grpc_url if transport == "grpc" else rx.http_url) + "&compression=gzip"
+    app = make_app([url], tmp_path / "q")
+    app.emit(500)
+    assert app.deliver(20)
+    app.close()
+    assert len(set(collect(500, rx))) == 500
+
+
+def test_shutdown_is_bounded_and_leaves_undelivered_records_on_disk(receivers: Any, tmp_path: Path) -> None:
+    rx = receivers("rx", start=False)
+    app = make_app([rx.grpc_url], tmp_path / "q", shutdown_timeout=0.5)
+    app.emit(1000)
+    app.flush_to_queue()
+    t0 = time.monotonic()
+    app.close()
+    assert time.monotonic() - t0 < 10  # generous safety bound around the 0.5 s budget
+    from exporter_harness import queued_records
+
+    assert queued_records(tmp_path / "q") == 1000
