@@ -99,6 +99,13 @@ class Rotel:
     def count(self) -> int:
         return len(self.uids())
 
+    def output(self) -> str:
+        return "".join(out.read_text(errors="replace") for out in self._outputs if out.exists())
+
+    def attribute_values(self, key: str) -> list[str]:
+        """String values of attribute ``key`` over every accepted record."""
+        return re.findall(rf"-> {re.escape(key)}: Str\((.*?)\)\n", self.output())
+
     def settled_uids(self, expected: int, timeout: float = 15.0) -> list[str]:
         """The accepted uids once at least ``expected`` unique ones were printed and the count has
         stopped moving (rotel acknowledges before its 20 ms batch is printed)."""

@@ -36,6 +36,9 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "OTEL_EXT_RULES_FILE": ("rules_file", "str"),
     "OTEL_EXT_SAMPLE": ("sample", "str"),
     "OTEL_EXT_MIN_SEVERITY": ("min_severity", "str"),
+    "OTEL_EXT_PROCESSING": ("processing", "str"),
+    "OTEL_EXT_BUFFER_SIZE": ("buffer_size", "int"),
+    "OTEL_EXT_ON_CONFIG_ERROR": ("on_config_error", "str"),
 }
 FILE_KEYS = {key for key, _ in ENV_KEYS.values()}
 
@@ -52,6 +55,9 @@ class Settings:
     rules_file: str | None = None
     sample: str | None = None
     min_severity: str | None = None
+    processing: str = "deferred"  # or "inline"
+    buffer_size: int = 16384  # in-memory records between the app and the queue (SDK batch processor)
+    on_config_error: str = "exit"  # or "continue" (zero-code only)
     state_dir: str = field(default_factory=lambda: str(state_dir()))
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -125,4 +131,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
                           f"{settings.failover_policy!r} (use one of {', '.join(POLICIES)})")
     if settings.queue_fsync not in ("process", "always"):
         raise ConfigError(f"{sources.get('queue_fsync', 'OTEL_EXT_QUEUE_FSYNC')}: use 'process' or 'always'")
+    if settings.processing not in ("deferred", "inline"):
+        raise ConfigError(f"{sources.get('processing', 'OTEL_EXT_PROCESSING')}: use 'deferred' or 'inline', "
+                          f"got {settings.processing!r}")
+    if settings.on_config_error not in ("exit", "continue"):
+        raise ConfigError(f"{sources.get('on_config_error', 'OTEL_EXT_ON_CONFIG_ERROR')}: use 'exit' or 'continue'")
     return settings

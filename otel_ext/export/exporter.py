@@ -59,6 +59,11 @@ def _active_levels() -> list[tuple[float, dict[str, str]]]:
     return out
 
 
+def live_exporters() -> list[FailoverLogExporter]:
+    """FailoverLogExporters of this process that are not shut down (e.g. built by the SDK)."""
+    return list(_LIVE)
+
+
 register_gauge("queue.depth", "{record}", lambda: _queue_gauges("records"))
 register_gauge("queue.bytes", "By", lambda: _queue_gauges("bytes"))
 register_gauge("queue.oldest_age", "s", lambda: _queue_gauges("oldest_age_s"))

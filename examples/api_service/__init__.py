@@ -1,0 +1,1 @@
+"""Example API service instrumented by otel-ext."""

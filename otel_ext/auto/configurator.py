@@ -1,0 +1,56 @@
+"""Zero-code configurator (``OTEL_PYTHON_CONFIGURATOR=otel_ext``): the SDK configurator plus our
+processors, passed through its ``log_record_processors`` / ``export_log_record_processor`` hooks so
+they run before (or inside) the export processor. Traces and metrics are set up exactly as the
+stock SDK configurator does from the user's env vars."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from opentelemetry._logs import get_logger_provider
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+from opentelemetry.sdk._logs import LoggerProvider
+
+from otel_ext.auto.pipeline import Pipeline, build_parts, set_current
+from otel_ext.auto.settings import ConfigError, load_settings
+
+
+class OtelExtConfigurator(_OTelSDKConfigurator):
+    """Configures the SDK from env vars and installs otel-ext's processors.
+
+    A configuration error stops the process at start-up with one line naming the variable or file
+    (``OTEL_EXT_ON_CONFIG_ERROR=continue`` starts the app without otel-ext instead).
+    """
+
+    def _configure(self, **kwargs: Any) -> None:
+        try:
+            settings = load_settings()
+            parts = build_parts(settings)
+            if "failover" in _log_exporter_names():
+                from otel_ext.backends.urls import backend_from_url
+
+                for url in settings.effective_backends:  # fail now, not at the first export
+                    backend_from_url(url, default_timeout=settings.timeout).close()
+        except (ConfigError, ValueError) as exc:
+            print(f"otel-ext: configuration error: {exc}", file=sys.stderr, flush=True)
+            if os.environ.get("OTEL_EXT_ON_CONFIG_ERROR") == "continue":
+                return
+            # We run inside sitecustomize, before the app: SystemExit here would become a fatal
+            # "Failed to import the site module" with a traceback. Nothing is started yet.
+            sys.stdout.flush()
+            os._exit(2)
+        kwargs.setdefault("log_record_processors", parts.inline_processors)
+        kwargs.setdefault("export_log_record_processor", parts.export_processor)
+        super()._configure(**kwargs)  # type: ignore[no-untyped-call]
+        provider = get_logger_provider()
+        if isinstance(provider, LoggerProvider):
+            from otel_ext.export.exporter import live_exporters
+
+            set_current(Pipeline(provider, live_exporters(), None, parts))
+
+
+def _log_exporter_names() -> list[str]:
+    return [n.strip() for n in os.environ.get("OTEL_LOGS_EXPORTER", "").split(",") if n.strip()]
+
