@@ -13,6 +13,7 @@ from opentelemetry._logs import get_logger_provider
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk._logs import LoggerProvider
 
+from otel_ext.auto import exit as exit_flush
 from otel_ext.auto.pipeline import Pipeline, build_parts, set_current
 from otel_ext.auto.settings import ConfigError, load_settings
 
@@ -48,7 +49,9 @@ class OtelExtConfigurator(_OTelSDKConfigurator):
         if isinstance(provider, LoggerProvider):
             from otel_ext.export.exporter import live_exporters
 
-            set_current(Pipeline(provider, live_exporters(), None, parts))
+            pipeline = Pipeline(provider, live_exporters(), None, parts)
+            set_current(pipeline)
+            exit_flush.install(lambda: pipeline.force_flush(int(settings.shutdown_timeout * 1000)))
 
 
 def _log_exporter_names() -> list[str]:

@@ -4,6 +4,7 @@ zero-code configurator — and the :class:`Pipeline` handle."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 
+from otel_ext.auto import exit as exit_flush
 from otel_ext.auto.settings import ConfigError, Settings, load_settings
 from otel_ext.classify import CLASSIFIER_COUNTERS, EventClassifierProcessor, RuleFileError
 from otel_ext.deferred import DeferredProcessingExporter
@@ -40,10 +42,13 @@ class Parts:
     def export_processor(self, exporter: LogRecordExporter, *args: Any, **kwargs: Any) -> LogRecordProcessor:
         """Wrap one exporter: the SDK batch processor (sized by ``buffer_size``) plus our stages."""
         size = self.settings.buffer_size
+        # records reach the durable queue within ~100 ms unless OTEL_BLRP_SCHEDULE_DELAY says otherwise
+        delay = None if os.environ.get("OTEL_BLRP_SCHEDULE_DELAY") else 100
         if self.settings.processing == "deferred":
             wrapped = DeferredProcessingExporter(exporter, self.classifier, self.redaction, self.volume)
-            return BatchLogRecordProcessor(wrapped, max_queue_size=size)
-        return VolumeGate(BatchLogRecordProcessor(exporter, max_queue_size=size), self.volume)
+            return BatchLogRecordProcessor(wrapped, max_queue_size=size, schedule_delay_millis=delay)
+        return VolumeGate(BatchLogRecordProcessor(exporter, max_queue_size=size, schedule_delay_millis=delay),
+                          self.volume)
 
 
 def build_parts(settings: Settings) -> Parts:
@@ -147,4 +152,6 @@ def configure(**overrides: Any) -> Pipeline:
         handler = LoggingHandler(logger_provider=provider)
         logging.getLogger().addHandler(handler)
         _CURRENT = Pipeline(provider, [exporter], handler, parts)
+        exit_flush.install(lambda: provider.force_flush(int(settings.shutdown_timeout * 1000)) and exporter.force_flush(
+            int(settings.shutdown_timeout * 1000)))
         return _CURRENT
