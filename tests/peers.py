@@ -72,7 +72,8 @@ class Rotel:
         self.proc = subprocess.Popen(
             [ROTEL, "start", "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}",
              "--otlp-http-endpoint", f"127.0.0.1:{self.http_port}", "--exporter", "blackhole",
-             "--debug-log", "logs", "--debug-log-verbosity", "detailed", "--logs-batch-timeout", "20ms",
+             "--debug-log", "logs", "--debug-log", "traces", "--debug-log-verbosity", "detailed",
+             "--logs-batch-timeout", "20ms", "--traces-batch-timeout", "20ms",
              "--pid-file", str(self.workdir / f"{self.name}.pid"), "--log-file", str(self.workdir / f"{self.name}.log")],
             stdout=out.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )

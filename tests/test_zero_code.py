@@ -130,3 +130,23 @@ def test_configuration_errors_stop_start_up_with_one_clear_line(tmp_path: Path, 
     errors = [line for line in out.splitlines() if line.startswith("otel-ext: configuration error:")]
     assert len(errors) == 1 and message in errors[0], out
     assert "Traceback" not in out
+
+
+def test_traces_keep_working_as_the_user_configured_them(receivers: Any, tmp_path: Path) -> None:
+    logs_rx = receivers("logs")
+    traces_rx = receivers("traces")
+    env = zero_code_env(tmp_path, logs_rx.grpc_url, OTEL_TRACES_EXPORTER="otlp",
+                        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"http://127.0.0.1:{traces_rx.grpc_port}",
+                        OTEL_EXPORTER_OTLP_TRACES_INSECURE="true")
+    service = Service(uvicorn(), env, tmp_path)
+    try:
+        stats = run_traffic_and_flush(service, 20)
+    finally:
+        assert service.stop() in (0, -15), service.output()
+    assert len(set(collect(appended(stats), logs_rx))) == appended(stats)
+    from peers import wait_until
+
+    assert wait_until(lambda: "Span #" in traces_rx.output() or "ScopeSpans" in traces_rx.output(), 15), \
+        traces_rx.output()[-2000:]
+    assert "http.route" in traces_rx.output() or "GET /api" in traces_rx.output()
+    assert "trace_id" in logs_rx.output().lower() or "Trace ID" in logs_rx.output()

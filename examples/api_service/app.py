@@ -16,6 +16,8 @@ import os
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -28,11 +30,28 @@ if os.environ.get("OTEL_EXT_IN_CODE"):
     otel_ext.configure()
 
 logging.getLogger().setLevel(logging.INFO)  # plain logging.info() calls must reach the handler
+logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # no server start/stop chatter
 log = logging.getLogger("shop.api")
 
 USERS = {"alice": "wonderland", "bob": "builder", "admin": "correct-horse-battery-staple"}
 RATE_LIMIT = 20  # requests per client per second on /api/orders
-app = FastAPI(title="shop-api")
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    yield
+    stats_file = os.environ.get("SHOP_STATS_FILE")
+    if stats_file:  # example-only: final counters for the demo, after everything was flushed
+        import json
+
+        import otel_ext
+
+        pipeline = otel_ext.current_pipeline()
+        if pipeline is not None:
+            pipeline.force_flush(30_000)
+            with open(stats_file, "w", encoding="utf-8") as out:
+                json.dump(pipeline.stats(), out)
+
+
+app = FastAPI(title="shop-api", lifespan=lifespan)
 _hits: dict[str, deque[float]] = defaultdict(deque)
 _hits_lock = threading.Lock()
 

@@ -6,11 +6,13 @@ buffer would be lost.
 :func:`install` puts a handler on SIGTERM that flushes the pipeline (bounded) and then terminates
 exactly as the default action would. Whenever code later sets SIGTERM back to ``SIG_DFL``, our
 handler is installed instead (same termination, flushed first); any other handler an application
-installs is left alone.
+installs is left alone. The app's tracer and meter providers are flushed too (they would die the
+same way).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -24,11 +26,23 @@ _original_signal = signal.signal
 _installed = False
 
 
+def _global_providers() -> list[Callable[[], object]]:
+    """The app's tracer and meter providers die with the same signal: flush them as well."""
+    from opentelemetry import metrics, trace
+
+    flushes: list[Callable[[], object]] = []
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        flush = getattr(provider, "force_flush", None)
+        if callable(flush):
+            flushes.append(functools.partial(flush, 5_000))
+    return flushes
+
+
 def _flush_then_die(signum: int, _frame: Any) -> None:
-    for flush in list(_flushers):
+    for flush in [*_flushers, *_global_providers()]:
         try:
             flush()
-        except Exception:
+        except Exception:  # termination must proceed
             _logger.exception("otel-ext: flush on termination failed")
     _original_signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
