@@ -114,8 +114,14 @@ def _cmd_rules(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_rules(args: argparse.Namespace) -> int:
+    from otel_ext.classify.loader import read_rule_document
+    from otel_ext.detect import DetectorConfig
+
     ruleset = build_ruleset(rules_file=args.file, use_env=False)
-    print(f"{args.file}: ok ({len(ruleset.rules)} effective rules)")
+    doc = read_rule_document(args.file)
+    detectors = DetectorConfig.parse(doc.get("detectors") if isinstance(doc, dict) else None, None, args.file)
+    enabled = ", ".join(detectors.enabled) or "none"
+    print(f"{args.file}: ok ({len(ruleset.rules)} effective rules, detectors: {enabled})")
     return 0
 
 

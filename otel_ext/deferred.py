@@ -1,4 +1,4 @@
-"""Deferred processing: run classification, redaction and the volume dial in the export worker.
+"""Deferred processing: run classification, redaction, detection and the volume dial in the export worker.
 
 ``DeferredProcessingExporter`` wraps any ``LogRecordExporter``. The BatchLogRecordProcessor hands it
 whole batches on its own worker thread, so the application thread pays only for the SDK's bare
@@ -17,6 +17,7 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from otel_ext.classify.processor import EventClassifierProcessor
+from otel_ext.detect.engine import DetectionEngine
 from otel_ext.redact import RedactionProcessor
 from otel_ext.telemetry import Counters
 from otel_ext.volume import VOLUME_COUNTERS, VolumePolicy
@@ -34,16 +35,18 @@ class DeferredProcessingExporter(LogRecordExporter):
         redaction: RedactionProcessor | None = None,
         volume: VolumePolicy | None = None,
         volume_counters: Counters = VOLUME_COUNTERS,
+        detection: DetectionEngine | None = None,
     ) -> None:
         self.exporter = exporter
         self.classifier = classifier
         self.redaction = redaction
         self.volume = None if volume is None or volume.is_noop else volume
         self.volume_counters = volume_counters
+        self.detection = detection
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         kept: list[ReadableLogRecord] = []
-        classifier, redaction, volume = self.classifier, self.redaction, self.volume
+        classifier, redaction, volume, detection = self.classifier, self.redaction, self.volume, self.detection
         for item in batch:
             record = item.log_record
             if classifier is not None:
@@ -51,6 +54,8 @@ class DeferredProcessingExporter(LogRecordExporter):
                 classifier.classify_record(record, scope.name if scope is not None else "")
             if redaction is not None:
                 redaction.redact_record(record)
+            if detection is not None:  # before the volume dial: sampling must not blind a detector
+                detection.observe(record)
             if volume is None or volume.keep(record, self.volume_counters):
                 kept.append(item)
         if not kept:
@@ -58,6 +63,8 @@ class DeferredProcessingExporter(LogRecordExporter):
         return self.exporter.export(kept)
 
     def shutdown(self) -> None:
+        if self.detection is not None:
+            self.detection.shutdown()
         self.exporter.shutdown()  # type: ignore[no-untyped-call]
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

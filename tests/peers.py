@@ -103,6 +103,14 @@ class Rotel:
     def output(self) -> str:
         return "".join(out.read_text(errors="replace") for out in self._outputs if out.exists())
 
+    def records(self) -> list[dict[str, str]]:
+        """Every accepted record's attributes (values as printed: strings unquoted, ints as digits)."""
+        out = []
+        for chunk in self.output().split("LogRecord #")[1:]:
+            attrs = dict(re.findall(r"-> ([\w.@-]+): (?:Str|Int|Double|Bool)\((.*?)\)\n", chunk))
+            out.append(attrs)
+        return out
+
     def attribute_values(self, key: str) -> list[str]:
         """String values of attribute ``key`` over every accepted record."""
         return re.findall(rf"-> {re.escape(key)}: Str\((.*?)\)\n", self.output())

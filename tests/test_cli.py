@@ -26,4 +26,8 @@ def test_check_rules_reports_bad_file_with_exit_2(tmp_path: Path) -> None:
     out = run("check-rules", str(bad))
     assert out.returncode == 2
     assert str(bad) in out.stderr and "rule 'r1'" in out.stderr and "Traceback" not in out.stderr
-    assert run("check-rules", str(ROOT / "examples" / "rules.yaml")).returncode == 0
+    good = run("check-rules", str(ROOT / "examples" / "rules.yaml"))
+    assert good.returncode == 0 and "brute_force_account" in good.stdout
+    bad.write_text("detectors:\n  brute_force_account: {threshold: lots}\n")
+    out = run("check-rules", str(bad))
+    assert out.returncode == 2 and "brute_force_account: threshold must be a positive number" in out.stderr

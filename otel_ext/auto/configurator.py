@@ -49,6 +49,9 @@ class OtelExtConfigurator(_OTelSDKConfigurator):
         if isinstance(provider, LoggerProvider):
             from otel_ext.export.exporter import live_exporters
 
+            if parts.detection is not None:
+                parts.detection.bind(provider)
+
             pipeline = Pipeline(provider, live_exporters(), None, parts)
             set_current(pipeline)
             exit_flush.install(lambda: pipeline.force_flush(int(settings.shutdown_timeout * 1000)))

@@ -19,7 +19,9 @@ from opentelemetry.sdk.resources import Resource
 from otel_ext.auto import exit as exit_flush
 from otel_ext.auto.settings import ConfigError, Settings, load_settings
 from otel_ext.classify import CLASSIFIER_COUNTERS, EventClassifierProcessor, RuleFileError
+from otel_ext.classify.loader import read_rule_document
 from otel_ext.deferred import DeferredProcessingExporter
+from otel_ext.detect.engine import DETECT_COUNTERS, DetectionEngine, DetectorProcessor, engine_from_env
 from otel_ext.redact import REDACTION_COUNTERS, RedactionProcessor
 from otel_ext.volume import VOLUME_COUNTERS, VolumeGate, VolumePolicy
 
@@ -34,10 +36,14 @@ class Parts:
     classifier: EventClassifierProcessor
     redaction: RedactionProcessor
     volume: VolumePolicy
+    detection: DetectionEngine | None = None
 
     @property
     def inline_processors(self) -> list[LogRecordProcessor]:
-        return [self.classifier, self.redaction] if self.settings.processing == "inline" else []
+        if self.settings.processing != "inline":
+            return []
+        detect = [DetectorProcessor(self.detection)] if self.detection is not None else []
+        return [self.classifier, self.redaction, *detect]
 
     def export_processor(self, exporter: LogRecordExporter, *args: Any, **kwargs: Any) -> LogRecordProcessor:
         """Wrap one exporter: the SDK batch processor (sized by ``buffer_size``) plus our stages."""
@@ -45,7 +51,8 @@ class Parts:
         # records reach the durable queue within ~100 ms unless OTEL_BLRP_SCHEDULE_DELAY says otherwise
         delay = None if os.environ.get("OTEL_BLRP_SCHEDULE_DELAY") else 100
         if self.settings.processing == "deferred":
-            wrapped = DeferredProcessingExporter(exporter, self.classifier, self.redaction, self.volume)
+            wrapped = DeferredProcessingExporter(exporter, self.classifier, self.redaction, self.volume,
+                                                 detection=self.detection)
             return BatchLogRecordProcessor(wrapped, max_queue_size=size, schedule_delay_millis=delay)
         return VolumeGate(BatchLogRecordProcessor(exporter, max_queue_size=size, schedule_delay_millis=delay),
                           self.volume)
@@ -61,7 +68,15 @@ def build_parts(settings: Settings) -> Parts:
         volume = VolumePolicy.parse(settings.sample, settings.min_severity)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return Parts(settings, classifier, RedactionProcessor(), volume)
+    section = None
+    if settings.rules_file:
+        doc = read_rule_document(settings.rules_file)
+        section = doc.get("detectors") if isinstance(doc, dict) else None
+    try:
+        detection = engine_from_env(section, source=settings.rules_file or "rules file")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return Parts(settings, classifier, RedactionProcessor(), volume, detection)
 
 
 @dataclass
@@ -88,6 +103,8 @@ class Pipeline:
             "classification_failed": CLASSIFIER_COUNTERS.get("failed"),
             "redacted": REDACTION_COUNTERS.snapshot().get("redacted", {}),
             "volume_dropped": VOLUME_COUNTERS.snapshot().get("dropped", {}),
+            "alerts": DETECT_COUNTERS.snapshot().get("alerts", {}),
+            "detector_evicted_keys": DETECT_COUNTERS.snapshot().get("evicted_keys", {}),
             "exporters": list(exporters.values()),
         }
 
@@ -142,6 +159,8 @@ def configure(**overrides: Any) -> Pipeline:
         parts = build_parts(settings)
         exporter = FailoverLogExporter(settings=settings)
         provider = LoggerProvider(resource=Resource.create())
+        if parts.detection is not None:
+            parts.detection.bind(provider)
         for processor in parts.inline_processors:
             provider.add_log_record_processor(processor)
         provider.add_log_record_processor(parts.export_processor(exporter))

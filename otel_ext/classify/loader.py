@@ -59,9 +59,9 @@ def parse_rule_document(path: str, doc: Any) -> tuple[list[Mapping[str, Any]], F
         return [], FieldSettings()
     if not isinstance(doc, Mapping):
         raise RuleFileError(f"{path}: top level must be a mapping with 'rules' and/or 'settings'")
-    unknown = set(doc) - {"rules", "settings"}
+    unknown = set(doc) - {"rules", "settings", "detectors"}
     if unknown:
-        raise RuleFileError(f"{path}: unknown top-level key(s) {sorted(unknown)} (allowed: rules, settings)")
+        raise RuleFileError(f"{path}: unknown top-level key(s) {sorted(unknown)} (allowed: rules, settings, detectors)")
     rules = doc.get("rules") or []
     if not isinstance(rules, list):
         raise RuleFileError(f"{path}: 'rules' must be a list")
@@ -73,6 +73,11 @@ def parse_rule_document(path: str, doc: Any) -> tuple[list[Mapping[str, Any]], F
 
 def load_rule_file(path: str | os.PathLike[str]) -> tuple[list[Mapping[str, Any]], FieldSettings]:
     name = os.fspath(path)
+    return parse_rule_document(name, read_rule_document(name))
+
+
+def read_rule_document(name: str) -> Any:
+    """The parsed YAML of a rule file (errors name the file)."""
     try:
         text = Path(name).read_text(encoding="utf-8")
     except OSError as exc:
@@ -80,10 +85,9 @@ def load_rule_file(path: str | os.PathLike[str]) -> tuple[list[Mapping[str, Any]
     except UnicodeDecodeError as exc:
         raise RuleFileError(f"{name}: rule file is not UTF-8: {exc.reason}") from None
     try:
-        doc = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RuleFileError(f"{name}: invalid YAML: {exc}") from None
-    return parse_rule_document(name, doc)
 
 
 def build_ruleset(
