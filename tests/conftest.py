@@ -87,3 +87,13 @@ def receivers(tmp_path: Any) -> Iterator[Any]:
     yield factory
     for rx in started:
         rx.kill()
+
+
+@pytest.fixture(scope="session")
+def search_server() -> Iterator[Any]:
+    """One real OpenSearch 2.19.6 process for the whole session (see tests/search_server.py)."""
+    from search_server import SearchServer
+
+    server = SearchServer().start()
+    yield server
+    server.stop()

@@ -22,6 +22,9 @@ class Outcome:
     message: str = ""
     retry_after: float | None = None
     rejected: int = 0
+    # per-item permanent rejections (Elasticsearch bulk): an OTLP request of just those records,
+    # kept in the dead-letter store while the rest of the entry counts as delivered
+    dead_letter: bytes | None = None
 
     @property
     def delivered(self) -> bool:
@@ -48,8 +51,8 @@ class Outcome:
         return cls(OutcomeKind.PERMANENT, message)
 
     @classmethod
-    def partial(cls, rejected: int, message: str) -> Outcome:
-        return cls(OutcomeKind.PARTIAL, message, rejected=rejected)
+    def partial(cls, rejected: int, message: str, dead_letter: bytes | None = None) -> Outcome:
+        return cls(OutcomeKind.PARTIAL, message, rejected=rejected, dead_letter=dead_letter)
 
 
 _OK = Outcome(OutcomeKind.OK)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from otel_ext.backends.base import Backend
@@ -24,7 +25,8 @@ from otel_ext.backends.otlp_http import OTLPHttpBackend, OTLPHttpConfig
 
 SCHEMES = ("otlp+grpc", "otlp+grpcs", "otlp+http", "otlp+https", "file",
            "elasticsearch+http", "elasticsearch+https", "opensearch+http", "opensearch+https")
-_QUERY_KEYS = {"timeout", "compression", "ca_file", "cert_file", "key_file", "name", "max_bytes", "max_files", "fsync"}
+_QUERY_KEYS = {"timeout", "compression", "ca_file", "cert_file", "key_file", "name", "max_bytes", "max_files", "fsync",
+               "mapping", "namespace", "routing", "max_docs"}
 
 
 class BackendConfigError(ValueError):
@@ -92,7 +94,7 @@ def backend_from_url(url: str, env: Mapping[str, str] | None = None, source: str
         return FileBackend(FileConfig(directory, max_bytes=max_bytes, max_files=max_files,
                                       fsync=query.get("fsync", "") in ("1", "true"), name=name))
     if scheme.startswith(("elasticsearch", "opensearch")):
-        raise BackendConfigError(f"{source}: {scheme} backends are not available in this version of otel-ext")
+        return _search_backend(scheme, parts, query, env, source, timeout, name)
     if not parts.hostname or parts.port is None:
         raise BackendConfigError(f"{source}: {url!r} needs host:port (e.g. {scheme}://collector:4317)")
     compression = query.get("compression") or _env(env, "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
@@ -121,3 +123,46 @@ def backend_from_url(url: str, env: Mapping[str, str] | None = None, source: str
         url=f"{http_scheme}://{host}:{parts.port}{path}", headers=headers, compression=compression,
         timeout=timeout, ca_file=ca_file, client_cert_file=cert_file, client_key_file=key_file,
         name=name or f"{scheme}://{host}:{parts.port}{path}"))
+
+
+def _search_backend(scheme: str, parts: Any, query: dict[str, str], env: Mapping[str, str], source: str,
+                    timeout: float, name: str) -> Backend:
+    """Elasticsearch / OpenSearch. Credentials only from env: OTEL_EXT_ES_API_KEY, or
+    OTEL_EXT_ES_USERNAME + OTEL_EXT_ES_PASSWORD; Elastic Cloud: OTEL_EXT_ES_CLOUD_ID."""
+    from otel_ext.backends.elasticsearch import ElasticsearchBackend, ElasticsearchConfig
+
+    flavour, _, transport = scheme.partition("+")
+    cloud_id = env.get("OTEL_EXT_ES_CLOUD_ID") or None
+    if not parts.hostname and not cloud_id:
+        raise BackendConfigError(f"{source}: {scheme} backend needs host:port (or OTEL_EXT_ES_CLOUD_ID)")
+    username, password = env.get("OTEL_EXT_ES_USERNAME"), env.get("OTEL_EXT_ES_PASSWORD")
+    if username and not password:
+        raise BackendConfigError("OTEL_EXT_ES_PASSWORD: missing (OTEL_EXT_ES_USERNAME is set)")
+    if cloud_id and not (env.get("OTEL_EXT_ES_API_KEY") or username):
+        raise BackendConfigError("OTEL_EXT_ES_CLOUD_ID is set but no credentials: set OTEL_EXT_ES_API_KEY")
+    ca_file = query.get("ca_file")
+    if ca_file and not os.access(ca_file, os.R_OK):
+        raise BackendConfigError(f"{source}: ca_file {ca_file!r} is not readable")
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    url = f"{transport}://{host}:{parts.port or 9200}" if host else ""
+    routing = query.get("routing", "class")
+    if routing not in ("class", "generic"):
+        raise BackendConfigError(f"{source}: routing must be class or generic, got {routing!r}")
+    try:
+        config = ElasticsearchConfig(
+            url=url, flavour=flavour, mapping=query.get("mapping", "ecs"), namespace=query.get("namespace", "default"),
+            route_by_class=routing == "class", api_key=env.get("OTEL_EXT_ES_API_KEY") or None, username=username,
+            password=password, cloud_id=cloud_id, ca_file=ca_file, timeout=timeout,
+            max_docs=int(query.get("max_docs", 2000)), max_bytes=int(query.get("max_bytes", 5 * 1024 * 1024)),
+            name=name or f"{scheme}://{host}:{parts.port or 9200}")
+    except ValueError as exc:
+        raise BackendConfigError(f"{source}: {scheme} backend: {exc}") from None
+    if flavour == "opensearch":
+        try:
+            import opensearchpy  # noqa: F401
+        except ImportError:
+            raise BackendConfigError(f"{source}: opensearch backends need opensearch-py: "
+                                     "pip install 'otel-ext[opensearch]'") from None
+    return ElasticsearchBackend(config)

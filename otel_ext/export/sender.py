@@ -53,6 +53,7 @@ class Lane(threading.Thread):
         self._pending: list[Entry] = []
         self._split = 0  # entries still to send one by one after a permanent rejection
         self._last_backend: str | None = None
+        self._failed_on: str | None = None  # backend the pending request last failed on
         self._auth_logged: set[str] = set()
 
     # --- control -------------------------------------------------------------------------------
@@ -107,14 +108,23 @@ class Lane(threading.Thread):
         name = health.backend.name
         self.counters.add("attempts", f"{name}:{outcome.kind.value}")
         if outcome.delivered:
-            if self._last_backend is not None and self._last_backend != name:
-                self.counters.add("failovers", f"{self._last_backend}->{name}")
-                _logger.warning("otel-ext: delivering to %s (was %s)", name, self._last_backend)
+            # a failover: this request failed on another backend first, or (priority) traffic moved
+            previous = self._failed_on
+            if previous is None and self.policy.mode == "priority":
+                previous = self._last_backend
+            if previous is not None and previous != name:
+                self.counters.add("failovers", f"{previous}->{name}")
+                _logger.warning("otel-ext: delivering to %s (was %s)", name, previous)
             self._last_backend = name
+            self._failed_on = None
             self.policy.on_success(health)
             self.counters.add("delivered", name, records)
             if outcome.kind is OutcomeKind.PARTIAL:
                 self.counters.add("partially_rejected", name, outcome.rejected)
+                if outcome.dead_letter is not None:  # keep exactly the rejected records, replayable
+                    kept = Entry(0, take[0].created_ns, max(e.tier for e in take), outcome.rejected,
+                                 take[0].classes, outcome.dead_letter)
+                    self.queue.dead_letter(kept, name, outcome.message)
                 _logger.warning("otel-ext: %s accepted a request but rejected %d records: %s",
                                 name, outcome.rejected, outcome.message)
             self._acknowledge(take)
@@ -128,6 +138,7 @@ class Lane(threading.Thread):
                           name, take[0].records, outcome.message)
             self._acknowledge(take)
             return
+        self._failed_on = name
         if outcome.kind is OutcomeKind.THROTTLED:
             self.policy.pause(health, outcome.retry_after, outcome.message)
             return

@@ -1,0 +1,249 @@
+"""Elasticsearch / OpenSearch backend: bulk ``create`` with ``_id`` = ``log.record.uid`` so a replay
+never duplicates (409 on create = already delivered), per-item outcomes, and request-level failures
+mapped to the sender's outcome classes so failover works across ES and OTLP.
+
+- ``elasticsearch+http(s)://`` uses the official ``elasticsearch`` client (8.x/9.x);
+  ``opensearch+http(s)://`` uses ``opensearch-py``. Both share the mapper and the bulk handling.
+- Requests are bounded by documents and bytes; 413 splits the request and retries the halves.
+- Items answered 429 or 5xx are retried alone (with backoff, a few times); if they still fail the
+  whole entry is retried later (idempotent). Other 4xx items (mapping errors…) go to the dead-letter
+  store with the server's reason; the rest of the entry counts as delivered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from otel_ext.backends.base import Backend
+from otel_ext.backends.es_mapping import MAPPING_MODES, MappedRecord, iter_mapped, otlp_payload
+from otel_ext.backends.outcome import Outcome, OutcomeKind
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ElasticsearchConfig:
+    url: str  # http(s)://host:port, or "" with cloud_id
+    flavour: str = "elasticsearch"  # or "opensearch"
+    mapping: str = "ecs"  # or "otel"
+    namespace: str = "default"
+    route_by_class: bool = True
+    api_key: str | None = None
+    username: str | None = None
+    password: str | None = None
+    cloud_id: str | None = None
+    ca_file: str | None = None
+    verify: bool = True
+    timeout: float = 2.0
+    max_docs: int = 2000
+    max_bytes: int = 5 * 1024 * 1024
+    item_retries: int = 2
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mapping not in MAPPING_MODES:
+            raise ValueError(f"mapping must be one of {MAPPING_MODES}, got {self.mapping!r}")
+        if self.flavour not in ("elasticsearch", "opensearch"):
+            raise ValueError(f"flavour must be elasticsearch or opensearch, got {self.flavour!r}")
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    body: Any
+    retry_after: str | None = None
+
+
+def _error_reason(error: Any) -> str:
+    if isinstance(error, dict):
+        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, dict):
+            reason += f" (caused by {cause.get('type')}: {cause.get('reason')})"
+        return reason[:1000]
+    return str(error)[:1000]
+
+
+class ElasticsearchBackend(Backend):
+    """Delivers to Elasticsearch (official client) or OpenSearch (opensearch-py) with the bulk API."""
+
+    def __init__(self, config: ElasticsearchConfig) -> None:
+        self.config = config
+        self.name = config.name or f"{config.flavour}+{config.url or 'cloud'}"
+        self._client = self._connect()
+        self.sleep: Callable[[float], None] = time.sleep
+
+    def _connect(self) -> Any:
+        c = self.config
+        kwargs: dict[str, Any] = {"request_timeout": c.timeout, "max_retries": 0, "retry_on_timeout": False}
+        if c.ca_file:
+            kwargs["ca_certs"] = c.ca_file
+        if not c.verify:
+            kwargs["verify_certs"] = False
+        if c.flavour == "elasticsearch":
+            from elasticsearch import Elasticsearch
+
+            if c.api_key:
+                kwargs["api_key"] = c.api_key
+            elif c.username:
+                kwargs["basic_auth"] = (c.username, c.password or "")
+            if c.cloud_id:
+                return Elasticsearch(cloud_id=c.cloud_id, **kwargs)
+            return Elasticsearch(c.url, **kwargs)
+        from opensearchpy import OpenSearch
+
+        kwargs["timeout"] = kwargs.pop("request_timeout")
+        if c.username:
+            kwargs["http_auth"] = (c.username, c.password or "")
+        if c.api_key:
+            kwargs["headers"] = {"Authorization": f"ApiKey {c.api_key}"}
+        return OpenSearch(hosts=[c.url], **kwargs)
+
+    # --- transport ---------------------------------------------------------------------------
+
+    def _bulk(self, body: bytes) -> _Response | Outcome:
+        """POST /_bulk; a typed response, or the outcome of a request-level failure."""
+        if self.config.flavour == "elasticsearch":
+            import elasticsearch as es
+
+            try:
+                resp = self._client.bulk(operations=body)
+                return _Response(200, resp.body)
+            except es.ApiError as exc:
+                headers = getattr(exc.meta, "headers", {}) or {}
+                return _Response(int(exc.meta.status), exc.body, headers.get("retry-after"))
+            except (es.ConnectionError, es.ConnectionTimeout, es.TransportError) as exc:
+                return Outcome.retryable(f"{type(exc).__name__}: {exc}"[:500])
+            except Exception as exc:  # noqa: BLE001 - e.g. UnsupportedProductError: retry elsewhere
+                return Outcome.retryable(f"{type(exc).__name__}: {exc}"[:500])
+        import opensearchpy as osp
+
+        try:
+            return _Response(200, self._client.bulk(body=body))
+        except osp.ConnectionTimeout as exc:
+            return Outcome.retryable(f"ConnectionTimeout: {exc}"[:500])
+        except osp.ConnectionError as exc:
+            return Outcome.retryable(f"ConnectionError: {exc}"[:500])
+        except osp.TransportError as exc:
+            status = exc.status_code if isinstance(exc.status_code, int) else 503
+            return _Response(status, exc.info)
+        except Exception as exc:  # noqa: BLE001
+            return Outcome.retryable(f"{type(exc).__name__}: {exc}"[:500])
+
+    def probe(self) -> Outcome:
+        try:
+            self._client.info()  # no customer data
+            return Outcome.ok()
+        except Exception as exc:  # noqa: BLE001
+            return Outcome.retryable(f"{type(exc).__name__}"[:200])
+
+    # --- bulk ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _lines(item: MappedRecord) -> bytes:
+        action = {"create": {"_index": item.index.name, "_id": item.doc_id}}
+        return (json.dumps(action, separators=(",", ":")) + "\n"
+                + json.dumps(item.document, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+    def send(self, payload: bytes, records: int) -> Outcome:
+        if not payload:
+            return self.probe()
+        try:
+            items = list(iter_mapped(payload, self.config.mapping, self.config.namespace, self.config.route_by_class))
+        except Exception as exc:  # noqa: BLE001 - an undecodable payload is permanent
+            return Outcome.permanent(f"cannot map OTLP payload: {exc}"[:500])
+        rejected: list[tuple[MappedRecord, str]] = []
+        for chunk in self._chunks(items):
+            outcome = self._send_chunk(chunk, rejected)
+            if outcome is not None:
+                return outcome
+        if rejected:
+            reasons = sorted({r for _, r in rejected})
+            message = f"{len(rejected)} documents rejected: " + "; ".join(reasons[:3])
+            return Outcome.partial(len(rejected), message, otlp_payload([m for m, _ in rejected]))
+        return Outcome.ok()
+
+    def _chunks(self, items: list[MappedRecord]) -> list[list[tuple[MappedRecord, bytes]]]:
+        chunks: list[list[tuple[MappedRecord, bytes]]] = [[]]
+        size = 0
+        for item in items:
+            lines = self._lines(item)
+            if chunks[-1] and (len(chunks[-1]) >= self.config.max_docs or size + len(lines) > self.config.max_bytes):
+                chunks.append([])
+                size = 0
+            chunks[-1].append((item, lines))
+            size += len(lines)
+        return [c for c in chunks if c]
+
+    def _send_chunk(self, chunk: list[tuple[MappedRecord, bytes]],
+                    rejected: list[tuple[MappedRecord, str]]) -> Outcome | None:
+        """None when every document is created, already there, or rejected for good."""
+        pending = chunk
+        delay = 0.2
+        for attempt in range(self.config.item_retries + 1):
+            response = self._bulk(b"".join(lines for _, lines in pending))
+            if isinstance(response, Outcome):
+                return response
+            if response.status == 413:
+                if len(pending) == 1:
+                    rejected.append((pending[0][0], "413 Request Entity Too Large (single document)"))
+                    return None
+                half = len(pending) // 2
+                for part in (pending[:half], pending[half:]):
+                    outcome = self._send_chunk(part, rejected)
+                    if outcome is not None:
+                        return outcome
+                return None
+            if response.status != 200:
+                return self._request_outcome(response)
+            retry: list[tuple[MappedRecord, bytes]] = []
+            throttled = False
+            for (item, lines), result in zip(pending, response.body.get("items", []), strict=False):
+                op = result.get("create") or result.get("index") or {}
+                status = int(op.get("status", 500))
+                if status < 300 or status == 409:
+                    continue
+                if status == 429 or status >= 500:
+                    throttled = throttled or status == 429
+                    retry.append((item, lines))
+                else:
+                    rejected.append((item, f"{status} {_error_reason(op.get('error'))}"))
+            if not retry:
+                return None
+            pending = retry
+            if attempt < self.config.item_retries:
+                self.sleep(delay)
+                delay *= 2
+        message = f"{len(pending)} documents still refused (429/5xx) after {self.config.item_retries} retries"
+        return Outcome.throttled(message, 1.0) if throttled else Outcome.retryable(message)
+
+    @staticmethod
+    def _request_outcome(response: _Response) -> Outcome:
+        status = response.status
+        text = json.dumps(response.body)[:300] if not isinstance(response.body, str) else response.body[:300]
+        message = f"HTTP {status}: {text}"
+        if status == 429:
+            from otel_ext.backends.outcome import parse_retry_after
+
+            return Outcome.throttled(message, parse_retry_after(response.retry_after))
+        if status in (401, 403):
+            return Outcome.auth(message)
+        if status >= 500 or status in (408, 404):
+            return Outcome.retryable(message)  # 404: e.g. a proxy path or an index being recreated
+        return Outcome(OutcomeKind.PERMANENT, message)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.close()
+
+    def reset_after_fork(self) -> None:
+        self._client = self._connect()
+
+    def describe(self) -> str:
+        return self.name

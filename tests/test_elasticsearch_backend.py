@@ -1,0 +1,222 @@
+"""Elasticsearch/OpenSearch backend against a real OpenSearch 2.19.6 process over HTTP: with
+opensearch-py directly, and with the official elasticsearch client through a loopback proxy that
+also injects faults on the wire (503, 429 items, lost responses, delays, 413)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+from es_proxy import EsProxy
+from exporter_harness import App, make_app
+from opentelemetry._logs import SeverityNumber
+from peers import collect
+
+from otel_ext.backends import backend_from_url
+
+pytestmark = pytest.mark.peers
+CLASSES = ["access", "security", "error", "performance", "application"]
+
+
+class Search:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = urllib3.PoolManager(retries=False)
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        resp = self.http.request(method, self.url + path, body=data, headers={"Content-Type": "application/json"},
+                                 timeout=30)
+        return json.loads(resp.data) if resp.data else {}
+
+    def count(self, index: str) -> int:
+        self.call("POST", f"/{index}/_refresh")
+        return int(self.call("GET", f"/{index}/_count").get("count", 0))
+
+    def ids(self, index: str) -> list[str]:
+        self.call("POST", f"/{index}/_refresh")
+        hits = self.call("POST", f"/{index}/_search", {"size": 10000, "_source": False})["hits"]["hits"]
+        return [h["_id"] for h in hits]
+
+
+@pytest.fixture
+def search(search_server: Any) -> Iterator[Search]:
+    client = Search(search_server.url)
+    client.call("DELETE", "/logs-*,otel-ext-*?expand_wildcards=all")
+    yield client
+
+
+@pytest.fixture
+def proxy(search_server: Any) -> Iterator[EsProxy]:
+    server = EsProxy(search_server.url)
+    yield server
+    server.close()
+
+
+def emit_classes(app: App, per_class: int) -> None:
+    for event_class in CLASSES:
+        app.emit(per_class, event_class=event_class)
+
+
+def test_opensearch_flavour_delivers_once_routed_by_class(search: Search, search_server: Any, tmp_path: Path) -> None:
+    app = make_app([f"opensearch+http://127.0.0.1:{search_server.port}?name=os"], tmp_path / "q")
+    emit_classes(app, 40)
+    assert app.deliver(60)
+    app.close()
+    for event_class in CLASSES:
+        assert search.count(f"logs-{event_class}-default") == 40, event_class
+    assert len(set(search.ids("logs-*-default"))) == 200
+    doc = search.call("POST", "/logs-security-default/_search", {"size": 1})["hits"]["hits"][0]["_source"]
+    assert doc["labels"]["event_class"] == "security" and doc["message"].startswith("record ")
+    assert "level" not in doc["log"] and doc["event"]["severity"] == 9  # no severity text: no log.level
+    assert doc["log"]["record"]["uid"] == search.ids("logs-security-default")[0] or doc["log"]["record"]["uid"]
+    assert doc["data_stream"] == {"type": "logs", "dataset": "security", "namespace": "default"}
+    assert doc["agent"]["name"] == "opentelemetry/python"
+
+
+def test_official_client_through_proxy_and_otel_mapping(search: Search, proxy: EsProxy, tmp_path: Path) -> None:
+    app = make_app([f"elasticsearch+http://127.0.0.1:{proxy.port}?name=es&mapping=otel&namespace=prod"], tmp_path / "q")
+    emit_classes(app, 20)
+    assert app.deliver(60)
+    app.close()
+    assert search.count("logs-security.otel-prod") == 20
+    assert search.count("logs-error.otel-prod") == 20
+    doc = search.call("POST", "/logs-error.otel-prod/_search", {"size": 1})["hits"]["hits"][0]["_source"]
+    assert doc["attributes"]["labels.event_class"] == "error"
+    assert doc["body"]["text"].startswith("record ") and doc["severity_number"] == 9
+    assert doc["scope"]["name"] == "test.app" and "telemetry.sdk.name" in doc["resource"]["attributes"]
+    assert "." in doc["@timestamp"]
+
+
+def test_replaying_an_entry_is_idempotent(search: Search, search_server: Any, tmp_path: Path) -> None:
+    backend = backend_from_url(f"opensearch+http://127.0.0.1:{search_server.port}")
+    app = make_app([f"file://{tmp_path / 'out'}"], tmp_path / "q")  # only to build real queue entries
+    app.emit(50, event_class="access")
+    app.flush_to_queue()
+    entries = app.exporter.queue.read_after(0, 10_000, 10**9)
+    app.close()
+    payload = b"".join(e.payload for e in entries)
+    assert backend.send(payload, 50).delivered
+    assert backend.send(payload, 50).delivered  # every create answers 409: already delivered
+    assert search.count("logs-access-default") == 50
+
+
+def test_lost_response_after_the_bulk_was_processed_makes_no_duplicates(search: Search, proxy: EsProxy,
+                                                                        tmp_path: Path) -> None:
+    proxy.drop_next_response = True
+    app = make_app([f"elasticsearch+http://127.0.0.1:{proxy.port}?name=es"], tmp_path / "q")
+    app.emit(100, event_class="access")
+    assert app.deliver(60)
+    app.close()
+    assert proxy.bulk_docs[0] == 100 and len(proxy.bulk_docs) >= 2  # processed, then sent again
+    assert search.count("logs-access-default") == 100
+    assert app.counters.get("attempts", "es:retryable") >= 1
+
+
+def test_429_items_are_retried_alone(search: Search, proxy: EsProxy, search_server: Any, tmp_path: Path) -> None:
+    app = make_app([f"elasticsearch+http://127.0.0.1:{proxy.port}?name=es"], tmp_path / "q")
+    app.emit(30, event_class="access")
+    app.flush_to_queue()
+    # learn the ids the records carry, then throttle three of them once
+    from otel_ext.backends.es_mapping import iter_mapped
+
+    entries = app.exporter.queue.read_after(0, 10_000, 10**9)
+    ids = [m.doc_id for e in entries for m in iter_mapped(e.payload, "ecs")]
+    proxy.throttle_ids.update({ids[0]: 1, ids[7]: 1, ids[29]: 1})
+    assert app.deliver(60)
+    app.close()
+    assert search.count("logs-access-default") == 30
+    assert 3 in proxy.bulk_docs  # the retry carried only the three throttled documents
+
+
+def test_503_fails_over_to_otlp_and_back(search: Search, proxy: EsProxy, receivers: Any, tmp_path: Path) -> None:
+    rx = receivers("otlp")
+    proxy.bulk_status = 503
+    app = make_app([f"elasticsearch+http://127.0.0.1:{proxy.port}?name=es", rx.grpc_url], tmp_path / "q")
+    app.emit(100, event_class="error")
+    assert app.deliver(60)
+    assert len(set(collect(100, rx))) == 100
+    proxy.bulk_status = None  # ES recovers: probes (GET /) bring it back, new records go to ES
+    deadline = time.monotonic() + 20
+    while app.exporter.lanes[0].active_backend != "es" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    app.emit(50, event_class="error")
+    assert app.deliver(60)
+    app.close()
+    assert search.count("logs-error-default") == 50
+    assert app.counters.get("failovers") >= 2
+
+
+def test_otlp_down_fails_over_to_opensearch(search: Search, search_server: Any, receivers: Any, tmp_path: Path) -> None:
+    rx = receivers("otlp", start=False)
+    app = make_app([rx.grpc_url, f"opensearch+http://127.0.0.1:{search_server.port}?name=os"], tmp_path / "q")
+    emit_classes(app, 10)
+    assert app.deliver(60)
+    app.close()
+    assert len(set(search.ids("logs-*-default"))) == 50
+
+
+def test_slow_server_times_out_and_fails_over(proxy: EsProxy, receivers: Any, tmp_path: Path) -> None:
+    rx = receivers("otlp")
+    proxy.delay = 3.0
+    app = make_app([f"elasticsearch+http://127.0.0.1:{proxy.port}?name=es&timeout=500ms", rx.grpc_url],
+                   tmp_path / "q", shutdown_timeout=0.5)
+    app.emit(40, event_class="access")
+    assert app.deliver(60)
+    app.close()
+    assert len(set(collect(40, rx))) == 40
+
+
+def test_413_splits_the_request(search: Search, proxy: EsProxy, tmp_path: Path) -> None:
+    proxy.max_body = 30_000
+    app = make_app([f"elasticsearch+http://127.0.0.1:{proxy.port}?name=es"], tmp_path / "q")
+    app.emit(300, event_class="access")
+    assert app.deliver(60)
+    app.close()
+    assert search.count("logs-access-default") == 300
+    assert max(proxy.bulk_docs) < 300
+
+
+def test_mapping_errors_go_to_the_dead_letter_store_and_replay(search: Search, search_server: Any,
+                                                               tmp_path: Path) -> None:
+    app = make_app([f"opensearch+http://127.0.0.1:{search_server.port}?name=os"], tmp_path / "q")
+    logger = app.provider.get_logger("shop")
+    for i in range(20):
+        amount: Any = i if i != 13 else "thirteen dollars"  # one record does not fit the mapping
+        logger.emit(body=f"order {i}", severity_number=SeverityNumber.INFO,
+                    attributes={"order.amount": amount, "elasticsearch.index": "otel-ext-orders"})
+        app.flush_to_queue() if i == 0 else None  # the first document fixes the mapping: long
+    assert app.deliver(60)
+    letters = app.exporter.queue.dead_letters()
+    assert [d.records for d in letters] == [1]
+    assert "mapper_parsing_exception" in letters[0].reason and letters[0].backend == "os"
+    assert search.count("otel-ext-orders") == 19
+    search.call("DELETE", "/otel-ext-orders")  # the operator fixes the mapping, then replays
+    search.call("PUT", "/otel-ext-orders", {"mappings": {"properties": {"order": {"properties": {
+        "amount": {"type": "keyword"}}}}}})
+    assert app.exporter.queue.requeue_dead_letters() == 1
+    assert app.deliver(60)
+    app.close()
+    assert search.count("otel-ext-orders") == 1  # (refreshes the index)
+    hits = search.call("POST", "/otel-ext-orders/_search", {"query": {"match": {"message": "13"}}})["hits"]["hits"]
+    assert hits[0]["_source"]["order"]["amount"] == "thirteen dollars"
+
+
+def test_request_level_auth_and_throttle_outcomes(proxy: EsProxy) -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    backend = backend_from_url(f"elasticsearch+http://127.0.0.1:{proxy.port}?name=es")
+    request = ExportLogsServiceRequest()
+    request.resource_logs.add().scope_logs.add().log_records.add().body.string_value = "x"
+    payload = request.SerializeToString()
+    outcomes = Counter()
+    for status in (401, 403, 429, 503, 400):
+        proxy.bulk_status = status
+        outcomes[status] = backend.send(payload, 1).kind.value
+    assert outcomes == Counter({401: "auth", 403: "auth", 429: "throttled", 503: "retryable", 400: "permanent"})
