@@ -7,9 +7,10 @@ pinned in ``collector_configs/builder-config.yaml``): ``model.go`` (``ecsModeEnc
 ``internal/objmodel`` (flattening, ``Dedup`` renaming ``a`` to ``a.value`` when ``a.b`` exists,
 timestamp layout) and ``internal/serializer/otelserializer`` (``SerializeLog``, ``writeAttributes``).
 
-Differences, by design: geo ``lat``/``lon`` pairs are not merged into ``geo.location`` in ``otel``
-mode; data streams are routed by event class by default (``logs-security-default``), see
-:func:`route`.
+Differences, by design: every document gets ``_id`` = ``log.record.uid`` (the collector sets none
+unless told to), and data streams are routed by event class by default (``logs-security-default``;
+``routing=generic`` gives the collector's ``logs-generic-default``), see :func:`route`. Golden
+test: ``tests/test_es_golden.py`` against documents captured from the real exporter.
 """
 
 from __future__ import annotations
@@ -304,10 +305,21 @@ def _otel_timestamp(ns: int) -> str:
 
 def _otel_attributes(kvs: Any) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
+    geo: dict[str, dict[str, float]] = {}
     for kv in kvs:
         if kv.key in out or kv.key in _OTEL_EXCLUDED:
             continue
+        if kv.value.WhichOneof("value") == "double_value" and kv.key.endswith(("geo.location.lat", "geo.location.lon")):
+            prefix, axis = kv.key[: -len("geo.location.lat")], kv.key[-3:]
+            if prefix == "" or prefix.endswith("."):
+                geo.setdefault(prefix, {})[axis] = kv.value.double_value
+                continue
         out[kv.key] = any_value(kv.value)
+    for prefix, point in geo.items():  # otelserializer writeGeolocationAttributes: [lon, lat]
+        if "lat" in point and "lon" in point:
+            out[f"{prefix}geo.location"] = [point["lon"], point["lat"]]
+        else:
+            out.update({f"{prefix}geo.location.{axis}": v for axis, v in point.items()})
     return out or None
 
 
