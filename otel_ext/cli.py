@@ -125,6 +125,24 @@ def _cmd_check_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_es_setup(args: argparse.Namespace) -> int:
+    from otel_ext.backends.elasticsearch import ElasticsearchBackend
+    from otel_ext.backends.es_setup import parse_retention, setup
+    from otel_ext.backends.urls import backend_from_url
+
+    backend = backend_from_url(args.backend, source="--backend", default_timeout=30.0)
+    if not isinstance(backend, ElasticsearchBackend):
+        print("otel-ext: error: --backend must be an elasticsearch+http(s):// or opensearch+http(s):// URL",
+              file=sys.stderr)
+        return 2
+    lines, ok = setup(backend, parse_retention(args.retention))
+    print(f"{backend.describe()}:")
+    for line in lines:
+        print(f"  {line}")
+    backend.close()
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-ext", description="otel-ext: OpenTelemetry extensions for API services")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-rules", help="validate a YAML rule file")
     check.add_argument("file")
     check.set_defaults(func=_cmd_check_rules)
+    es = sub.add_parser("elasticsearch", help="Elasticsearch/OpenSearch set-up")
+    es_sub = es.add_subparsers(dest="es_command", required=True)
+    es_setup = es_sub.add_parser("setup", help="install per-class data stream templates and retention")
+    es_setup.add_argument("--backend", required=True, help="elasticsearch+http(s)://host:9200 or opensearch+…; "
+                          "credentials from OTEL_EXT_ES_API_KEY / OTEL_EXT_ES_USERNAME + OTEL_EXT_ES_PASSWORD")
+    es_setup.add_argument("--retention", help="e.g. security=365d,access=14d (defaults: security 365d, error 90d, "
+                          "access 30d, performance 14d, application 7d)")
+    es_setup.set_defaults(func=_cmd_es_setup)
     queue = sub.add_parser("queue", help="inspect and drain persistent queues (works with no app running)")
     queue_sub = queue.add_subparsers(dest="queue_command", required=True)
     for name, func, text in (

@@ -94,6 +94,16 @@ def search_server() -> Iterator[Any]:
     """One real OpenSearch 2.19.6 process for the whole session (see tests/search_server.py)."""
     from search_server import SearchServer
 
-    server = SearchServer().start()
+    server = SearchServer("opensearch").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def es_server() -> Iterator[Any]:
+    """One real Elasticsearch 8.17.0 process for the whole session (see tests/search_server.py)."""
+    from search_server import SearchServer
+
+    server = SearchServer("elasticsearch").start()
     yield server
     server.stop()

@@ -1,9 +1,10 @@
-"""A real search server for tests: the OpenSearch 2.19.6 "integ-test" distribution from Maven
-Central (no security plugin: plain HTTP), started once per test session on 127.0.0.1 with free
-ports, as an unprivileged user (OpenSearch refuses to run as root), 512 MB heap, single node.
+"""Real search servers for tests: the OpenSearch 2.19.6 and Elasticsearch 8.17.0 "integ-test"
+distributions from Maven Central (free modules only, no security: plain HTTP), started once per
+test session on 127.0.0.1 with free ports, as an unprivileged user (both refuse to run as root),
+512 MB heap, single node.
 
-``ensure_distribution()`` fetches and unpacks it under the git-ignored ``.peers/`` (``.ci/run``
-calls it too); Java 17 comes with this machine kind.
+``ensure_distribution()`` fetches and unpacks them under the git-ignored ``.peers/`` with Maven;
+Java 17 comes with this machine kind.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import urllib3
 from peers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-VERSION = "2.19.6"
-ARTIFACT = f"org.opensearch.distribution.integ-test-zip:opensearch:{VERSION}:zip"
 PEERS = ROOT / ".peers"
-HOME = PEERS / f"opensearch-{VERSION}"
 USER = "otelext-search"
+FLAVOURS = {
+    "opensearch": ("org.opensearch.distribution.integ-test-zip", "2.19.6", "OPENSEARCH"),
+    "elasticsearch": ("org.elasticsearch.distribution.integ-test-zip", "8.17.0", "ES"),
+}
 
 
 def java_home() -> str:
@@ -38,20 +40,25 @@ def java_home() -> str:
     return str(Path(java).resolve().parents[1])
 
 
-def ensure_distribution() -> Path:
-    if (HOME / "bin" / "opensearch").exists():
-        return HOME
+def ensure_distribution(flavour: str = "opensearch") -> Path:
+    group, version, _ = FLAVOURS[flavour]
+    home = PEERS / f"{flavour}-{version}"
+    if (home / "bin" / flavour).exists():
+        return home
     PEERS.mkdir(exist_ok=True)
     download = PEERS / "downloads"
-    subprocess.run(["mvn", "-q", "dependency:copy", f"-Dartifact={ARTIFACT}", f"-DoutputDirectory={download}"],
-                   check=True, timeout=600)
-    with zipfile.ZipFile(download / f"opensearch-{VERSION}.zip") as archive:
-        archive.extractall(PEERS / "unpack")
-    shutil.move(str(PEERS / "unpack" / f"opensearch-{VERSION}"), HOME)
-    shutil.rmtree(PEERS / "unpack", ignore_errors=True)
-    for path in (HOME / "bin").iterdir():
+    subprocess.run(["mvn", "-q", "dependency:copy", f"-Dartifact={group}:{flavour}:{version}:zip",
+                    f"-DoutputDirectory={download}"], check=True, timeout=600)
+    unpack = PEERS / f"unpack-{flavour}"
+    with zipfile.ZipFile(download / f"{flavour}-{version}.zip") as archive:
+        archive.extractall(unpack)
+    shutil.move(str(unpack / f"{flavour}-{version}"), home)
+    shutil.rmtree(unpack, ignore_errors=True)
+    for path in (home / "bin").iterdir():
         path.chmod(0o755)
-    return HOME
+    for path in [home, *home.rglob("*")]:  # readable by the unprivileged server user
+        path.chmod(path.stat().st_mode | 0o044 | (0o011 if path.is_dir() else 0))
+    return home
 
 
 def _run_as() -> tuple[int, int] | None:
@@ -66,8 +73,10 @@ def _run_as() -> tuple[int, int] | None:
 
 
 class SearchServer:
-    def __init__(self) -> None:
-        self.home = ensure_distribution()
+    def __init__(self, flavour: str = "opensearch") -> None:
+        self.flavour = flavour
+        self.version = FLAVOURS[flavour][1]
+        self.home = ensure_distribution(flavour)
         self.port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="otel-ext-search-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -79,11 +88,16 @@ class SearchServer:
     def start(self) -> SearchServer:
         conf = self.workdir / "config"
         shutil.copytree(self.home / "config", conf)
-        (conf / "opensearch.yml").write_text(
+        (conf / f"{self.flavour}.yml").write_text(
             "cluster.name: otel-ext-test\nnode.name: node-1\nnetwork.host: 127.0.0.1\n"
             f"http.port: {self.port}\ntransport.port: {free_port()}\ndiscovery.type: single-node\n"
             f"path.data: {self.workdir / 'data'}\npath.logs: {self.workdir / 'logs'}\n"
-            "cluster.routing.allocation.disk.threshold_enabled: false\naction.auto_create_index: true\n")
+            "cluster.routing.allocation.disk.threshold_enabled: false\naction.auto_create_index: true\n"
+            "action.destructive_requires_name: false\n"  # tests empty the server between cases
+            # Elasticsearch 8 would auto-configure TLS + auth on first start: a loopback test server
+            # runs plain HTTP (TLS verification is tested on the OTLP path)
+            + ("xpack.security.enabled: false\n"
+               if self.flavour == "elasticsearch" else ""))
         jvm = conf / "jvm.options"  # its log/dump paths are relative to the distribution: point them here
         jvm.write_text(jvm.read_text().replace("file=logs/", f"file={self.workdir}/logs/")
                        .replace("-XX:HeapDumpPath=data", f"-XX:HeapDumpPath={self.workdir}/data")
@@ -96,18 +110,19 @@ class SearchServer:
                 os.chown(path, *owner)
         # the distribution itself must be readable (and its logs/ and jdk dirs usable) by that user
         os.chmod(self.workdir, 0o755)
-        env = {"PATH": os.environ.get("PATH", ""), "JAVA_HOME": java_home(), "OPENSEARCH_JAVA_HOME": java_home(),
-               "OPENSEARCH_PATH_CONF": str(conf), "OPENSEARCH_JAVA_OPTS": "-Xms512m -Xmx512m",
+        prefix = FLAVOURS[self.flavour][2]
+        env = {"PATH": os.environ.get("PATH", ""), "JAVA_HOME": java_home(), f"{prefix}_JAVA_HOME": java_home(),
+               f"{prefix}_PATH_CONF": str(conf), f"{prefix}_JAVA_OPTS": "-Xms512m -Xmx512m",
                "HOME": str(self.workdir)}
         log = (self.workdir / "server.out").open("wb")
-        self.proc = subprocess.Popen([str(self.home / "bin" / "opensearch")], env=env, stdout=log,
+        self.proc = subprocess.Popen([str(self.home / "bin" / self.flavour)], env=env, stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
                                      user=owner[0] if owner else None, group=owner[1] if owner else None)
         http = urllib3.PoolManager(retries=False)
 
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"OpenSearch exited:\n{(self.workdir / 'server.out').read_text()[-3000:]}")
+                raise RuntimeError(f"{self.flavour} exited:\n{(self.workdir / 'server.out').read_text()[-3000:]}")
             try:
                 r = http.request("GET", self.url + "/_cluster/health?wait_for_status=yellow&timeout=1s", timeout=2)
                 return r.status == 200
@@ -115,7 +130,7 @@ class SearchServer:
                 return False
 
         if not wait_until(ready, 180, interval=0.5):
-            raise RuntimeError(f"OpenSearch did not start:\n{(self.workdir / 'server.out').read_text()[-3000:]}")
+            raise RuntimeError(f"{self.flavour} did not start:\n{(self.workdir / 'server.out').read_text()[-3000:]}")
         return self
 
     def stop(self) -> None:
@@ -129,6 +144,6 @@ class SearchServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-if __name__ == "__main__":  # used by .ci/run to fetch the distribution before the tests
-    ensure_distribution()
-    print(f"OpenSearch {VERSION} ready under {HOME}", file=sys.stderr)
+if __name__ == "__main__":  # fetch the distributions ahead of a test run
+    for name in FLAVOURS:
+        print(f"{name} ready under {ensure_distribution(name)}", file=sys.stderr)

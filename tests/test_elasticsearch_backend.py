@@ -1,6 +1,6 @@
-"""Elasticsearch/OpenSearch backend against a real OpenSearch 2.19.6 process over HTTP: with
-opensearch-py directly, and with the official elasticsearch client through a loopback proxy that
-also injects faults on the wire (503, 429 items, lost responses, delays, 413)."""
+"""Elasticsearch/OpenSearch backend against real server processes over HTTP: Elasticsearch 8.17.0
+with the official client, OpenSearch 2.19.6 with opensearch-py; faults are injected on the wire by
+a loopback proxy in front of Elasticsearch (503, 429 items, lost responses, delays, 413)."""
 
 from __future__ import annotations
 
@@ -45,16 +45,27 @@ class Search:
         return [h["_id"] for h in hits]
 
 
-@pytest.fixture
-def search(search_server: Any) -> Iterator[Search]:
-    client = Search(search_server.url)
+def clean(url: str) -> Search:
+    client = Search(url)
     client.call("DELETE", "/logs-*,otel-ext-*?expand_wildcards=all")
-    yield client
+    return client
 
 
 @pytest.fixture
-def proxy(search_server: Any) -> Iterator[EsProxy]:
-    server = EsProxy(search_server.url)
+def search(search_server: Any) -> Search:
+    """OpenSearch, emptied."""
+    return clean(search_server.url)
+
+
+@pytest.fixture
+def es(es_server: Any) -> Search:
+    """Elasticsearch, emptied."""
+    return clean(es_server.url)
+
+
+@pytest.fixture
+def proxy(es_server: Any, es: Search) -> Iterator[EsProxy]:
+    server = EsProxy(es_server.url)
     yield server
     server.close()
 
@@ -80,22 +91,26 @@ def test_opensearch_flavour_delivers_once_routed_by_class(search: Search, search
     assert doc["agent"]["name"] == "opentelemetry/python"
 
 
-def test_official_client_through_proxy_and_otel_mapping(search: Search, proxy: EsProxy, tmp_path: Path) -> None:
-    app = make_app([f"elasticsearch+http://127.0.0.1:{proxy.port}?name=es&mapping=otel&namespace=prod"], tmp_path / "q")
+def test_elasticsearch_with_the_official_client_and_otel_mapping(es: Search, es_server: Any, tmp_path: Path) -> None:
+    app = make_app([f"elasticsearch+http://127.0.0.1:{es_server.port}?name=es&mapping=otel&namespace=prod"],
+                   tmp_path / "q")
     emit_classes(app, 20)
     assert app.deliver(60)
     app.close()
-    assert search.count("logs-security.otel-prod") == 20
-    assert search.count("logs-error.otel-prod") == 20
-    doc = search.call("POST", "/logs-error.otel-prod/_search", {"size": 1})["hits"]["hits"][0]["_source"]
+    assert es.count("logs-security.otel-prod") == 20
+    assert es.count("logs-error.otel-prod") == 20
+    doc = es.call("POST", "/logs-error.otel-prod/_search", {"size": 1})["hits"]["hits"][0]["_source"]
     assert doc["attributes"]["labels.event_class"] == "error"
     assert doc["body"]["text"].startswith("record ") and doc["severity_number"] == 9
     assert doc["scope"]["name"] == "test.app" and "telemetry.sdk.name" in doc["resource"]["attributes"]
     assert "." in doc["@timestamp"]
 
 
-def test_replaying_an_entry_is_idempotent(search: Search, search_server: Any, tmp_path: Path) -> None:
-    backend = backend_from_url(f"opensearch+http://127.0.0.1:{search_server.port}")
+@pytest.mark.parametrize("flavour", ["opensearch", "elasticsearch"])
+def test_replaying_an_entry_is_idempotent(flavour: str, search_server: Any, es_server: Any, tmp_path: Path) -> None:
+    server = search_server if flavour == "opensearch" else es_server
+    search = clean(server.url)
+    backend = backend_from_url(f"{flavour}+http://127.0.0.1:{server.port}")
     app = make_app([f"file://{tmp_path / 'out'}"], tmp_path / "q")  # only to build real queue entries
     app.emit(50, event_class="access")
     app.flush_to_queue()
@@ -107,7 +122,7 @@ def test_replaying_an_entry_is_idempotent(search: Search, search_server: Any, tm
     assert search.count("logs-access-default") == 50
 
 
-def test_lost_response_after_the_bulk_was_processed_makes_no_duplicates(search: Search, proxy: EsProxy,
+def test_lost_response_after_the_bulk_was_processed_makes_no_duplicates(es: Search, proxy: EsProxy,
                                                                         tmp_path: Path) -> None:
     proxy.drop_next_response = True
     app = make_app([f"elasticsearch+http://127.0.0.1:{proxy.port}?name=es"], tmp_path / "q")
@@ -115,11 +130,11 @@ def test_lost_response_after_the_bulk_was_processed_makes_no_duplicates(search: 
     assert app.deliver(60)
     app.close()
     assert proxy.bulk_docs[0] == 100 and len(proxy.bulk_docs) >= 2  # processed, then sent again
-    assert search.count("logs-access-default") == 100
+    assert es.count("logs-access-default") == 100
     assert app.counters.get("attempts", "es:retryable") >= 1
 
 
-def test_429_items_are_retried_alone(search: Search, proxy: EsProxy, search_server: Any, tmp_path: Path) -> None:
+def test_429_items_are_retried_alone(es: Search, proxy: EsProxy, tmp_path: Path) -> None:
     app = make_app([f"elasticsearch+http://127.0.0.1:{proxy.port}?name=es"], tmp_path / "q")
     app.emit(30, event_class="access")
     app.flush_to_queue()
@@ -131,11 +146,11 @@ def test_429_items_are_retried_alone(search: Search, proxy: EsProxy, search_serv
     proxy.throttle_ids.update({ids[0]: 1, ids[7]: 1, ids[29]: 1})
     assert app.deliver(60)
     app.close()
-    assert search.count("logs-access-default") == 30
+    assert es.count("logs-access-default") == 30
     assert 3 in proxy.bulk_docs  # the retry carried only the three throttled documents
 
 
-def test_503_fails_over_to_otlp_and_back(search: Search, proxy: EsProxy, receivers: Any, tmp_path: Path) -> None:
+def test_503_fails_over_to_otlp_and_back(es: Search, proxy: EsProxy, receivers: Any, tmp_path: Path) -> None:
     rx = receivers("otlp")
     proxy.bulk_status = 503
     app = make_app([f"elasticsearch+http://127.0.0.1:{proxy.port}?name=es", rx.grpc_url], tmp_path / "q")
@@ -149,7 +164,7 @@ def test_503_fails_over_to_otlp_and_back(search: Search, proxy: EsProxy, receive
     app.emit(50, event_class="error")
     assert app.deliver(60)
     app.close()
-    assert search.count("logs-error-default") == 50
+    assert es.count("logs-error-default") == 50
     assert app.counters.get("failovers") >= 2
 
 
@@ -162,7 +177,7 @@ def test_otlp_down_fails_over_to_opensearch(search: Search, search_server: Any, 
     assert len(set(search.ids("logs-*-default"))) == 50
 
 
-def test_slow_server_times_out_and_fails_over(proxy: EsProxy, receivers: Any, tmp_path: Path) -> None:
+def test_slow_server_times_out_and_fails_over(es: Search, proxy: EsProxy, receivers: Any, tmp_path: Path) -> None:
     rx = receivers("otlp")
     proxy.delay = 3.0
     app = make_app([f"elasticsearch+http://127.0.0.1:{proxy.port}?name=es&timeout=500ms", rx.grpc_url],
@@ -173,13 +188,13 @@ def test_slow_server_times_out_and_fails_over(proxy: EsProxy, receivers: Any, tm
     assert len(set(collect(40, rx))) == 40
 
 
-def test_413_splits_the_request(search: Search, proxy: EsProxy, tmp_path: Path) -> None:
+def test_413_splits_the_request(es: Search, proxy: EsProxy, tmp_path: Path) -> None:
     proxy.max_body = 30_000
     app = make_app([f"elasticsearch+http://127.0.0.1:{proxy.port}?name=es"], tmp_path / "q")
     app.emit(300, event_class="access")
     assert app.deliver(60)
     app.close()
-    assert search.count("logs-access-default") == 300
+    assert es.count("logs-access-default") == 300
     assert max(proxy.bulk_docs) < 300
 
 

@@ -16,7 +16,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,10 @@ from otel_ext.backends.es_mapping import MAPPING_MODES, MappedRecord, iter_mappe
 from otel_ext.backends.outcome import Outcome, OutcomeKind
 
 _logger = logging.getLogger(__name__)
+# REST compatibility with v8: accepted by Elasticsearch 8.x and 9.x servers alike, whichever of the
+# official clients (8.x or 9.x, whose own default is compatible-with=<client major>) is installed
+_ACCEPT_V8 = "application/vnd.elasticsearch+json; compatible-with=8"
+_BULK_HEADERS = {"accept": _ACCEPT_V8, "content-type": "application/vnd.elasticsearch+x-ndjson; compatible-with=8"}
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class ElasticsearchBackend(Backend):
         self.config = config
         self.name = config.name or f"{config.flavour}+{config.url or 'cloud'}"
         self._client = self._connect()
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="otel-ext-bulk")
         self.sleep: Callable[[float], None] = time.sleep
 
     def _connect(self) -> Any:
@@ -113,7 +119,7 @@ class ElasticsearchBackend(Backend):
             import elasticsearch as es
 
             try:
-                resp = self._client.bulk(operations=body)
+                resp = self._client.perform_request("POST", "/_bulk", body=body, headers=_BULK_HEADERS)
                 return _Response(200, resp.body)
             except es.ApiError as exc:
                 headers = getattr(exc.meta, "headers", {}) or {}
@@ -138,7 +144,11 @@ class ElasticsearchBackend(Backend):
 
     def probe(self) -> Outcome:
         try:
-            self._client.info()  # no customer data
+            # cluster health: no customer data, and core in every distribution (GET / is not)
+            if self.config.flavour == "elasticsearch":
+                self._client.perform_request("GET", "/_cluster/health", headers={"accept": _ACCEPT_V8})
+            else:
+                self._client.cluster.health()
             return Outcome.ok()
         except Exception as exc:  # noqa: BLE001
             return Outcome.retryable(f"{type(exc).__name__}"[:200])
@@ -154,32 +164,40 @@ class ElasticsearchBackend(Backend):
     def send(self, payload: bytes, records: int) -> Outcome:
         if not payload:
             return self.probe()
-        try:
-            items = list(iter_mapped(payload, self.config.mapping, self.config.namespace, self.config.route_by_class))
-        except Exception as exc:  # noqa: BLE001 - an undecodable payload is permanent
-            return Outcome.permanent(f"cannot map OTLP payload: {exc}"[:500])
         rejected: list[tuple[MappedRecord, str]] = []
-        for chunk in self._chunks(items):
-            outcome = self._send_chunk(chunk, rejected)
-            if outcome is not None:
-                return outcome
+        # pipeline: map (and serialize) the next chunk while the server works on the current one
+        in_flight: Future[Outcome | None] | None = None
+        try:
+            for chunk in self._chunks(iter_mapped(payload, self.config.mapping, self.config.namespace,
+                                                  self.config.route_by_class)):
+                if in_flight is not None and (outcome := in_flight.result()) is not None:
+                    return outcome
+                in_flight = self._sender.submit(self._send_chunk, chunk, rejected)
+        except Exception as exc:  # noqa: BLE001 - an undecodable payload is permanent
+            if in_flight is not None:
+                in_flight.result()
+            return Outcome.permanent(f"cannot map OTLP payload: {exc}"[:500])
+        if in_flight is not None and (outcome := in_flight.result()) is not None:
+            return outcome
         if rejected:
             reasons = sorted({r for _, r in rejected})
             message = f"{len(rejected)} documents rejected: " + "; ".join(reasons[:3])
             return Outcome.partial(len(rejected), message, otlp_payload([m for m, _ in rejected]))
         return Outcome.ok()
 
-    def _chunks(self, items: list[MappedRecord]) -> list[list[tuple[MappedRecord, bytes]]]:
-        chunks: list[list[tuple[MappedRecord, bytes]]] = [[]]
+    def _chunks(self, items: Iterable[MappedRecord]) -> Iterator[list[tuple[MappedRecord, bytes]]]:
+        """Bulk-sized chunks, built lazily (mapping happens as the caller iterates)."""
+        chunk: list[tuple[MappedRecord, bytes]] = []
         size = 0
         for item in items:
             lines = self._lines(item)
-            if chunks[-1] and (len(chunks[-1]) >= self.config.max_docs or size + len(lines) > self.config.max_bytes):
-                chunks.append([])
-                size = 0
-            chunks[-1].append((item, lines))
+            if chunk and (len(chunk) >= self.config.max_docs or size + len(lines) > self.config.max_bytes):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append((item, lines))
             size += len(lines)
-        return [c for c in chunks if c]
+        if chunk:
+            yield chunk
 
     def _send_chunk(self, chunk: list[tuple[MappedRecord, bytes]],
                     rejected: list[tuple[MappedRecord, str]]) -> Outcome | None:
@@ -239,11 +257,13 @@ class ElasticsearchBackend(Backend):
         return Outcome(OutcomeKind.PERMANENT, message)
 
     def close(self) -> None:
+        self._sender.shutdown(wait=False)
         with contextlib.suppress(Exception):
             self._client.close()
 
     def reset_after_fork(self) -> None:
         self._client = self._connect()
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="otel-ext-bulk")
 
     def describe(self) -> str:
         return self.name

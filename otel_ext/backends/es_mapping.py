@@ -224,11 +224,38 @@ def _dedup(fields: list[tuple[str, Any]]) -> dict[str, Any]:
     pairs = list(zip(keys, (v for _, v in ordered), strict=True))
     if renamed:
         pairs.sort(key=lambda f: f[0])
-    out: dict[str, Any] = {}
+    deduped: dict[str, Any] = {}
     for key, value in pairs:
         if not _is_empty(value):
-            out[key] = value
-    return out
+            deduped[key] = value
+    return deduped
+
+
+def _nest_fast(fields: list[tuple[str, Any]]) -> dict[str, Any] | None:
+    """Dedup + dedot in one pass (the last value of a key wins); None when a key is both a value
+    and a parent of other keys, for which the collector's renaming rules apply (:func:`_dedup`)."""
+    root: dict[str, Any] = {}
+    leaves: set[int] = set()  # ids of dicts that are values, not parents
+    for key, value in fields:
+        if _is_empty(value):
+            continue
+        node = root
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict) or id(child) in leaves:
+                return None
+            node = child
+        last = parts[-1]
+        existing = node.get(last)
+        if isinstance(existing, dict) and id(existing) not in leaves:
+            return None
+        node[last] = value
+        if isinstance(value, dict):
+            leaves.add(id(value))
+    return root
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -246,18 +273,60 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
     return root
 
 
-def ecs_fields(resource_logs: ResourceLogs, scope_logs: ScopeLogs, record: LogRecord, index: Index) -> dict[str, Any]:
-    """The flat (dotted) ECS document of one record."""
+def _resource_fields(resource_logs: ResourceLogs) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """The resource's converted attributes, and the agent/host fields derived from it (once per resource)."""
     fields: list[tuple[str, Any]] = []
     resource = resource_logs.resource.attributes
     _ecs_attrs(fields, resource, _RESOURCE_ECS)
-    for kv in scope_logs.scope.attributes:
-        _flat_add(fields, kv.key, kv.value)
+    return fields, _agent_fields(attributes(resource))
+
+
+def ecs_field_list(resource_logs: ResourceLogs, scope_logs: ScopeLogs, record: LogRecord, index: Index,
+                   cached: tuple[list[tuple[str, Any]], list[tuple[str, Any]], list[tuple[str, Any]]] | None = None
+                   ) -> list[tuple[str, Any]]:
+    """The ECS fields of one record, in the collector's insertion order."""
+    if cached is None:
+        res_fields, agent_fields = _resource_fields(resource_logs)
+        scope_fields: list[tuple[str, Any]] = []
+        for kv in scope_logs.scope.attributes:
+            _flat_add(scope_fields, kv.key, kv.value)
+    else:
+        res_fields, agent_fields, scope_fields = cached
+    fields = [*res_fields, *scope_fields]
     _ecs_attrs(fields, record.attributes, _RECORD_ECS)
     if index.is_data_stream:
         fields += [("data_stream.type", index.type), ("data_stream.dataset", index.dataset),
                    ("data_stream.namespace", index.namespace)]
-    res = attributes(resource)
+    fields += agent_fields
+    fields.append(("@timestamp", _timestamp(record.time_unix_nano or record.observed_time_unix_nano)))
+    if record.trace_id and any(record.trace_id):
+        fields.append(("trace.id", record.trace_id.hex()))
+    if record.span_id and any(record.span_id):
+        fields.append(("span.id", record.span_id.hex()))
+    if record.severity_number:
+        fields.append(("event.severity", int(record.severity_number)))
+    if record.severity_text:
+        fields.append(("log.level", record.severity_text))
+    if record.body.WhichOneof("value") == "string_value":
+        fields.append(("message", record.body.string_value))
+    return fields
+
+
+def ecs_document(resource_logs: ResourceLogs, scope_logs: ScopeLogs, record: LogRecord, index: Index,
+                 cached: Any = None) -> dict[str, Any]:
+    """The nested ECS document, as the collector serializes it (dedup, then dedot)."""
+    fields = ecs_field_list(resource_logs, scope_logs, record, index, cached)
+    fast = _nest_fast(fields)
+    return fast if fast is not None else nest(_dedup(fields))
+
+
+def ecs_fields(resource_logs: ResourceLogs, scope_logs: ScopeLogs, record: LogRecord, index: Index) -> dict[str, Any]:
+    """The flat (dotted) ECS document of one record."""
+    return _dedup(ecs_field_list(resource_logs, scope_logs, record, index))
+
+
+def _agent_fields(res: dict[str, AnyValue]) -> list[tuple[str, Any]]:
+    fields: list[tuple[str, Any]] = []
 
     def res_str(key: str) -> str | None:
         value = res.get(key)
@@ -280,18 +349,7 @@ def ecs_fields(resource_logs: ResourceLogs, scope_logs: ScopeLogs, record: LogRe
     os_type = {"Android": "android", "iOS": "ios"}.get(res_str("os.name") or "", os_type)
     if os_type:
         fields.append(("host.os.type", os_type))
-    fields.append(("@timestamp", _timestamp(record.time_unix_nano or record.observed_time_unix_nano)))
-    if record.trace_id and any(record.trace_id):
-        fields.append(("trace.id", record.trace_id.hex()))
-    if record.span_id and any(record.span_id):
-        fields.append(("span.id", record.span_id.hex()))
-    if record.severity_number:
-        fields.append(("event.severity", int(record.severity_number)))
-    if record.severity_text:
-        fields.append(("log.level", record.severity_text))
-    if record.body.WhichOneof("value") == "string_value":
-        fields.append(("message", record.body.string_value))
-    return _dedup(fields)
+    return fields
 
 
 # --- otel mode --------------------------------------------------------------------------------
@@ -387,17 +445,37 @@ def otel_document(
 # --- requests -> documents --------------------------------------------------------------------
 
 
+_ROUTING_KEYS = frozenset({"elasticsearch.index", "data_stream.dataset", "data_stream.namespace", "labels.event_class",
+                           "log.record.uid"})
+
+
+def _routing_attrs(kvs: Any) -> dict[str, AnyValue]:
+    """Only the attributes routing and ids read (cheaper than a dict of all of them)."""
+    out: dict[str, AnyValue] = {}
+    for kv in kvs:
+        if kv.key in _ROUTING_KEYS and kv.key not in out:
+            out[kv.key] = kv.value
+    return out
+
+
 def iter_mapped(payload: bytes, mode: str, namespace: str = "default", by_class: bool = True) -> Iterator[MappedRecord]:
     request = ExportLogsServiceRequest.FromString(payload)
     for resource_logs in request.resource_logs:
-        resource_attrs = attributes(resource_logs.resource.attributes)
+        resource_attrs = _routing_attrs(resource_logs.resource.attributes)
+        res_cache = _resource_fields(resource_logs) if mode == "ecs" else None
         for scope_logs in resource_logs.scope_logs:
-            scope_attrs = attributes(scope_logs.scope.attributes)
+            scope_attrs = _routing_attrs(scope_logs.scope.attributes)
+            cached = None
+            if res_cache is not None:
+                scope_fields: list[tuple[str, Any]] = []
+                for kv in scope_logs.scope.attributes:
+                    _flat_add(scope_fields, kv.key, kv.value)
+                cached = (res_cache[0], res_cache[1], scope_fields)
             for record in scope_logs.log_records:
-                record_attrs = attributes(record.attributes)
+                record_attrs = _routing_attrs(record.attributes)
                 index = route(record_attrs, scope_attrs, resource_attrs, mode, namespace, by_class)
                 if mode == "ecs":
-                    document = nest(ecs_fields(resource_logs, scope_logs, record, index))
+                    document = ecs_document(resource_logs, scope_logs, record, index, cached)
                 else:
                     document = otel_document(resource_logs, scope_logs, record, index)
                 yield MappedRecord(resource_logs, scope_logs, record, index, document_id(record, record_attrs),
@@ -418,5 +496,5 @@ def otlp_payload(records: list[MappedRecord]) -> bytes:
     return bytes(request.SerializeToString())
 
 
-__all__ = ["MAPPING_MODES", "Index", "KeyValue", "MappedRecord", "ecs_fields", "iter_mapped", "nest",
+__all__ = ["MAPPING_MODES", "Index", "KeyValue", "MappedRecord", "ecs_document", "ecs_fields", "iter_mapped", "nest",
            "otel_document", "otlp_payload", "route"]
