@@ -143,6 +143,20 @@ def _cmd_es_setup(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _cmd_collector_config(args: argparse.Namespace) -> int:
+    from otel_ext.collector import render_configs
+
+    files, unsupported = render_configs(build_ruleset(rules_file=args.rules, use_env=args.rules is None))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text, encoding="utf-8")
+        print(f"wrote {out / name}")
+    for line in unsupported:
+        print(f"otel-ext: NOT RENDERED (OTTL cannot express it): {line}", file=sys.stderr)
+    return 1 if unsupported else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-ext", description="otel-ext: OpenTelemetry extensions for API services")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-rules", help="validate a YAML rule file")
     check.add_argument("file")
     check.set_defaults(func=_cmd_check_rules)
+    col = sub.add_parser("collector-config", help="render collector configs (classify.yaml from the rules)")
+    col.add_argument("--rules", help="a YAML rule file (default: built-ins + $OTEL_EXT_RULES_FILE)")
+    col.add_argument("--out", default="collector_configs", help="directory to write (default: collector_configs)")
+    col.set_defaults(func=_cmd_collector_config)
     es = sub.add_parser("elasticsearch", help="Elasticsearch/OpenSearch set-up")
     es_sub = es.add_subparsers(dest="es_command", required=True)
     es_setup = es_sub.add_parser("setup", help="install per-class data stream templates and retention")

@@ -107,3 +107,11 @@ def es_server() -> Iterator[Any]:
     server = SearchServer("elasticsearch").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def otelcol() -> Path:
+    """The collector binary built from collector_configs/builder-config.yaml (cached)."""
+    from collector import ensure_collector
+
+    return ensure_collector()

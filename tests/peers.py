@@ -20,7 +20,7 @@ from pathlib import Path
 import rotel
 
 ROTEL = str(Path(rotel.__file__).resolve().parent / "rotel-agent")
-_UID = re.compile(r"-> log\.record\.uid: Str\(([0-9a-f]+)\)")
+_UID = re.compile(r"-> log\.record\.uid: Str\(([^)\n]+)\)")
 
 
 def free_port() -> int:

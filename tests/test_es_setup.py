@@ -32,13 +32,17 @@ def test_opensearch_setup_is_idempotent_and_creates_data_streams(search_server: 
     assert "retention: NOT APPLIED" in first.stdout and first.returncode == 1
     second = run_setup(url, "--retention", "security=400d")
     assert second.stdout.count(": unchanged") == 5 and "created" not in second.stdout
-    app = make_app([f"{url}?name=os"], tmp_path / "q")
-    app.emit(10, event_class="security")
-    assert app.deliver(60)
-    app.close()
-    stream = http.request("GET", f"{search_server.url}/_data_stream/logs-security-default").json()
-    assert stream["data_streams"][0]["name"] == "logs-security-default"
-    assert stream["data_streams"][0]["template"] == "otel-ext-logs-security"
+    try:
+        app = make_app([f"{url}?name=os"], tmp_path / "q")
+        app.emit(10, event_class="security")
+        assert app.deliver(60)
+        app.close()
+        stream = http.request("GET", f"{search_server.url}/_data_stream/logs-security-default").json()
+        assert stream["data_streams"][0]["name"] == "logs-security-default"
+        assert stream["data_streams"][0]["template"] == "otel-ext-logs-security"
+    finally:
+        http.request("DELETE", f"{search_server.url}/_data_stream/logs-*")
+        http.request("DELETE", f"{search_server.url}/_index_template/otel-ext-*")
 
 
 def test_elasticsearch_setup_installs_lifecycle_templates_and_data_streams(es_server: Any, tmp_path: Path) -> None:
@@ -53,12 +57,15 @@ def test_elasticsearch_setup_installs_lifecycle_templates_and_data_streams(es_se
     template = http.request("GET", f"{es_server.url}/_index_template/otel-ext-logs-error").json()
     body = template["index_templates"][0]["index_template"]
     assert body["template"]["lifecycle"]["data_retention"] == "90d" and "data_stream" in body
-    app = make_app([f"{url}?name=es"], tmp_path / "q")
-    app.emit(5, event_class="error")
-    assert app.deliver(60)
-    app.close()
-    indices = http.request("GET", f"{es_server.url}/_cat/indices?h=index&expand_wildcards=all").data.decode()
-    assert ".ds-logs-error-default-" in indices  # a real data stream backs logs-error-default
+    try:
+        app = make_app([f"{url}?name=es&namespace=setuptest"], tmp_path / "q")
+        app.emit(5, event_class="error")
+        assert app.deliver(60)
+        app.close()
+        indices = http.request("GET", f"{es_server.url}/_cat/indices?h=index&expand_wildcards=all").data.decode()
+        assert ".ds-logs-error-setuptest-" in indices  # a real data stream backs logs-error-setuptest
+    finally:  # this build cannot delete data streams: keep later tests' indices plain
+        http.request("DELETE", f"{es_server.url}/_index_template/otel-ext-*")
 
 
 def test_bad_retention_is_a_clear_error(search_server: Any) -> None:

@@ -1,0 +1,122 @@
+"""Equivalence: the labelled-case corpus goes through (a) EventClassifierProcessor and (b) the real
+collector running collector_configs/classify.yaml; the labels must agree on every record."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from peers import free_port, port_open, wait_until
+from test_classify_cases import CASES
+
+from otel_ext.backends.es_mapping import any_value
+from otel_ext.classify import EventClassifierProcessor
+from otel_ext.telemetry import Counters
+
+pytestmark = pytest.mark.peers
+ROOT = Path(__file__).resolve().parents[1]
+COMPARED = ["labels.event_class", "tags", "event.kind", "event.category", "event.type", "event.outcome",
+            "event.action", "event.duration", "http.request.method", "url.path", "http.response.status_code",
+            "client.address"]
+
+
+def corpus_records() -> list[Any]:
+    """The labelled cases as SDK log records (not yet classified), each tagged with its case number."""
+    provider = LoggerProvider()
+    memory = InMemoryLogRecordExporter()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+    handler = LoggingHandler(logger_provider=provider)
+    for i, case in enumerate(CASES):
+        log = logging.getLogger(case.logger)
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
+        log.propagate = False
+        try:
+            if case.level == "exception":
+                try:
+                    raise ValueError("bad")
+                except ValueError:
+                    log.exception(case.message, extra={**case.extra, "case": i})
+            else:
+                getattr(log, case.level)(case.message, extra={**case.extra, "case": i})
+        finally:
+            log.removeHandler(handler)
+    return list(memory.get_finished_logs())
+
+
+def labels(attrs: dict[str, Any], severity: int, severity_text: str, event_name: str) -> dict[str, Any]:
+    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in attrs.items() if k in COMPARED}
+    out.update({"severity_number": severity, "severity_text": severity_text, "event_name": event_name})
+    return out
+
+
+def test_collector_labels_equal_the_python_processor(otelcol: Path, tmp_path: Path) -> None:
+    records = corpus_records()
+    payload = encode_logs(records).SerializeToString()  # before classification: what the collector gets
+    classifier = EventClassifierProcessor(counters=Counters("t"))
+    expected: dict[int, dict[str, Any]] = {}
+    for item in records:
+        rec = item.log_record
+        classifier.classify_record(rec, item.instrumentation_scope.name)
+        attrs = dict(rec.attributes or {})
+        expected[int(attrs["case"])] = labels(attrs, rec.severity_number.value, rec.severity_text or "",
+                                              rec.event_name or "")
+    port = free_port()
+    out = tmp_path / "out.jsonl"
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(f"""
+receivers:
+  otlp:
+    protocols: {{grpc: {{endpoint: 127.0.0.1:{port}}}}}
+exporters:
+  file: {{path: {out}}}
+service:
+  telemetry: {{metrics: {{level: none}}, logs: {{level: warn}}}}
+  pipelines:
+    logs: {{receivers: [otlp], processors: [transform/otel_ext_classify], exporters: [file]}}
+""")
+    proc = subprocess.Popen([str(otelcol), "--config", str(config), "--config",
+                             str(ROOT / "collector_configs" / "classify.yaml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: port_open(port) or proc.poll() is not None, 30), "collector did not start"
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        export = grpc.insecure_channel(f"127.0.0.1:{port}").unary_unary(
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export", request_serializer=None,
+            response_deserializer=None)
+        export(payload, timeout=10)
+        assert wait_until(lambda: out.exists() and out.stat().st_size > 0, 20)
+        time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    from google.protobuf.json_format import ParseDict
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    actual: dict[int, dict[str, Any]] = {}
+    for line in out.read_text().splitlines():
+        doc = json.loads(line)
+        for rl in doc.get("resourceLogs", []):
+            for sl in rl.get("scopeLogs", []):
+                for r in sl.get("logRecords", []):
+                    r.pop("traceId", None)
+                    r.pop("spanId", None)
+        request = ParseDict(doc, ExportLogsServiceRequest())
+        for rl in request.resource_logs:
+            for sl in rl.scope_logs:
+                for rec in sl.log_records:
+                    attrs = {kv.key: any_value(kv.value) for kv in rec.attributes}
+                    actual[int(attrs["case"])] = labels(attrs, rec.severity_number, rec.severity_text, rec.event_name)
+    assert set(actual) == set(expected)
+    mismatches = {CASES[i].name: (expected[i], actual[i]) for i in expected if expected[i] != actual[i]}
+    assert not mismatches, json.dumps(mismatches, indent=1, default=str)[:6000]
