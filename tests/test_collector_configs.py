@@ -110,7 +110,8 @@ def test_gateway_fails_over_with_zero_loss_and_returns(otelcol: Path, receivers:
            "OTEL_EXT_SECONDARY_ENDPOINT": f"127.0.0.1:{secondary.grpc_port}", "OTEL_EXT_ES_ENDPOINT": es_server.url,
            "OTEL_EXT_OTLP_INSECURE": "true", "OTEL_EXT_STORAGE_DIR": str(tmp_path / "storage"),
            "OTEL_EXT_GRPC_ENDPOINT": f"127.0.0.1:{grpc_port}", "OTEL_EXT_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
-           "OTEL_EXT_HEALTH_ENDPOINT": f"127.0.0.1:{free_port()}", "OTEL_EXT_FAILOVER_RETRY_INTERVAL": "1s"}
+           "OTEL_EXT_HEALTH_ENDPOINT": f"127.0.0.1:{free_port()}", "OTEL_EXT_FAILOVER_RETRY_INTERVAL": "1s",
+           "OTEL_EXT_SPOOL_ENDPOINT": f"127.0.0.1:{free_port()}"}
     # routed to logs-generic.otel-gateway (data_stream.namespace is honoured by the exporter)
     log = (tmp_path / "collector.log").open("wb")
     proc = subprocess.Popen([str(otelcol), "--config", str(SHIPPED / "gateway-failover.yaml"), "--config",
@@ -169,3 +170,39 @@ def test_agent_tails_json_lines_and_classifies_them(otelcol: Path, receivers: An
     assert by_uid["agent-1"]["event.action"] == "authn_login_fail"
     assert by_uid["agent-2"]["event.action"] == "authn_login_fail" and by_uid["agent-2"]["labels.event_class"] == "security"
     assert by_uid["agent-3"]["labels.event_class"] == "application"
+
+
+def test_gateway_queue_survives_a_restart_while_every_backend_is_down(otelcol: Path, receivers: Any,
+                                                                        tmp_path: Path) -> None:
+    primary = receivers("primary", start=False)
+    secondary = receivers("secondary", start=False)
+    grpc_port = free_port()
+    env = {**os.environ, "OTEL_EXT_PRIMARY_ENDPOINT": f"127.0.0.1:{primary.grpc_port}",
+           "OTEL_EXT_SECONDARY_ENDPOINT": f"127.0.0.1:{secondary.grpc_port}",
+           "OTEL_EXT_ES_ENDPOINT": f"http://127.0.0.1:{free_port()}", "OTEL_EXT_OTLP_INSECURE": "true",
+           "OTEL_EXT_STORAGE_DIR": str(tmp_path / "storage"), "OTEL_EXT_GRPC_ENDPOINT": f"127.0.0.1:{grpc_port}",
+           "OTEL_EXT_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}", "OTEL_EXT_HEALTH_ENDPOINT": f"127.0.0.1:{free_port()}",
+           "OTEL_EXT_FAILOVER_RETRY_INTERVAL": "1s", "OTEL_EXT_SPOOL_ENDPOINT": f"127.0.0.1:{free_port()}"}
+
+    def start() -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"collector-{time.monotonic_ns()}.log").open("wb")
+        proc = subprocess.Popen([str(otelcol), "--config", str(SHIPPED / "gateway-failover.yaml"), "--config",
+                                 str(SHIPPED / "classify.yaml")], env=env, stdout=log, stderr=subprocess.STDOUT)
+        assert wait_until(lambda: port_open(grpc_port), 30)
+        return proc
+
+    proc = start()
+    try:
+        send(grpc_port, 0, 300)  # every level is down: the spool keeps it on disk
+        time.sleep(2)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    secondary.start()
+    proc = start()  # a new collector process finds the queue in file_storage
+    try:
+        uids = collect(300, secondary, timeout=60)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert set(uids) == {f"gw-{i:06d}" for i in range(300)}
