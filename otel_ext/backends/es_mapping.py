@@ -208,7 +208,20 @@ def _ecs_attrs(fields: list[tuple[str, Any]], kvs: Any, conversions: dict[str, t
 
 
 def _is_empty(value: Any) -> bool:
-    return value is None or value == [] or value == {}
+    return value is None or (type(value) in (list, dict) and not value)
+
+
+_PARTS: dict[str, list[str]] = {}
+
+
+def _parts(key: str) -> list[str]:
+    """``key.split(".")``, memoised: the same few dozen keys recur on every record."""
+    parts = _PARTS.get(key)
+    if parts is None:
+        parts = key.split(".")
+        if len(_PARTS) < 65536:
+            _PARTS[key] = parts
+    return parts
 
 
 def _dedup(fields: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -237,10 +250,10 @@ def _nest_fast(fields: list[tuple[str, Any]]) -> dict[str, Any] | None:
     root: dict[str, Any] = {}
     leaves: set[int] = set()  # ids of dicts that are values, not parents
     for key, value in fields:
-        if _is_empty(value):
+        if value is None or (type(value) in (list, dict) and not value):
             continue
         node = root
-        parts = key.split(".")
+        parts = _parts(key)
         for part in parts[:-1]:
             child = node.get(part)
             if child is None:
