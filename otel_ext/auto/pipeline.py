@@ -91,12 +91,7 @@ class Pipeline:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def stats(self) -> dict[str, Any]:
-        exporters = {}
-        for exporter in self.exporters:
-            stats = getattr(exporter, "stats", None)
-            exporters[type(exporter).__name__ if not callable(stats) else str(id(exporter))] = (
-                stats() if callable(stats) else {}
-            )
+        exporters = [e.stats() if callable(getattr(e, "stats", None)) else {} for e in self.exporters]
         return {
             "processing": self.parts.settings.processing,
             "classified": CLASSIFIER_COUNTERS.snapshot().get("classified", {}),
@@ -105,7 +100,7 @@ class Pipeline:
             "volume_dropped": VOLUME_COUNTERS.snapshot().get("dropped", {}),
             "alerts": DETECT_COUNTERS.snapshot().get("alerts", {}),
             "detector_evicted_keys": DETECT_COUNTERS.snapshot().get("evicted_keys", {}),
-            "exporters": list(exporters.values()),
+            "exporters": exporters,
         }
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
 MAPPING_MODES = ("ecs", "otel")
@@ -333,11 +333,6 @@ def ecs_document(resource_logs: ResourceLogs, scope_logs: ScopeLogs, record: Log
     return fast if fast is not None else nest(_dedup(fields))
 
 
-def ecs_fields(resource_logs: ResourceLogs, scope_logs: ScopeLogs, record: LogRecord, index: Index) -> dict[str, Any]:
-    """The flat (dotted) ECS document of one record."""
-    return _dedup(ecs_field_list(resource_logs, scope_logs, record, index))
-
-
 def _agent_fields(res: dict[str, AnyValue]) -> list[tuple[str, Any]]:
     fields: list[tuple[str, Any]] = []
 
@@ -394,6 +389,17 @@ def _otel_attributes(kvs: Any) -> dict[str, Any] | None:
     return out or None
 
 
+def _otel_object(attributes: Any, dropped_attributes_count: int, **named: str) -> dict[str, Any]:
+    """otelserializer writeResource/writeScope: named fields, attributes, dropped count; empty ones skipped."""
+    out: dict[str, Any] = {key: value for key, value in named.items() if value}
+    attrs = _otel_attributes(attributes)
+    if attrs:
+        out["attributes"] = attrs
+    if dropped_attributes_count:
+        out["dropped_attributes_count"] = dropped_attributes_count
+    return out
+
+
 def otel_document(
     resource_logs: ResourceLogs, scope_logs: ScopeLogs, record: LogRecord, index: Index
 ) -> dict[str, Any]:
@@ -420,28 +426,12 @@ def otel_document(
         doc["event_name"] = record.event_name
     elif attrs and isinstance(attrs.get("event.name"), str) and attrs["event.name"]:
         doc["event_name"] = attrs["event.name"]
-    resource: dict[str, Any] = {}
-    if resource_logs.schema_url:
-        resource["schema_url"] = resource_logs.schema_url
-    res_attrs = _otel_attributes(resource_logs.resource.attributes)
-    if res_attrs:
-        resource["attributes"] = res_attrs
-    if resource_logs.resource.dropped_attributes_count:
-        resource["dropped_attributes_count"] = resource_logs.resource.dropped_attributes_count
-    doc["resource"] = resource
-    scope: dict[str, Any] = {}
-    if scope_logs.schema_url:
-        scope["schema_url"] = scope_logs.schema_url
-    if scope_logs.scope.name:
-        scope["name"] = scope_logs.scope.name
-    if scope_logs.scope.version:
-        scope["version"] = scope_logs.scope.version
-    scope_attrs = _otel_attributes(scope_logs.scope.attributes)
-    if scope_attrs:
-        scope["attributes"] = scope_attrs
-    if scope_logs.scope.dropped_attributes_count:
-        scope["dropped_attributes_count"] = scope_logs.scope.dropped_attributes_count
-    doc["scope"] = scope
+    resource = resource_logs.resource
+    doc["resource"] = _otel_object(schema_url=resource_logs.schema_url, attributes=resource.attributes,
+                                   dropped_attributes_count=resource.dropped_attributes_count)
+    scope = scope_logs.scope
+    doc["scope"] = _otel_object(schema_url=scope_logs.schema_url, name=scope.name, version=scope.version,
+                                attributes=scope.attributes, dropped_attributes_count=scope.dropped_attributes_count)
     body_kind = record.body.WhichOneof("value")
     if body_kind is not None:
         body = any_value(record.body)
@@ -509,5 +499,5 @@ def otlp_payload(records: list[MappedRecord]) -> bytes:
     return bytes(request.SerializeToString())
 
 
-__all__ = ["MAPPING_MODES", "Index", "KeyValue", "MappedRecord", "ecs_document", "ecs_fields", "iter_mapped", "nest",
+__all__ = ["MAPPING_MODES", "Index", "MappedRecord", "ecs_document", "iter_mapped", "nest",
            "otel_document", "otlp_payload", "route"]

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from otel_ext.detect.state import BoundedKeys
+
 NS = 1_000_000_000
 
 
@@ -73,9 +75,6 @@ class Detector:
 
     def state_size(self) -> int:
         raise NotImplementedError
-
-
-from otel_ext.detect.state import BoundedKeys  # noqa: E402 - after the base types it uses
 
 
 class _Window:
