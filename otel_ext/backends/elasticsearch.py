@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from otel_ext.backends.base import Backend
-from otel_ext.backends.es_mapping import MAPPING_MODES, MappedRecord, iter_mapped, otlp_payload
+from otel_ext.backends.es_mapping import MAPPING_MODES, otlp_payload
+from otel_ext.backends.es_render import BulkRenderer, RecordRef
 from otel_ext.backends.outcome import Outcome, OutcomeKind
 
 _logger = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class ElasticsearchBackend(Backend):
         self.name = config.name or f"{config.flavour}+{config.url or 'cloud'}"
         self._client = self._connect()
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="otel-ext-bulk")
+        self._renderer = BulkRenderer(config.mapping, config.namespace, config.route_by_class)
         self.sleep: Callable[[float], None] = time.sleep
 
     def _connect(self) -> Any:
@@ -159,21 +161,14 @@ class ElasticsearchBackend(Backend):
 
     # --- bulk ----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _lines(item: MappedRecord) -> bytes:
-        action = {"create": {"_index": item.index.name, "_id": item.doc_id}}
-        return (json.dumps(action, separators=(",", ":")) + "\n"
-                + json.dumps(item.document, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-
     def send(self, payload: bytes, records: int) -> Outcome:
         if not payload:
             return self.probe()
-        rejected: list[tuple[MappedRecord, str]] = []
+        rejected: list[tuple[RecordRef, str]] = []
         # pipeline: map (and serialize) the next chunk while the server works on the current one
         in_flight: Future[Outcome | None] | None = None
         try:
-            for chunk in self._chunks(iter_mapped(payload, self.config.mapping, self.config.namespace,
-                                                  self.config.route_by_class)):
+            for chunk in self._chunks(self._renderer.render(payload)):
                 if in_flight is not None and (outcome := in_flight.result()) is not None:
                     return outcome
                 in_flight = self._sender.submit(self._send_chunk, chunk, rejected)
@@ -189,12 +184,12 @@ class ElasticsearchBackend(Backend):
             return Outcome.partial(len(rejected), message, otlp_payload([m for m, _ in rejected]))
         return Outcome.ok()
 
-    def _chunks(self, items: Iterable[MappedRecord]) -> Iterator[list[tuple[MappedRecord, bytes]]]:
+    def _chunks(self, items: Iterable[tuple[RecordRef, str]]) -> Iterator[list[tuple[RecordRef, bytes]]]:
         """Bulk-sized chunks, built lazily (mapping happens as the caller iterates)."""
-        chunk: list[tuple[MappedRecord, bytes]] = []
+        chunk: list[tuple[RecordRef, bytes]] = []
         size = 0
-        for item in items:
-            lines = self._lines(item)
+        for item, text in items:
+            lines = text.encode()
             if chunk and (len(chunk) >= self.config.max_docs or size + len(lines) > self.config.max_bytes):
                 yield chunk
                 chunk, size = [], 0
@@ -203,8 +198,8 @@ class ElasticsearchBackend(Backend):
         if chunk:
             yield chunk
 
-    def _send_chunk(self, chunk: list[tuple[MappedRecord, bytes]],
-                    rejected: list[tuple[MappedRecord, str]]) -> Outcome | None:
+    def _send_chunk(self, chunk: list[tuple[RecordRef, bytes]],
+                    rejected: list[tuple[RecordRef, str]]) -> Outcome | None:
         """None when every document is created, already there, or rejected for good."""
         pending = chunk
         delay = 0.2
@@ -224,7 +219,7 @@ class ElasticsearchBackend(Backend):
                 return None
             if response.status != 200:
                 return self._request_outcome(response)
-            retry: list[tuple[MappedRecord, bytes]] = []
+            retry: list[tuple[RecordRef, bytes]] = []
             throttled = False
             for (item, lines), result in zip(pending, response.body.get("items", []), strict=False):
                 op = result.get("create") or result.get("index") or {}
@@ -268,6 +263,7 @@ class ElasticsearchBackend(Backend):
     def reset_after_fork(self) -> None:
         self._client = self._connect()
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="otel-ext-bulk")
+        self._renderer = BulkRenderer(self.config.mapping, self.config.namespace, self.config.route_by_class)
 
     def describe(self) -> str:
         return self.name

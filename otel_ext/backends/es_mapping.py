@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -485,17 +485,18 @@ def iter_mapped(payload: bytes, mode: str, namespace: str = "default", by_class:
                                    document)
 
 
-def otlp_payload(records: list[MappedRecord]) -> bytes:
-    """A replayable OTLP request holding just ``records`` (for the dead-letter store)."""
+def otlp_payload(records: Iterable[tuple[ResourceLogs, ScopeLogs, LogRecord]]) -> bytes:
+    """A replayable OTLP request holding just ``records`` (resource, scope, record) — for the
+    dead-letter store."""
     request = ExportLogsServiceRequest()
-    for item in records:
-        resource_logs = request.resource_logs.add()
-        resource_logs.resource.CopyFrom(item.resource_logs.resource)
-        resource_logs.schema_url = item.resource_logs.schema_url
-        scope_logs = resource_logs.scope_logs.add()
-        scope_logs.scope.CopyFrom(item.scope_logs.scope)
-        scope_logs.schema_url = item.scope_logs.schema_url
-        scope_logs.log_records.add().CopyFrom(item.record)
+    for resource_logs, scope_logs, record in records:
+        out_resource = request.resource_logs.add()
+        out_resource.resource.CopyFrom(resource_logs.resource)
+        out_resource.schema_url = resource_logs.schema_url
+        out_scope = out_resource.scope_logs.add()
+        out_scope.scope.CopyFrom(scope_logs.scope)
+        out_scope.schema_url = scope_logs.schema_url
+        out_scope.log_records.add().CopyFrom(record)
     return bytes(request.SerializeToString())
 
 

@@ -1,0 +1,326 @@
+"""Bulk NDJSON for queued OTLP requests: for every log record, the ``create`` action line and the
+document line, as :mod:`otel_ext.backends.es_mapping` defines them, rendered without building the
+document as a dict.
+
+Records of one service look alike: the same attribute keys with the same value types, under the
+same resource. For each such *shape* (resource + scope, attribute keys and value kinds, which
+optional record fields are set) the mapper runs once on placeholder values and its document is
+compiled into a ``%``-template: the resource, agent and scope fields become pre-rendered JSON and
+each record value a slot. A record then costs one pass over its attributes, one JSON string escape
+per value and one string format. Shapes the template cannot express (kvlist attributes, an empty
+array, a shape cache that is full) go through :func:`es_mapping.ecs_document` / ``otel_document``
+and ``json.dumps``: the output is the same either way (``tests/test_es_render.py`` checks it on the
+golden corpus and on generated records).
+
+Only the ``ecs`` mode (the default) is compiled; ``otel`` documents always take the general path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from json.encoder import encode_basestring  # the C escaper json.dumps(ensure_ascii=False) uses
+from operator import itemgetter
+from typing import Any
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+
+from otel_ext.backends import es_mapping as m
+
+RecordRef = tuple[ResourceLogs, ScopeLogs, LogRecord]
+_ESC: Callable[[str], str] = encode_basestring
+_MAX_SHAPES = 2048  # per resource; beyond it new shapes take the general path (still correct)
+_MAX_RESOURCES = 256
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # json.dumps builds one per call
+_dumps: Callable[[Any], str] = _JSON.encode
+
+
+def _double(value: float) -> str:
+    return repr(value) if math.isfinite(value) else _dumps(value)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A placeholder in a compiled document: position ``index`` of the per-record value list."""
+
+    index: int
+
+
+# positions of the per-record values that are not attributes (attribute i is at _FIXED + i)
+_INDEX, _ID, _TS, _TRACE, _SPAN, _SEV, _LEVEL, _MESSAGE, _DS_TYPE, _DS_DATASET, _DS_NS = range(11)
+_FIXED = 11
+
+
+_ROUTE_KEYS = ("elasticsearch.index", "data_stream.dataset", "data_stream.namespace", "labels.event_class")
+
+
+def _encode(kind: str, raw: Any) -> str | None:
+    """JSON text of a non-string attribute value as the ecs document holds it ("" when the field
+    is left out; None when only the general path can tell: an empty array)."""
+    if kind == "int_value":
+        return str(raw)
+    if kind == "bool_value":
+        return "true" if raw else "false"
+    if kind == "double_value":
+        return _double(raw)
+    if kind == "array_value":
+        items = [m.any_value(v, bytes_as_hex=False) for v in raw.values]
+        return _dumps(items) if items else None
+    return ""  # bytes (dropped) or kvlist (its shape is never compiled)
+
+
+def _template(node: Any, out: list[str], order: list[int]) -> None:
+    """Serialize ``node`` like json.dumps, writing ``%s`` for each slot (literal ``%`` doubled)."""
+    if isinstance(node, _Slot):
+        out.append("%s")
+        order.append(node.index)
+    elif isinstance(node, dict):
+        out.append("{")
+        for i, (key, value) in enumerate(node.items()):
+            out.append(("," if i else "") + _dumps(key).replace("%", "%%") + ":")
+            _template(value, out, order)
+        out.append("}")
+    else:
+        out.append(_dumps(node).replace("%", "%%"))
+
+
+@dataclass
+class _Compiled:
+    template: str
+    pick: Callable[[list[str]], tuple[str, ...]]
+
+
+def _compile(document: dict[str, Any]) -> _Compiled:
+    out: list[str] = ['{"create":{"_index":%s,"_id":%s}}\n']
+    order = [_INDEX, _ID]
+    _template(document, out, order)
+    out.append("\n")
+    getter = itemgetter(*order)  # at least two slots: the action's
+    return _Compiled("".join(out), getter)
+
+
+@dataclass
+class _Shape:
+    """One attribute-key sequence (with value kinds): where its routing values are, and its
+    compiled documents by optional-field flags."""
+
+    keys: tuple[str, ...]
+    kinds: tuple[str | None, ...]
+    templatable: bool
+    route_pick: Callable[[list[Any]], tuple[str | None, ...]]  # the _ROUTE_KEYS values of a record
+    uid_at: int  # position of log.record.uid, -1 when absent or not a string
+    compiled: dict[tuple[bool, ...], _Compiled] = field(default_factory=dict)
+
+
+@dataclass
+class _ResourcePlan:
+    resource_fields: list[tuple[str, Any]]
+    agent_fields: list[tuple[str, Any]]
+    scope_fields: list[tuple[str, Any]]
+    resource_attrs: dict[str, Any]
+    scope_attrs: dict[str, Any]
+    shapes: dict[tuple[str | None, ...], _Shape] = field(default_factory=dict)
+    indices: dict[tuple[str | None, ...], tuple[m.Index, str]] = field(default_factory=dict)
+
+
+class BulkRenderer:
+    """Renders ``(record, NDJSON lines)`` pairs for an OTLP logs request (one renderer per backend)."""
+
+    def __init__(self, mode: str = "ecs", namespace: str = "default", by_class: bool = True) -> None:
+        if mode not in m.MAPPING_MODES:
+            raise ValueError(f"mapping must be one of {m.MAPPING_MODES}, got {mode!r}")
+        self.mode, self.namespace, self.by_class = mode, namespace, by_class
+        self._plans: dict[bytes, _ResourcePlan] = {}
+        self._second = -1
+        self._stamp = ""
+        self.compiled_records = 0  # rendered from a template (the rest took the general path)
+        self.general_records = 0
+
+    # --- general path (any record, any mode) -------------------------------------------------
+
+    def _general(self, ref: RecordRef, index: m.Index, doc_id: str) -> str:
+        self.general_records += 1
+        resource_logs, scope_logs, record = ref
+        if self.mode == "ecs":
+            document = m.ecs_document(resource_logs, scope_logs, record, index)
+        else:
+            document = m.otel_document(resource_logs, scope_logs, record, index)
+        action = {"create": {"_index": index.name, "_id": doc_id}}
+        return _dumps(action) + "\n" + _dumps(document) + "\n"
+
+    def render(self, payload: bytes) -> Iterator[tuple[RecordRef, str]]:
+        request = ExportLogsServiceRequest.FromString(payload)
+        if self.mode != "ecs":
+            for item in m.iter_mapped(payload, self.mode, self.namespace, self.by_class):
+                self.general_records += 1
+                action = {"create": {"_index": item.index.name, "_id": item.doc_id}}
+                yield ((item.resource_logs, item.scope_logs, item.record),
+                       _dumps(action) + "\n" + _dumps(item.document) + "\n")
+            return
+        for resource_logs in request.resource_logs:
+            for scope_logs in resource_logs.scope_logs:
+                plan = self._plan(resource_logs, scope_logs)
+                for record in scope_logs.log_records:
+                    yield (resource_logs, scope_logs, record), self._record(plan, resource_logs, scope_logs, record)
+
+    # --- compiled path (ecs) -----------------------------------------------------------------
+
+    def _plan(self, resource_logs: ResourceLogs, scope_logs: ScopeLogs) -> _ResourcePlan:
+        key = resource_logs.resource.SerializeToString() + b"\x00scope\x00" + scope_logs.scope.SerializeToString()
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= _MAX_RESOURCES:
+                self._plans.clear()
+            res_fields, agent_fields = m._resource_fields(resource_logs)
+            scope_fields: list[tuple[str, Any]] = []
+            for kv in scope_logs.scope.attributes:
+                m._flat_add(scope_fields, kv.key, kv.value)
+            plan = self._plans[key] = _ResourcePlan(
+                res_fields, agent_fields, scope_fields, m._routing_attrs(resource_logs.resource.attributes),
+                m._routing_attrs(scope_logs.scope.attributes))
+        return plan
+
+    def _timestamp(self, ns: int) -> str:
+        seconds, nanos = divmod(ns, 1_000_000_000)
+        if seconds != self._second:
+            self._stamp = dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).strftime('"%Y-%m-%dT%H:%M:%S')
+            self._second = seconds
+        return f"{self._stamp}.{nanos:09d}Z\""
+
+    @staticmethod
+    def _new_shape(keys: tuple[str, ...], kinds: tuple[str | None, ...]) -> _Shape:
+        first: dict[str, int] = {}
+        for i, (key, kind) in enumerate(zip(keys, kinds, strict=True)):
+            if key in m._ROUTING_KEYS and key not in first:
+                first[key] = i if kind == "string_value" else -1  # routing reads the first, if a string
+        # -1 picks the None appended to the raw values of every record
+        return _Shape(keys, kinds, "kvlist_value" not in kinds,
+                      itemgetter(*(first.get(k, -1) for k in _ROUTE_KEYS)), first.get("log.record.uid", -1))
+
+    def _index(self, plan: _ResourcePlan, values: tuple[str | None, ...]) -> tuple[m.Index, str]:
+        cached = plan.indices.get(values)
+        if cached is None:
+            record_attrs = {k: _StringValue(v) for k, v in zip(_ROUTE_KEYS, values, strict=True) if v is not None}
+            index = m.route(record_attrs, plan.scope_attrs, plan.resource_attrs,  # type: ignore[arg-type]
+                            "ecs", self.namespace, self.by_class)
+            cached = (index, _ESC(index.name))
+            if len(plan.indices) < 4096:
+                plan.indices[values] = cached
+        return cached
+
+    def _record(self, plan: _ResourcePlan, resource_logs: ResourceLogs, scope_logs: ScopeLogs,
+                record: LogRecord) -> str:
+        keys: list[str] = []
+        kinds: list[str | None] = []
+        raws: list[Any] = []
+        encoded: list[str | None] = []  # JSON text of each value; None: cannot be compiled
+        for kv in record.attributes:
+            value = kv.value
+            kind = value.WhichOneof("value")
+            keys.append(kv.key)
+            kinds.append(kind)
+            if kind == "string_value":
+                raw = value.string_value
+                raws.append(raw)
+                encoded.append(_ESC(raw))
+            elif kind is None:
+                raws.append(None)
+                encoded.append("")
+            else:
+                raw = getattr(value, kind)
+                raws.append(raw)
+                encoded.append(_encode(kind, raw))
+        raws.append(None)
+        sig = (*keys, *kinds)
+        shape = plan.shapes.get(sig)
+        cached_shape = shape is not None
+        if shape is None:
+            shape = self._new_shape(tuple(keys), tuple(kinds))
+            if len(plan.shapes) < _MAX_SHAPES:
+                plan.shapes[sig] = shape
+                cached_shape = True
+        index, index_json = self._index(plan, shape.route_pick(raws))
+        doc_id = raws[shape.uid_at] or m.document_id(record, {})
+        if not (shape.templatable and cached_shape) or None in encoded:
+            return self._general((resource_logs, scope_logs, record), index, doc_id)
+
+        trace, span = record.trace_id, record.span_id
+        has_trace, has_span = bool(trace) and any(trace), bool(span) and any(span)
+        sev, level = record.severity_number, record.severity_text
+        has_message = record.body.WhichOneof("value") == "string_value"
+        is_data_stream = index.is_data_stream
+        flags = (has_trace, has_span, bool(sev), bool(level), has_message, is_data_stream)
+        compiled = shape.compiled.get(flags)
+        if compiled is None:
+            compiled = shape.compiled[flags] = self._compile_shape(plan, shape, flags)
+        values: list[Any] = [index_json, _ESC(doc_id),
+                             self._timestamp(record.time_unix_nano or record.observed_time_unix_nano),
+                             f'"{trace.hex()}"' if has_trace else "", f'"{span.hex()}"' if has_span else "",
+                             sev, _ESC(level) if level else "",
+                             _ESC(record.body.string_value) if has_message else "",
+                             *((_ESC(index.type), _ESC(index.dataset), _ESC(index.namespace)) if is_data_stream
+                               else ("", "", ""))]
+        values += encoded
+        self.compiled_records += 1
+        text: str = compiled.template % compiled.pick(values)
+        return text
+
+    def _compile_shape(self, plan: _ResourcePlan, shape: _Shape, flags: tuple[bool, ...]) -> _Compiled:
+        """The mapper's field list with a slot for every per-record value, nested and compiled."""
+        has_trace, has_span, has_sev, has_level, has_message, is_data_stream = flags
+        fields: list[tuple[str, Any]] = [*plan.resource_fields, *plan.scope_fields]
+        present = set(shape.keys)
+        for i, (key, kind) in enumerate(zip(shape.keys, shape.kinds, strict=True)):
+            if kind is None or kind == "bytes_value":
+                continue  # _flat_add drops them
+            conversion = m._RECORD_ECS.get(key)
+            if conversion is None:
+                fields.append((key, _Slot(_FIXED + i)))
+                continue
+            target, preserve, skip_if_exists = conversion
+            if target is None:
+                continue
+            if not skip_if_exists or target not in present:
+                fields.append((target, _Slot(_FIXED + i)))
+            if preserve:
+                fields.append((key, _Slot(_FIXED + i)))
+        if is_data_stream:
+            fields += [("data_stream.type", _Slot(_DS_TYPE)), ("data_stream.dataset", _Slot(_DS_DATASET)),
+                       ("data_stream.namespace", _Slot(_DS_NS))]
+        fields += plan.agent_fields
+        fields.append(("@timestamp", _Slot(_TS)))
+        if has_trace:
+            fields.append(("trace.id", _Slot(_TRACE)))
+        if has_span:
+            fields.append(("span.id", _Slot(_SPAN)))
+        if has_sev:
+            fields.append(("event.severity", _Slot(_SEV)))
+        if has_level:
+            fields.append(("log.level", _Slot(_LEVEL)))
+        if has_message:
+            fields.append(("message", _Slot(_MESSAGE)))
+        fast = m._nest_fast(fields)
+        document = fast if fast is not None else m.nest(m._dedup(fields))
+        return _compile(document)
+
+
+class _StringValue:
+    """Just enough of an AnyValue holding a string for :func:`es_mapping.route`."""
+
+    __slots__ = ("string_value",)
+
+    def __init__(self, value: str) -> None:
+        self.string_value = value
+
+    @staticmethod
+    def WhichOneof(_: str) -> str:  # protobuf's name
+        return "string_value"
+
+
+__all__ = ["BulkRenderer", "RecordRef"]
