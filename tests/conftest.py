@@ -4,6 +4,7 @@ is collected by the SDK's in-memory exporter."""
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -91,10 +92,20 @@ def receivers(tmp_path: Any) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def search_server() -> Iterator[Any]:
-    """One real OpenSearch 2.19.6 process for the whole session (see tests/search_server.py)."""
+    """One real OpenSearch 2.19.4 process for the whole session (see tests/search_server.py)."""
     from search_server import SearchServer
 
     server = SearchServer("opensearch").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def secure_search_server() -> Iterator[Any]:
+    """A second OpenSearch 2.19.4 with its security plugin on: HTTPS (demo certificates) and users."""
+    from search_server import SearchServer
+
+    server = SearchServer("opensearch", secure=True).start()
     yield server
     server.stop()
 
@@ -115,3 +126,22 @@ def otelcol() -> Path:
     from collector import ensure_collector
 
     return ensure_collector()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A throwaway CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
+    d = tmp_path_factory.mktemp("pki")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=otel-ext test CA",
+        "-keyout", "ca.key", "-out", "ca.pem")
+    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, extra in (("server", ["-extfile", "san.cnf"]), ("client", [])):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-out", f"{name}.pem", *extra)
+    return {k: str(d / f"{k}") for k in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}

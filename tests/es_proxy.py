@@ -41,6 +41,7 @@ class EsProxy:
         self.max_body: int | None = None
         self.bulk_docs: list[int] = []  # documents per _bulk the server actually received
         self.requests = 0
+        self.authorization: list[str] = []  # the Authorization header of each request ("" if none)
         self._lock = threading.Lock()
         pool = urllib3.PoolManager(retries=False, maxsize=8)
         proxy = self
@@ -56,6 +57,7 @@ class EsProxy:
                 body = self.rfile.read(length) if length else None
                 with proxy._lock:
                     proxy.requests += 1
+                    proxy.authorization.append(self.headers.get("Authorization", ""))
                 if proxy.delay:
                     time.sleep(proxy.delay)
                 is_bulk = self.path.split("?")[0].endswith("/_bulk")

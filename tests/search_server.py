@@ -1,7 +1,12 @@
-"""Real search servers for tests: the OpenSearch 2.19.6 and Elasticsearch 8.17.0 "integ-test"
-distributions from Maven Central (free modules only, no security: plain HTTP), started once per
-test session on 127.0.0.1 with free ports, as an unprivileged user (both refuse to run as root),
-512 MB heap, single node.
+"""Real search servers for tests: the OpenSearch 2.19.4 and Elasticsearch 8.17.0 "integ-test"
+distributions from Maven Central, started on 127.0.0.1 with free ports, as an unprivileged user
+(both refuse to run as root), 512 MB heap, single node.
+
+OpenSearch comes with its security plugin (``org.opensearch.plugin:opensearch-security``, whose
+newest 2.19 build on Maven Central is 2.19.4.0 — hence 2.19.4) and the plugin's demo configuration
+(demo TLS certificates, internal users): ``SearchServer("opensearch", secure=True)`` serves HTTPS
+with basic authentication, otherwise the plugin is disabled and the server speaks plain HTTP. The
+Elasticsearch integ-test build has no security module at all (plain HTTP only).
 
 ``ensure_distribution()`` fetches and unpacks them under the git-ignored ``.peers/`` with Maven;
 Java 17 comes with this machine kind.
@@ -24,8 +29,26 @@ from peers import free_port, wait_until
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / ".peers"
 USER = "otelext-search"
+SECURITY_PLUGIN = "org.opensearch.plugin:opensearch-security:2.19.4.0:zip"
+# the demo configuration's admin account (a loopback test server; the script demands a strong one)
+ADMIN = ("admin", "Otel-Ext_Test#2026")
+_SECURE_SETTINGS = """\
+plugins.security.ssl.transport.pemcert_filepath: esnode.pem
+plugins.security.ssl.transport.pemkey_filepath: esnode-key.pem
+plugins.security.ssl.transport.pemtrustedcas_filepath: root-ca.pem
+plugins.security.ssl.transport.enforce_hostname_verification: false
+plugins.security.ssl.http.enabled: true
+plugins.security.ssl.http.pemcert_filepath: esnode.pem
+plugins.security.ssl.http.pemkey_filepath: esnode-key.pem
+plugins.security.ssl.http.pemtrustedcas_filepath: root-ca.pem
+plugins.security.allow_unsafe_democertificates: true
+plugins.security.allow_default_init_securityindex: true
+plugins.security.authcz.admin_dn: ['CN=kirk,OU=client,O=client,L=test,C=de']
+plugins.security.restapi.roles_enabled: [all_access, security_rest_api_access]
+plugins.security.audit.type: noop
+"""
 FLAVOURS = {
-    "opensearch": ("org.opensearch.distribution.integ-test-zip", "2.19.6", "OPENSEARCH"),
+    "opensearch": ("org.opensearch.distribution.integ-test-zip", "2.19.4", "OPENSEARCH"),
     "elasticsearch": ("org.elasticsearch.distribution.integ-test-zip", "8.17.0", "ES"),
 }
 
@@ -40,24 +63,47 @@ def java_home() -> str:
     return str(Path(java).resolve().parents[1])
 
 
+def _mvn_copy(artifact: str, directory: Path) -> None:
+    subprocess.run(["mvn", "-q", "dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={directory}"],
+                   check=True, timeout=600)
+
+
+def _install_security(home: Path, download: Path) -> None:
+    """The security plugin and its demo configuration (certificates, users) into an unpacked OpenSearch."""
+    _mvn_copy(SECURITY_PLUGIN, download)
+    zip_name = "opensearch-security-" + SECURITY_PLUGIN.split(":")[2] + ".zip"
+    env = {"PATH": os.environ.get("PATH", ""), "JAVA_HOME": java_home(), "OPENSEARCH_JAVA_HOME": java_home()}
+    tool = home / "plugins" / "opensearch-security" / "tools" / "install_demo_configuration.sh"
+    for command, extra in (([str(home / "bin" / "opensearch-plugin"), "install", "--batch",
+                             f"file://{download / zip_name}"], {}),
+                           (["bash", str(tool), "-y", "-i", "-s"], {"OPENSEARCH_INITIAL_ADMIN_PASSWORD": ADMIN[1]})):
+        done = subprocess.run(command, timeout=300, env={**env, **extra}, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{command[-1]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+
+
 def ensure_distribution(flavour: str = "opensearch") -> Path:
     group, version, _ = FLAVOURS[flavour]
     home = PEERS / f"{flavour}-{version}"
-    if (home / "bin" / flavour).exists():
+    if (home / ".otel-ext-ready").exists():
         return home
     PEERS.mkdir(exist_ok=True)
     download = PEERS / "downloads"
-    subprocess.run(["mvn", "-q", "dependency:copy", f"-Dartifact={group}:{flavour}:{version}:zip",
-                    f"-DoutputDirectory={download}"], check=True, timeout=600)
+    _mvn_copy(f"{group}:{flavour}:{version}:zip", download)
     unpack = PEERS / f"unpack-{flavour}"
+    shutil.rmtree(unpack, ignore_errors=True)
+    shutil.rmtree(home, ignore_errors=True)
     with zipfile.ZipFile(download / f"{flavour}-{version}.zip") as archive:
         archive.extractall(unpack)
     shutil.move(str(unpack / f"{flavour}-{version}"), home)
     shutil.rmtree(unpack, ignore_errors=True)
     for path in (home / "bin").iterdir():
         path.chmod(0o755)
+    if flavour == "opensearch":
+        _install_security(home, download)
     for path in [home, *home.rglob("*")]:  # readable by the unprivileged server user
         path.chmod(path.stat().st_mode | 0o044 | (0o011 if path.is_dir() else 0))
+    (home / ".otel-ext-ready").touch()
     return home
 
 
@@ -73,8 +119,11 @@ def _run_as() -> tuple[int, int] | None:
 
 
 class SearchServer:
-    def __init__(self, flavour: str = "opensearch") -> None:
+    def __init__(self, flavour: str = "opensearch", secure: bool = False) -> None:
+        if secure and flavour != "opensearch":
+            raise ValueError("only the OpenSearch test build has a security plugin")
         self.flavour = flavour
+        self.secure = secure
         self.version = FLAVOURS[flavour][1]
         self.home = ensure_distribution(flavour)
         self.port = free_port()
@@ -83,7 +132,12 @@ class SearchServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.secure else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The demo root CA that signed the secured server's certificate."""
+        return self.workdir / "config" / "root-ca.pem"
 
     def start(self) -> SearchServer:
         conf = self.workdir / "config"
@@ -96,8 +150,8 @@ class SearchServer:
             "action.destructive_requires_name: false\n"  # tests empty the server between cases
             # Elasticsearch 8 would auto-configure TLS + auth on first start: a loopback test server
             # runs plain HTTP (TLS verification is tested on the OTLP path)
-            + ("xpack.security.enabled: false\n"
-               if self.flavour == "elasticsearch" else ""))
+            + ("xpack.security.enabled: false\n" if self.flavour == "elasticsearch"
+               else _SECURE_SETTINGS if self.secure else "plugins.security.disabled: true\n"))
         jvm = conf / "jvm.options"  # its log/dump paths are relative to the distribution: point them here
         jvm.write_text(jvm.read_text().replace("file=logs/", f"file={self.workdir}/logs/")
                        .replace("-XX:HeapDumpPath=data", f"-XX:HeapDumpPath={self.workdir}/data")
@@ -118,13 +172,15 @@ class SearchServer:
         self.proc = subprocess.Popen([str(self.home / "bin" / self.flavour)], env=env, stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
                                      user=owner[0] if owner else None, group=owner[1] if owner else None)
-        http = urllib3.PoolManager(retries=False)
+        http = urllib3.PoolManager(retries=False, ca_certs=str(self.ca_file) if self.secure else None)
+        headers = urllib3.make_headers(basic_auth=":".join(ADMIN)) if self.secure else {}
 
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"{self.flavour} exited:\n{(self.workdir / 'server.out').read_text()[-3000:]}")
             try:
-                r = http.request("GET", self.url + "/_cluster/health?wait_for_status=yellow&timeout=1s", timeout=2)
+                r = http.request("GET", self.url + "/_cluster/health?wait_for_status=yellow&timeout=1s", timeout=2,
+                                 headers=headers)
                 return r.status == 200
             except urllib3.exceptions.HTTPError:
                 return False

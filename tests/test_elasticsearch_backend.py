@@ -1,5 +1,5 @@
 """Elasticsearch/OpenSearch backend against real server processes over HTTP: Elasticsearch 8.17.0
-with the official client, OpenSearch 2.19.6 with opensearch-py; faults are injected on the wire by
+with the official client, OpenSearch 2.19.4 with opensearch-py; faults are injected on the wire by
 a loopback proxy in front of Elasticsearch (503, 429 items, lost responses, delays, 413)."""
 
 from __future__ import annotations

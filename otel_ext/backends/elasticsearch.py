@@ -6,8 +6,9 @@ mapped to the sender's outcome classes so failover works across ES and OTLP.
   ``opensearch+http(s)://`` uses ``opensearch-py``. Both share the mapper and the bulk handling.
 - Requests are bounded by documents and bytes; 413 splits the request and retries the halves.
 - Items answered 429 or 5xx are retried alone (with backoff, a few times); if they still fail the
-  whole entry is retried later (idempotent). Other 4xx items (mapping errors…) go to the dead-letter
-  store with the server's reason; the rest of the entry counts as delivered.
+  whole entry is retried later (idempotent). Items answered 401/403 (a missing privilege) make the
+  entry an auth failure: kept, retried later or elsewhere. Other 4xx items (mapping errors…) go to
+  the dead-letter store with the server's reason; the rest of the entry counts as delivered.
 """
 
 from __future__ import annotations
@@ -221,6 +222,8 @@ class ElasticsearchBackend(Backend):
                 return self._request_outcome(response)
             retry: list[tuple[RecordRef, bytes]] = []
             throttled = False
+            denied: list[str] = []
+            refused: list[tuple[RecordRef, str]] = []
             for (item, lines), result in zip(pending, response.body.get("items", []), strict=False):
                 op = result.get("create") or result.get("index") or {}
                 status = int(op.get("status", 500))
@@ -229,8 +232,15 @@ class ElasticsearchBackend(Backend):
                 if status == 429 or status >= 500:
                     throttled = throttled or status == 429
                     retry.append((item, lines))
+                elif status in (401, 403):
+                    denied.append(f"{status} {_error_reason(op.get('error'))}")
                 else:
-                    rejected.append((item, f"{status} {_error_reason(op.get('error'))}"))
+                    refused.append((item, f"{status} {_error_reason(op.get('error'))}"))
+            if denied:
+                # a missing privilege (e.g. on one index) is the operator's to fix, not the data's
+                # fault: keep the whole entry (what was created answers 409 on the replay), fail over
+                return Outcome.auth(f"{len(denied)} documents denied: {denied[0]}"[:500])
+            rejected.extend(refused)
             if not retry:
                 return None
             pending = retry
