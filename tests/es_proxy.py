@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
@@ -41,6 +42,7 @@ class EsProxy:
         self.max_body: int | None = None
         self.bulk_docs: list[int] = []  # documents per _bulk the server actually received
         self.requests = 0
+        self.gzipped = 0  # requests that arrived gzip-compressed
         self.authorization: list[str] = []  # the Authorization header of each request ("" if none)
         self._lock = threading.Lock()
         pool = urllib3.PoolManager(retries=False, maxsize=8)
@@ -55,6 +57,10 @@ class EsProxy:
             def _relay(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length) if length else None
+                if body is not None and self.headers.get("Content-Encoding", "").lower() == "gzip":
+                    body = gzip.decompress(body)  # e.g. a Cloud ID client compresses; forwarded plain
+                    with proxy._lock:
+                        proxy.gzipped += 1
                 with proxy._lock:
                     proxy.requests += 1
                     proxy.authorization.append(self.headers.get("Authorization", ""))

@@ -37,6 +37,10 @@ def test_backend_urls_map_to_backends() -> None:
         ("otlp+grpc://c:4317?colour=red", "unknown parameter"),
         ("otlp+grpcs://c:4317?ca_file=/nonexistent/ca.pem", "is not readable"),
         ("file://relative/path", "absolute path"),
+        ("elasticsearch+https://es:9200?compression=br", "compression must be gzip or none"),
+        ("elasticsearch+https://es:9200?routing=random", "routing must be class or generic"),
+        ("opensearch+https://os:9200?mapping=flat", "mapping must be one of"),
+        ("elasticsearch+https://?name=cloud", "needs host:port"),
     ],
 )
 def test_bad_backend_urls_name_the_variable(url: str, problem: str) -> None:

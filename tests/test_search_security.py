@@ -5,7 +5,8 @@
   and a user who lacks the privilege for one index (per-item 403).
 - The Elasticsearch flavour (official client) over TLS through a TLS terminator in front of the real
   Elasticsearch 8.17: its integ-test build has no security module, so the credentials the client
-  sends (API key, basic) are checked on the wire by the loopback proxy behind the terminator.
+  sends (API key, basic; Cloud ID + API key) are checked on the wire by the loopback proxy behind
+  the terminator.
 """
 
 from __future__ import annotations
@@ -143,15 +144,23 @@ def test_missing_index_privilege_keeps_the_entry_until_granted(admin: Admin, sec
     assert admin.count("logs-security-sec4") == 20  # those created before the grant were not duplicated
 
 
-@pytest.mark.parametrize("credentials", ["api_key", "basic"])
+@pytest.mark.parametrize("credentials", ["api_key", "basic", "cloud_id"])
 def test_elasticsearch_client_over_tls_sends_the_configured_credentials(credentials: str, es_server: Any,
                                                                         pki: dict[str, str], tmp_path: Path) -> None:
     recorder = EsProxy(es_server.url)
     terminator = TlsProxy(recorder.port, pki["server.pem"], pki["server.key"])
     namespace = f"tls{credentials.replace('_', '')}"
-    env = ({"OTEL_EXT_ES_API_KEY": "a2V5LWlkOmtleS1zZWNyZXQ="} if credentials == "api_key"
-           else {"OTEL_EXT_ES_USERNAME": "shipper", "OTEL_EXT_ES_PASSWORD": "s3cret"})
+    api_key = "a2V5LWlkOmtleS1zZWNyZXQ="
+    env = {"OTEL_EXT_ES_API_KEY": api_key} if credentials != "basic" else {
+        "OTEL_EXT_ES_USERNAME": "shipper", "OTEL_EXT_ES_PASSWORD": "s3cret"}
     url = f"elasticsearch+https://127.0.0.1:{terminator.port}?name=es&namespace={namespace}"
+    if credentials == "basic":
+        url += "&compression=gzip"
+    if credentials == "cloud_id":
+        # a Cloud ID names <es-uuid>.<domain>[:port] over HTTPS: "127" + "0.0.1" is this loopback terminator
+        encoded = base64.b64encode(f"0.0.1:{terminator.port}$127$".encode()).decode()
+        env["OTEL_EXT_ES_CLOUD_ID"] = f"otel-ext-test:{encoded}"
+        url = f"elasticsearch+https://?name=es&namespace={namespace}"
     try:
         untrusted = backend_from_url(url + "&timeout=2s", env=env)
         assert untrusted.send(one_record_payload(), 1).kind is OutcomeKind.RETRYABLE  # verification on
@@ -163,9 +172,11 @@ def test_elasticsearch_client_over_tls_sends_the_configured_credentials(credenti
     finally:
         terminator.close()
         recorder.close()
-    expected = ("ApiKey a2V5LWlkOmtleS1zZWNyZXQ=" if credentials == "api_key"
+    expected = (f"ApiKey {api_key}" if credentials != "basic"
                 else "Basic " + base64.b64encode(b"shipper:s3cret").decode())
     assert recorder.requests > 0 and set(recorder.authorization) == {expected}
+    # gzip when asked for, and by the client's default for Elastic Cloud
+    assert (recorder.gzipped > 0) == (credentials in ("basic", "cloud_id"))
     http = urllib3.PoolManager()
     http.request("POST", f"{es_server.url}/logs-access-{namespace}/_refresh")
     count = json.loads(http.request("GET", f"{es_server.url}/logs-access-{namespace}/_count").data)["count"]

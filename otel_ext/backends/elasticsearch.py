@@ -51,6 +51,7 @@ class ElasticsearchConfig:
     ca_file: str | None = None
     verify: bool = True
     timeout: float = 2.0
+    compress: bool | None = None  # gzip request bodies; None: the client's default (on for Cloud ID)
     max_docs: int = 2000
     max_bytes: int = 5 * 1024 * 1024
     item_retries: int = 2
@@ -98,6 +99,8 @@ class ElasticsearchBackend(Backend):
             kwargs["ca_certs"] = c.ca_file
         if not c.verify:
             kwargs["verify_certs"] = False
+        if c.compress is not None:
+            kwargs["http_compress"] = c.compress
         if c.flavour == "elasticsearch":
             from elasticsearch import Elasticsearch
 

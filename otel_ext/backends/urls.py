@@ -147,6 +147,9 @@ def _search_backend(scheme: str, parts: Any, query: dict[str, str], env: Mapping
     if ":" in host:
         host = f"[{host}]"
     url = f"{transport}://{host}:{parts.port or 9200}" if host else ""
+    compression = query.get("compression", "")
+    if compression not in ("", "none", "gzip"):
+        raise BackendConfigError(f"{source}: compression must be gzip or none, got {compression!r}")
     routing = query.get("routing", "class")
     if routing not in ("class", "generic"):
         raise BackendConfigError(f"{source}: routing must be class or generic, got {routing!r}")
@@ -155,6 +158,7 @@ def _search_backend(scheme: str, parts: Any, query: dict[str, str], env: Mapping
             url=url, flavour=flavour, mapping=query.get("mapping", "ecs"), namespace=query.get("namespace", "default"),
             route_by_class=routing == "class", api_key=env.get("OTEL_EXT_ES_API_KEY") or None, username=username,
             password=password, cloud_id=cloud_id, ca_file=ca_file, timeout=timeout,
+            compress=True if compression == "gzip" else False if compression == "none" else None,
             max_docs=int(query.get("max_docs", 2000)), max_bytes=int(query.get("max_bytes", 5 * 1024 * 1024)),
             name=name or f"{scheme}://{host}:{parts.port or 9200}")
     except ValueError as exc:
