@@ -3,7 +3,7 @@ the queued OTLP protobuf: decode, map to ECS, serialize, bulk) divided by the sa
 ``elasticsearch.helpers.bulk`` from prebuilt plain dicts (its default chunk_size=500), same server,
 same run; helpers.bulk with our request size (2,000 docs) is printed for reference.
 
-    python benchmarks/bench_elasticsearch.py [--records 40000] [--rounds 3]
+    python benchmarks/bench_elasticsearch.py [--records 40000] [--rounds 3] [--mapping ecs|otel]
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=40_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mapping", choices=["ecs", "otel"], default="ecs")
     args = parser.parse_args()
     server = SearchServer("elasticsearch").start()
     try:
@@ -63,7 +64,8 @@ def main() -> None:
 
         def run_ours(n: int, namespace: str) -> float:
             data = payloads(n)
-            backend = backend_from_url(f"elasticsearch+http://127.0.0.1:{server.port}?namespace={namespace}&timeout=60")
+            backend = backend_from_url(f"elasticsearch+http://127.0.0.1:{server.port}?namespace={namespace}&timeout=60"
+                                       f"&mapping={args.mapping}")
             # the sender coalesces queued entries into requests of up to 10,000 records
             requests = [b"".join(data[i:i + 20]) for i in range(0, len(data), 20)]
             t0 = time.perf_counter()
@@ -73,7 +75,7 @@ def main() -> None:
 
         def run_anchor(n: int, namespace: str, chunk_size: int = 500) -> float:
             actions = [{"_op_type": "create", "_index": m.index.name, "_id": m.doc_id, "_source": m.document}
-                       for payload in payloads(n) for m in iter_mapped(payload, "ecs", namespace)]
+                       for payload in payloads(n) for m in iter_mapped(payload, args.mapping, namespace)]
             t0 = time.perf_counter()
             ok, errors = helpers.bulk(client, actions, chunk_size=chunk_size, raise_on_error=True)
             rate = n / (time.perf_counter() - t0)
@@ -93,7 +95,8 @@ def main() -> None:
     finally:
         server.stop()
     o, a, s = statistics.median(ours), statistics.median(anchor), statistics.median(same_size)
-    print(f"Elasticsearch 8.17 ({args.records} docs x {args.rounds} rounds, medians): ElasticsearchBackend "
+    print(f"Elasticsearch 8.17, {args.mapping} mapping ({args.records} docs x {args.rounds} rounds, medians): "
+          "ElasticsearchBackend "
           f"{o:,.0f} docs/s (from OTLP protobuf); helpers.bulk {a:,.0f} docs/s (prebuilt dicts, default "
           f"chunk_size=500); ratio {o / a:.2f} (goal >= 1.0). Reference: helpers.bulk with chunk_size=2000 "
           f"(our request size) {s:,.0f} docs/s, ratio {o / s:.2f}")

@@ -21,7 +21,7 @@ from otel_ext.backends import es_render
 from otel_ext.backends.es_mapping import iter_mapped
 from otel_ext.backends.es_render import BulkRenderer
 
-PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def expected(payload: bytes, mode: str, namespace: str, by_class: bool) -> list[tuple[dict[str, Any], Any]]:
@@ -52,6 +52,8 @@ def test_golden_corpus_renders_as_the_mapper_maps(mode: str, by_class: bool) -> 
     if mode == "ecs":
         # kvlist attributes and empty arrays take the general path; the rest is compiled
         assert renderer.compiled_records >= 14 and renderer.general_records >= 4
+    else:  # only the geo point record takes the general path
+        assert renderer.compiled_records == 20 and renderer.general_records == 2
 
 
 def test_percent_signs_quotes_and_newlines_stay_data() -> None:
@@ -91,16 +93,21 @@ KEYS = st.sampled_from(["a", "a.b", "a.b.c", "x", "x.y", "event.name", "event.ki
                         "exception.type", "http.response.body.size", "log.level", "log.record.uid", "message",
                         "labels.event_class", "data_stream.dataset", "data_stream.namespace", "elasticsearch.index",
                         "service.name", "host.name", "telemetry.sdk.name", "%s", 'q"uote', "ü.✓", "trace.id",
-                        "data_stream.type", "agent.name", "@timestamp", "event.severity"])
+                        "data_stream.type", "agent.name", "@timestamp", "event.severity", "geo.location.lat",
+                        "client.geo.location.lon", "attributes", "body.text"])
 SCALARS = st.one_of(st.text(max_size=12), st.integers(-2**63, 2**63 - 1), st.booleans(),
-                    st.floats(allow_nan=False), st.binary(max_size=4))
+                    st.floats(allow_nan=False), st.binary(max_size=4), st.none())
 VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3), st.dictionaries(st.sampled_from(["k", "k.j", "z"]),
                                                                            SCALARS, max_size=2))
 ATTRS = st.lists(st.tuples(KEYS, VALUES), max_size=8)
 
 
 def build(resource: list[tuple[str, Any]], records: list[dict[str, Any]]) -> bytes:
-    from corpus import value
+    from corpus import value as corpus_value
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    def value(v: Any) -> AnyValue:
+        return AnyValue() if v is None else corpus_value(v)  # None: an unset value
 
     req = ExportLogsServiceRequest()
     rl = req.resource_logs.add()
@@ -119,6 +126,8 @@ def build(resource: list[tuple[str, Any]], records: list[dict[str, Any]]) -> byt
         record.severity_text = spec["level"]
         if spec["body"] is not None:
             record.body.CopyFrom(value(spec["body"]))
+        record.event_name = spec["event_name"]
+        record.dropped_attributes_count = spec["dropped"]
         for key, v in spec["attrs"]:  # duplicates kept, in order
             record.attributes.add(key=key).value.CopyFrom(value(v))
     return bytes(req.SerializeToString())
@@ -128,14 +137,16 @@ RECORDS = st.lists(st.fixed_dictionaries({
     "time": st.integers(0, 2**64 - 1), "trace": st.sampled_from([b"", bytes(16), bytes(range(16))]),
     "span": st.sampled_from([b"", bytes(8), bytes(range(8))]), "sev": st.integers(0, 24),
     "level": st.sampled_from(["", "INFO", 'W"%s']), "body": st.one_of(st.none(), SCALARS, st.just({"m": 1})),
+    "event_name": st.sampled_from(["", "app.crash"]), "dropped": st.sampled_from([0, 3]),
     "attrs": ATTRS}), min_size=1, max_size=6)
 
 
 @PROPS
-@given(resource=ATTRS, records=RECORDS, by_class=st.booleans(), namespace=st.sampled_from(["default", "E-U %s"]))
+@given(resource=ATTRS, records=RECORDS, by_class=st.booleans(), namespace=st.sampled_from(["default", "E-U %s"]),
+       mode=st.sampled_from(["ecs", "otel"]))
 def test_generated_records_render_as_the_mapper_maps(resource: list[tuple[str, Any]], records: list[dict[str, Any]],
-                                                     by_class: bool, namespace: str) -> None:
+                                                     by_class: bool, namespace: str, mode: str) -> None:
     payload = build(resource, records)
-    renderer = BulkRenderer("ecs", namespace, by_class)
+    renderer = BulkRenderer(mode, namespace, by_class)
     assert_same(renderer, payload)
     assert_same(renderer, payload)

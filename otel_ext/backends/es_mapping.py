@@ -424,25 +424,35 @@ def otel_document(
         doc["dropped_attributes_count"] = record.dropped_attributes_count
     if record.event_name:
         doc["event_name"] = record.event_name
-    elif attrs and isinstance(attrs.get("event.name"), str) and attrs["event.name"]:
-        doc["event_name"] = attrs["event.name"]
+    else:  # the first event.name attribute, if it is a non-empty string (pcommon Value.Str())
+        first = next((kv.value for kv in record.attributes if kv.key == "event.name"), None)
+        if first is not None and first.WhichOneof("value") == "string_value" and first.string_value:
+            doc["event_name"] = first.string_value
     resource = resource_logs.resource
     doc["resource"] = _otel_object(schema_url=resource_logs.schema_url, attributes=resource.attributes,
                                    dropped_attributes_count=resource.dropped_attributes_count)
     scope = scope_logs.scope
     doc["scope"] = _otel_object(schema_url=scope_logs.schema_url, name=scope.name, version=scope.version,
                                 attributes=scope.attributes, dropped_attributes_count=scope.dropped_attributes_count)
-    body_kind = record.body.WhichOneof("value")
-    if body_kind is not None:
-        body = any_value(record.body)
-        if body_kind == "kvlist_value":
-            doc["body"] = {"structured": body}
-        elif body_kind == "array_value":
-            all_maps = all(v.WhichOneof("value") == "kvlist_value" for v in record.body.array_value.values)
-            doc["body"] = {"structured": body if all_maps else {"value": body}}
-        else:
-            doc["body"] = {"text": body}
+    body = otel_body(record)
+    if body is not None:
+        doc["body"] = body
     return doc
+
+
+def otel_body(record: LogRecord) -> dict[str, Any] | None:
+    """otelserializer: ``body.text`` for scalars, ``body.structured`` for maps and arrays (an array
+    that is not all maps goes under ``structured.value``)."""
+    body_kind = record.body.WhichOneof("value")
+    if body_kind is None:
+        return None
+    body = any_value(record.body)
+    if body_kind == "kvlist_value":
+        return {"structured": body}
+    if body_kind == "array_value":
+        all_maps = all(v.WhichOneof("value") == "kvlist_value" for v in record.body.array_value.values)
+        return {"structured": body if all_maps else {"value": body}}
+    return {"text": body}
 
 
 # --- requests -> documents --------------------------------------------------------------------

@@ -4,15 +4,13 @@ document as a dict.
 
 Records of one service look alike: the same attribute keys with the same value types, under the
 same resource. For each such *shape* (resource + scope, attribute keys and value kinds, which
-optional record fields are set) the mapper runs once on placeholder values and its document is
-compiled into a ``%``-template: the resource, agent and scope fields become pre-rendered JSON and
-each record value a slot. A record then costs one pass over its attributes, one JSON string escape
-per value and one string format. Shapes the template cannot express (kvlist attributes, an empty
-array, a shape cache that is full) go through :func:`es_mapping.ecs_document` / ``otel_document``
-and ``json.dumps``: the output is the same either way (``tests/test_es_render.py`` checks it on the
-golden corpus and on generated records).
-
-Only the ``ecs`` mode (the default) is compiled; ``otel`` documents always take the general path.
+optional record fields are set) the document is built once on placeholder values, mirroring the
+mapper, and compiled into a ``%``-template: the resource, agent and scope fields become pre-rendered
+JSON and each record value a slot. A record then costs one pass over its attributes, one JSON
+escape per value and one string format. Shapes a template cannot express (ecs: kvlist attributes,
+an empty array; otel: geo points; a shape cache that is full) go through
+:func:`es_mapping.ecs_document` / ``otel_document`` and ``json.dumps``. The output is the same either
+way, byte for byte (``tests/test_es_render.py``: the golden corpus and generated records).
 """
 
 from __future__ import annotations
@@ -41,6 +39,12 @@ _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # json.dump
 _dumps: Callable[[Any], str] = _JSON.encode
 
 
+def _otel_timestamp(ns: int) -> str:
+    """otelserializer writeTimestampField: milliseconds '.' remaining nanoseconds, as a JSON string."""
+    ms, rest = divmod(ns, 1_000_000)
+    return f'"{ms}.{rest}"'
+
+
 def _double(value: float) -> str:
     return repr(value) if math.isfinite(value) else _dumps(value)
 
@@ -52,15 +56,18 @@ class _Slot:
     index: int
 
 
-# positions of the per-record values that are not attributes (attribute i is at _FIXED + i)
-_INDEX, _ID, _TS, _TRACE, _SPAN, _SEV, _LEVEL, _MESSAGE, _DS_TYPE, _DS_DATASET, _DS_NS = range(11)
-_FIXED = 11
+# positions of the per-record values that are not attributes (attribute i is at _FIXED + i);
+# _BODY is ``message`` in ecs mode and the whole ``body`` object in otel mode
+(_INDEX, _ID, _TS, _TRACE, _SPAN, _SEV, _LEVEL, _BODY, _DS_TYPE, _DS_DATASET, _DS_NS, _OBSERVED, _DROPPED,
+ _EVENT_NAME) = range(14)
+_FIXED = 14
 
 
 _ROUTE_KEYS = ("elasticsearch.index", "data_stream.dataset", "data_stream.namespace", "labels.event_class")
+_GEO = ("geo.location.lat", "geo.location.lon")
 
 
-def _encode(kind: str, raw: Any) -> str | None:
+def _encode_ecs(kind: str, raw: Any) -> str | None:
     """JSON text of a non-string attribute value as the ecs document holds it ("" when the field
     is left out; None when only the general path can tell: an empty array)."""
     if kind == "int_value":
@@ -73,6 +80,20 @@ def _encode(kind: str, raw: Any) -> str | None:
         items = [m.any_value(v, bytes_as_hex=False) for v in raw.values]
         return _dumps(items) if items else None
     return ""  # bytes (dropped) or kvlist (its shape is never compiled)
+
+
+def _encode_otel(kind: str, raw: Any) -> str | None:
+    """JSON text of a non-string attribute value in otel mode (values are kept as they are)."""
+    if kind == "int_value":
+        return str(raw)
+    if kind == "bool_value":
+        return "true" if raw else "false"
+    if kind == "double_value":
+        return _double(raw)
+    if kind == "bytes_value":
+        return f'"{raw.hex()}"'
+    return _dumps([m.any_value(v) for v in raw.values] if kind == "array_value"
+                  else {kv.key: m.any_value(kv.value) for kv in raw.values})
 
 
 def _template(node: Any, out: list[str], order: list[int]) -> None:
@@ -115,6 +136,7 @@ class _Shape:
     templatable: bool
     route_pick: Callable[[list[Any]], tuple[str | None, ...]]  # the _ROUTE_KEYS values of a record
     uid_at: int  # position of log.record.uid, -1 when absent or not a string
+    event_name_at: int  # position of the first event.name if it is a string, else -1 (otel mode)
     compiled: dict[tuple[bool, ...], _Compiled] = field(default_factory=dict)
 
 
@@ -125,6 +147,8 @@ class _ResourcePlan:
     scope_fields: list[tuple[str, Any]]
     resource_attrs: dict[str, Any]
     scope_attrs: dict[str, Any]
+    otel_resource: dict[str, Any]
+    otel_scope: dict[str, Any]
     shapes: dict[tuple[str | None, ...], _Shape] = field(default_factory=dict)
     indices: dict[tuple[str | None, ...], tuple[m.Index, str]] = field(default_factory=dict)
 
@@ -156,20 +180,13 @@ class BulkRenderer:
 
     def render(self, payload: bytes) -> Iterator[tuple[RecordRef, str]]:
         request = ExportLogsServiceRequest.FromString(payload)
-        if self.mode != "ecs":
-            for item in m.iter_mapped(payload, self.mode, self.namespace, self.by_class):
-                self.general_records += 1
-                action = {"create": {"_index": item.index.name, "_id": item.doc_id}}
-                yield ((item.resource_logs, item.scope_logs, item.record),
-                       _dumps(action) + "\n" + _dumps(item.document) + "\n")
-            return
         for resource_logs in request.resource_logs:
             for scope_logs in resource_logs.scope_logs:
                 plan = self._plan(resource_logs, scope_logs)
                 for record in scope_logs.log_records:
                     yield (resource_logs, scope_logs, record), self._record(plan, resource_logs, scope_logs, record)
 
-    # --- compiled path (ecs) -----------------------------------------------------------------
+    # --- compiled path ----------------------------------------------------------------------
 
     def _plan(self, resource_logs: ResourceLogs, scope_logs: ScopeLogs) -> _ResourcePlan:
         key = resource_logs.resource.SerializeToString() + b"\x00scope\x00" + scope_logs.scope.SerializeToString()
@@ -181,9 +198,14 @@ class BulkRenderer:
             scope_fields: list[tuple[str, Any]] = []
             for kv in scope_logs.scope.attributes:
                 m._flat_add(scope_fields, kv.key, kv.value)
+            resource, scope = resource_logs.resource, scope_logs.scope
             plan = self._plans[key] = _ResourcePlan(
-                res_fields, agent_fields, scope_fields, m._routing_attrs(resource_logs.resource.attributes),
-                m._routing_attrs(scope_logs.scope.attributes))
+                res_fields, agent_fields, scope_fields, m._routing_attrs(resource.attributes),
+                m._routing_attrs(scope.attributes),
+                m._otel_object(schema_url=resource_logs.schema_url, attributes=resource.attributes,
+                               dropped_attributes_count=resource.dropped_attributes_count),
+                m._otel_object(schema_url=scope_logs.schema_url, name=scope.name, version=scope.version,
+                               attributes=scope.attributes, dropped_attributes_count=scope.dropped_attributes_count))
         return plan
 
     def _timestamp(self, ns: int) -> str:
@@ -193,22 +215,25 @@ class BulkRenderer:
             self._second = seconds
         return f"{self._stamp}.{nanos:09d}Z\""
 
-    @staticmethod
-    def _new_shape(keys: tuple[str, ...], kinds: tuple[str | None, ...]) -> _Shape:
+    def _new_shape(self, keys: tuple[str, ...], kinds: tuple[str | None, ...]) -> _Shape:
         first: dict[str, int] = {}
         for i, (key, kind) in enumerate(zip(keys, kinds, strict=True)):
-            if key in m._ROUTING_KEYS and key not in first:
+            if (key in m._ROUTING_KEYS or key == "event.name") and key not in first:
                 first[key] = i if kind == "string_value" else -1  # routing reads the first, if a string
+        if self.mode == "ecs":
+            templatable = "kvlist_value" not in kinds  # flattened into keys that depend on the value
+        else:
+            templatable = not any(key.endswith(_GEO) for key in keys)  # geo points are merged
         # -1 picks the None appended to the raw values of every record
-        return _Shape(keys, kinds, "kvlist_value" not in kinds,
-                      itemgetter(*(first.get(k, -1) for k in _ROUTE_KEYS)), first.get("log.record.uid", -1))
+        return _Shape(keys, kinds, templatable, itemgetter(*(first.get(k, -1) for k in _ROUTE_KEYS)),
+                      first.get("log.record.uid", -1), first.get("event.name", -1))
 
     def _index(self, plan: _ResourcePlan, values: tuple[str | None, ...]) -> tuple[m.Index, str]:
         cached = plan.indices.get(values)
         if cached is None:
             record_attrs = {k: _StringValue(v) for k, v in zip(_ROUTE_KEYS, values, strict=True) if v is not None}
             index = m.route(record_attrs, plan.scope_attrs, plan.resource_attrs,  # type: ignore[arg-type]
-                            "ecs", self.namespace, self.by_class)
+                            self.mode, self.namespace, self.by_class)
             cached = (index, _ESC(index.name))
             if len(plan.indices) < 4096:
                 plan.indices[values] = cached
@@ -216,6 +241,9 @@ class BulkRenderer:
 
     def _record(self, plan: _ResourcePlan, resource_logs: ResourceLogs, scope_logs: ScopeLogs,
                 record: LogRecord) -> str:
+        ecs = self.mode == "ecs"
+        encode = _encode_ecs if ecs else _encode_otel
+        null = "" if ecs else "null"
         keys: list[str] = []
         kinds: list[str | None] = []
         raws: list[Any] = []
@@ -231,11 +259,11 @@ class BulkRenderer:
                 encoded.append(_ESC(raw))
             elif kind is None:
                 raws.append(None)
-                encoded.append("")
+                encoded.append(null)
             else:
                 raw = getattr(value, kind)
                 raws.append(raw)
-                encoded.append(_encode(kind, raw))
+                encoded.append(encode(kind, raw))
         raws.append(None)
         sig = (*keys, *kinds)
         shape = plan.shapes.get(sig)
@@ -253,26 +281,47 @@ class BulkRenderer:
         trace, span = record.trace_id, record.span_id
         has_trace, has_span = bool(trace) and any(trace), bool(span) and any(span)
         sev, level = record.severity_number, record.severity_text
-        has_message = record.body.WhichOneof("value") == "string_value"
         is_data_stream = index.is_data_stream
-        flags = (has_trace, has_span, bool(sev), bool(level), has_message, is_data_stream)
+        values: list[Any]
+        if ecs:
+            has_body = record.body.WhichOneof("value") == "string_value"
+            flags: tuple[bool, ...] = (has_trace, has_span, bool(sev), bool(level), has_body, is_data_stream)
+            values = [index_json, _ESC(doc_id),
+                      self._timestamp(record.time_unix_nano or record.observed_time_unix_nano),
+                      f'"{trace.hex()}"' if has_trace else "", f'"{span.hex()}"' if has_span else "",
+                      sev, _ESC(level) if level else "", _ESC(record.body.string_value) if has_body else "",
+                      *((_ESC(index.type), _ESC(index.dataset), _ESC(index.namespace)) if is_data_stream
+                        else ("", "", "")), "", "", ""]
+        else:
+            body_kind = record.body.WhichOneof("value")
+            if body_kind == "string_value":
+                body = '{"text":' + _ESC(record.body.string_value) + "}"
+            else:
+                body = _dumps(m.otel_body(record)) if body_kind is not None else ""
+            event_name = record.event_name or raws[shape.event_name_at]
+            dropped = record.dropped_attributes_count
+            observed = record.observed_time_unix_nano
+            flags = (has_trace, has_span, bool(sev), bool(level), bool(body), is_data_stream, bool(dropped),
+                     bool(event_name))
+            values = [index_json, _ESC(doc_id), _otel_timestamp(record.time_unix_nano or observed),
+                      f'"{trace.hex()}"' if has_trace else "", f'"{span.hex()}"' if has_span else "",
+                      sev, _ESC(level) if level else "", body,
+                      *((_ESC(index.type), _ESC(index.dataset), _ESC(index.namespace)) if is_data_stream
+                        else ("", "", "")),
+                      _otel_timestamp(observed), dropped, _ESC(event_name) if event_name else ""]
+        values += encoded
         compiled = shape.compiled.get(flags)
         if compiled is None:
-            compiled = shape.compiled[flags] = self._compile_shape(plan, shape, flags)
-        values: list[Any] = [index_json, _ESC(doc_id),
-                             self._timestamp(record.time_unix_nano or record.observed_time_unix_nano),
-                             f'"{trace.hex()}"' if has_trace else "", f'"{span.hex()}"' if has_span else "",
-                             sev, _ESC(level) if level else "",
-                             _ESC(record.body.string_value) if has_message else "",
-                             *((_ESC(index.type), _ESC(index.dataset), _ESC(index.namespace)) if is_data_stream
-                               else ("", "", ""))]
-        values += encoded
+            compiled = shape.compiled[flags] = (self._compile_ecs(plan, shape, flags) if ecs
+                                                else self._compile_otel(plan, shape, flags))
         self.compiled_records += 1
         text: str = compiled.template % compiled.pick(values)
         return text
 
-    def _compile_shape(self, plan: _ResourcePlan, shape: _Shape, flags: tuple[bool, ...]) -> _Compiled:
-        """The mapper's field list with a slot for every per-record value, nested and compiled."""
+    @staticmethod
+    def _compile_ecs(plan: _ResourcePlan, shape: _Shape, flags: tuple[bool, ...]) -> _Compiled:
+        """The ecs mapper's field list with a slot for every per-record value, nested and compiled
+        (mirrors :func:`es_mapping.ecs_field_list`)."""
         has_trace, has_span, has_sev, has_level, has_message, is_data_stream = flags
         fields: list[tuple[str, Any]] = [*plan.resource_fields, *plan.scope_fields]
         present = set(shape.keys)
@@ -304,10 +353,43 @@ class BulkRenderer:
         if has_level:
             fields.append(("log.level", _Slot(_LEVEL)))
         if has_message:
-            fields.append(("message", _Slot(_MESSAGE)))
+            fields.append(("message", _Slot(_BODY)))
         fast = m._nest_fast(fields)
         document = fast if fast is not None else m.nest(m._dedup(fields))
         return _compile(document)
+
+    @staticmethod
+    def _compile_otel(plan: _ResourcePlan, shape: _Shape, flags: tuple[bool, ...]) -> _Compiled:
+        """The otel document with a slot for every per-record value (mirrors
+        :func:`es_mapping.otel_document`: same keys, same order)."""
+        has_trace, has_span, has_sev, has_level, has_body, is_data_stream, has_dropped, has_event_name = flags
+        doc: dict[str, Any] = {"@timestamp": _Slot(_TS), "observed_timestamp": _Slot(_OBSERVED)}
+        if is_data_stream:
+            doc["data_stream"] = {"type": _Slot(_DS_TYPE), "dataset": _Slot(_DS_DATASET),
+                                  "namespace": _Slot(_DS_NS)}
+        if has_level:
+            doc["severity_text"] = _Slot(_LEVEL)
+        if has_sev:
+            doc["severity_number"] = _Slot(_SEV)
+        if has_trace:
+            doc["trace_id"] = _Slot(_TRACE)
+        if has_span:
+            doc["span_id"] = _Slot(_SPAN)
+        attributes: dict[str, Any] = {}
+        for i, key in enumerate(shape.keys):  # the first of duplicate keys wins
+            if key not in attributes and key not in m._OTEL_EXCLUDED:
+                attributes[key] = _Slot(_FIXED + i)
+        if attributes:
+            doc["attributes"] = attributes
+        if has_dropped:
+            doc["dropped_attributes_count"] = _Slot(_DROPPED)
+        if has_event_name:
+            doc["event_name"] = _Slot(_EVENT_NAME)
+        doc["resource"] = plan.otel_resource
+        doc["scope"] = plan.otel_scope
+        if has_body:
+            doc["body"] = _Slot(_BODY)
+        return _compile(doc)
 
 
 class _StringValue:
