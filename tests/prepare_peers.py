@@ -1,6 +1,7 @@
 """Prepare the real peers the tests start (idempotent, cached under the git-ignored .peers/):
 build the OpenTelemetry Collector from collector_configs/builder-config.yaml (Go module proxy) and
-fetch the Elasticsearch / OpenSearch integ-test distributions (Maven Central). rotel comes with pip."""
+fetch the Elasticsearch / OpenSearch integ-test distributions (Maven Central) and the official
+elasticsearch client 8.x (pip, beside the venv's 9.x). rotel comes with pip."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collector import ensure_collector
-from search_server import FLAVOURS, ensure_distribution
+from search_server import FLAVOURS, ensure_distribution, ensure_es_client_8
 
 if __name__ == "__main__":
     t0 = time.monotonic()
     print(f"collector: {ensure_collector()}", flush=True)
     for flavour in FLAVOURS:
         print(f"{flavour}: {ensure_distribution(flavour)}", flush=True)
+    print(f"elasticsearch client 8.x: {ensure_es_client_8()}", flush=True)
     print(f"peers ready in {time.monotonic() - t0:.0f} s", flush=True)

@@ -107,6 +107,19 @@ def ensure_distribution(flavour: str = "opensearch") -> Path:
     return home
 
 
+def ensure_es_client_8() -> Path:
+    """The official ``elasticsearch`` client 8.x (the venv has 9.x) in its own directory, to put first
+    on PYTHONPATH of a subprocess: the backend must work with both majors."""
+    target = PEERS / "es-client-8"
+    if (target / ".otel-ext-ready").exists():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "elasticsearch>=8.13,<9"],
+                   check=True, timeout=600)
+    (target / ".otel-ext-ready").touch()
+    return target
+
+
 def _run_as() -> tuple[int, int] | None:
     if os.geteuid() != 0:
         return None
@@ -203,3 +216,4 @@ class SearchServer:
 if __name__ == "__main__":  # fetch the distributions ahead of a test run
     for name in FLAVOURS:
         print(f"{name} ready under {ensure_distribution(name)}", file=sys.stderr)
+    print(f"elasticsearch client 8.x under {ensure_es_client_8()}", file=sys.stderr)

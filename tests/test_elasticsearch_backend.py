@@ -235,3 +235,45 @@ def test_request_level_auth_and_throttle_outcomes(proxy: EsProxy) -> None:
         proxy.bulk_status = status
         outcomes[status] = backend.send(payload, 1).kind.value
     assert outcomes == Counter({401: "auth", 403: "auth", 429: "throttled", 503: "retryable", 400: "permanent"})
+
+
+CLIENT_8_SCRIPT = """
+import json, sys
+import elasticsearch
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from otel_ext.backends import backend_from_url
+
+url, dead_port = sys.argv[1], sys.argv[2]
+request = ExportLogsServiceRequest()
+scope = request.resource_logs.add().scope_logs.add()
+for i in range(50):
+    record = scope.log_records.add()
+    record.body.string_value = f"client 8 record {i}"
+    record.attributes.add(key="log.record.uid").value.string_value = f"c8-{i:03d}"
+    record.attributes.add(key="labels.event_class").value.string_value = "access"
+payload = request.SerializeToString()
+backend = backend_from_url(url)
+outcomes = [backend.send(payload, 50).kind.value, backend.send(payload, 50).kind.value]  # a replay: 409s
+down = backend_from_url(f"elasticsearch+http://127.0.0.1:{dead_port}?timeout=1s").send(payload, 50).kind.value
+print(json.dumps({"client": elasticsearch.__versionstr__, "outcomes": outcomes, "down": down}))
+"""
+
+
+def test_the_elasticsearch_8_client_works_too(es: Search, es_server: Any) -> None:
+    """The venv has the 9.x client; the same backend code runs with 8.x first on the path."""
+    import os
+    import subprocess
+    import sys
+
+    from peers import free_port
+    from search_server import ensure_es_client_8
+
+    env = {**os.environ, "PYTHONPATH": str(ensure_es_client_8())}
+    done = subprocess.run([sys.executable, "-c", CLIENT_8_SCRIPT,
+                           f"elasticsearch+http://127.0.0.1:{es_server.port}?namespace=client8", str(free_port())],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["client"].startswith("8.")
+    assert result["outcomes"] == ["ok", "ok"] and result["down"] == "retryable"
+    assert sorted(es.ids("logs-access-client8")) == [f"c8-{i:03d}" for i in range(50)]
