@@ -103,14 +103,19 @@ def setup(backend: ElasticsearchBackend, retention: Mapping[str, int]) -> tuple[
             continue
         policy_id = f"otel-ext-logs-{event_class}"
         policy = {"policy": {
-            "description": f"otel-ext: delete {event_class} logs after {days} days",
+            # compared on re-runs (ISM echoes actions with defaults added, the description verbatim)
+            "description": f"otel-ext policy v2: roll over daily, delete {event_class} logs after {days} days",
             "default_state": "hot",
             "states": [
-                {"name": "hot", "actions": [],
+                # a data stream's write index cannot be deleted: roll it over daily (or at 50 GB a
+                # shard), then each backing index ages out on its own
+                {"name": "hot", "actions": [{"rollover": {"min_index_age": "1d", "min_primary_shard_size": "50gb"}}],
                  "transitions": [{"state_name": "delete", "conditions": {"min_index_age": f"{days}d"}}]},
                 {"name": "delete", "actions": [{"delete": {}}], "transitions": []},
             ],
-            "ism_template": [{"index_patterns": [f".ds-{p}" for p in patterns], "priority": 100}],
+            # ISM matches a backing index by its data stream's name (ManagedIndexCoordinator
+            # findIndexLookupName), so the patterns are the data streams', not ".ds-…"
+            "ism_template": [{"index_patterns": patterns, "priority": 100}],
         }}
         status, current = http.call("GET", f"/_plugins/_ism/policies/{policy_id}")
         if status in (400, 405) or (status == 404 and "no handler" in _reason(current).lower()):
@@ -121,8 +126,12 @@ def setup(backend: ElasticsearchBackend, retention: Mapping[str, int]) -> tuple[
             continue
         params = None
         if status == 200 and isinstance(current, dict):
-            states = current.get("policy", {}).get("states")
-            if states == policy["policy"]["states"]:
+            description = current.get("policy", {}).get("description")
+            templates = current.get("policy", {}).get("ism_template") or []
+            if isinstance(templates, dict):
+                templates = [templates]
+            current_patterns = [t.get("index_patterns") for t in templates if isinstance(t, dict)]
+            if description == policy["policy"]["description"] and current_patterns == [patterns]:
                 lines.append(f"retention {event_class}: {days}d unchanged (ISM policy {policy_id})")
                 continue
             params = {"if_seq_no": str(current["_seq_no"]), "if_primary_term": str(current["_primary_term"])}
