@@ -74,6 +74,18 @@ def test_percent_signs_quotes_and_newlines_stay_data() -> None:
     assert renderer.compiled_records == 6
 
 
+def test_schema_urls_are_part_of_the_cached_resource() -> None:
+    req = ExportLogsServiceRequest()
+    for schema in ("https://opentelemetry.io/schemas/1.30.0", "https://opentelemetry.io/schemas/1.37.0"):
+        rl = req.resource_logs.add(schema_url=schema)
+        rl.resource.attributes.extend(kvs({"service.name": "same"}))
+        sl = rl.scope_logs.add(schema_url=schema + "/scope")
+        sl.log_records.add().body.string_value = schema
+    renderer = BulkRenderer("otel")
+    assert_same(renderer, req.SerializeToString())
+    assert renderer.compiled_records == 2
+
+
 def test_shape_cache_is_bounded_and_output_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(es_render, "_MAX_SHAPES", 5)
     req = ExportLogsServiceRequest()

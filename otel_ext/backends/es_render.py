@@ -31,8 +31,9 @@ from otel_ext.backends import es_mapping as m
 
 RecordRef = tuple[ResourceLogs, ScopeLogs, LogRecord]
 _ESC: Callable[[str], str] = encode_basestring
-_MAX_SHAPES = 2048  # per resource; beyond it new shapes take the general path (still correct)
-_MAX_RESOURCES = 256
+# bounds of the template cache; beyond them records take the general path (same output, slower)
+_MAX_SHAPES = 4096  # attribute shapes, over all resources
+_MAX_RESOURCES = 64  # distinct resource + scope pairs (then the cache starts over)
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # json.dumps builds one per call
@@ -161,6 +162,7 @@ class BulkRenderer:
             raise ValueError(f"mapping must be one of {m.MAPPING_MODES}, got {mode!r}")
         self.mode, self.namespace, self.by_class = mode, namespace, by_class
         self._plans: dict[bytes, _ResourcePlan] = {}
+        self._shapes = 0  # cached shapes over all plans
         self._second = -1
         self._stamp = ""
         self.compiled_records = 0  # rendered from a template (the rest took the general path)
@@ -189,11 +191,13 @@ class BulkRenderer:
     # --- compiled path ----------------------------------------------------------------------
 
     def _plan(self, resource_logs: ResourceLogs, scope_logs: ScopeLogs) -> _ResourcePlan:
-        key = resource_logs.resource.SerializeToString() + b"\x00scope\x00" + scope_logs.scope.SerializeToString()
+        key = b"\x00".join((resource_logs.resource.SerializeToString(), scope_logs.scope.SerializeToString(),
+                            resource_logs.schema_url.encode(), scope_logs.schema_url.encode()))
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= _MAX_RESOURCES:
                 self._plans.clear()
+                self._shapes = 0
             res_fields, agent_fields = m._resource_fields(resource_logs)
             scope_fields: list[tuple[str, Any]] = []
             for kv in scope_logs.scope.attributes:
@@ -270,8 +274,9 @@ class BulkRenderer:
         cached_shape = shape is not None
         if shape is None:
             shape = self._new_shape(tuple(keys), tuple(kinds))
-            if len(plan.shapes) < _MAX_SHAPES:
+            if self._shapes < _MAX_SHAPES:
                 plan.shapes[sig] = shape
+                self._shapes += 1
                 cached_shape = True
         index, index_json = self._index(plan, shape.route_pick(raws))
         doc_id = raws[shape.uid_at] or m.document_id(record, {})
