@@ -163,8 +163,7 @@ class BulkRenderer:
         self.mode, self.namespace, self.by_class = mode, namespace, by_class
         self._plans: dict[bytes, _ResourcePlan] = {}
         self._shapes = 0  # cached shapes over all plans
-        self._second = -1
-        self._stamp = ""
+        self._stamp = (-1, "")  # (epoch second, its rendering): one tuple, swapped whole (thread-safe)
         self.compiled_records = 0  # rendered from a template (the rest took the general path)
         self.general_records = 0
 
@@ -214,10 +213,11 @@ class BulkRenderer:
 
     def _timestamp(self, ns: int) -> str:
         seconds, nanos = divmod(ns, 1_000_000_000)
-        if seconds != self._second:
-            self._stamp = dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).strftime('"%Y-%m-%dT%H:%M:%S')
-            self._second = seconds
-        return f"{self._stamp}.{nanos:09d}Z\""
+        stamp = self._stamp
+        if stamp[0] != seconds:
+            stamp = self._stamp = (seconds, dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
+                                   .strftime('"%Y-%m-%dT%H:%M:%S'))
+        return f"{stamp[1]}.{nanos:09d}Z\""
 
     def _new_shape(self, keys: tuple[str, ...], kinds: tuple[str | None, ...]) -> _Shape:
         first: dict[str, int] = {}
