@@ -82,7 +82,11 @@ class EsProxy:
                     result: dict[str, Any] = {"took": 0, "errors": False, "items": []}
                     status, data = 200, b""
                 else:
-                    resp = pool.request(method, proxy.upstream + self.path, body=body, headers=headers, timeout=30)
+                    try:
+                        resp = pool.request(method, proxy.upstream + self.path, body=body, headers=headers,
+                                            timeout=30)
+                    except urllib3.exceptions.HTTPError as exc:  # upstream gone: answer as a gateway does
+                        return self._answer(502, {"error": f"upstream unreachable: {type(exc).__name__}"})
                     status, data = resp.status, resp.data
                     if is_bulk and proxy.drop_next_response:
                         proxy.drop_next_response = False
