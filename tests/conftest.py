@@ -121,6 +121,16 @@ def es_server() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def es9_server() -> Iterator[Any]:
+    """Elasticsearch 9.2.0 (Java 21+), for what must hold on both majors."""
+    from search_server import SearchServer
+
+    server = SearchServer("elasticsearch", version="9.2.0").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def otelcol() -> Path:
     """The collector binary built from collector_configs/builder-config.yaml (cached)."""
     from collector import ensure_collector

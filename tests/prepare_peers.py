@@ -11,12 +11,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collector import ensure_collector
-from search_server import FLAVOURS, ensure_distribution, ensure_es_client_8
+from search_server import EXTRA_VERSIONS, FLAVOURS, ensure_distribution, ensure_es_client_8
 
 if __name__ == "__main__":
     t0 = time.monotonic()
     print(f"collector: {ensure_collector()}", flush=True)
     for flavour in FLAVOURS:
         print(f"{flavour}: {ensure_distribution(flavour)}", flush=True)
+        for version in EXTRA_VERSIONS.get(flavour, ()):
+            print(f"{flavour} {version}: {ensure_distribution(flavour, version)}", flush=True)
     print(f"elasticsearch client 8.x: {ensure_es_client_8()}", flush=True)
     print(f"peers ready in {time.monotonic() - t0:.0f} s", flush=True)

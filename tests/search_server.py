@@ -51,12 +51,17 @@ FLAVOURS = {
     "opensearch": ("org.opensearch.distribution.integ-test-zip", "2.19.4", "OPENSEARCH"),
     "elasticsearch": ("org.elasticsearch.distribution.integ-test-zip", "8.17.0", "ES"),
 }
+# further versions the tests also run against (fetched by prepare_peers.py); Elasticsearch 9 needs Java 21+
+EXTRA_VERSIONS = {"elasticsearch": ("9.2.0",)}
 
 
-def java_home() -> str:
-    for candidate in ("/usr/lib/jvm/java-17-openjdk-amd64", "/usr/lib/jvm/openjdk-17"):
+def java_home(major: int = 17) -> str:
+    candidates = ("/usr/lib/jvm/java-17-openjdk-amd64", "/usr/lib/jvm/openjdk-17") if major <= 17 else ()
+    for candidate in (*candidates, "/usr/lib/jvm/temurin-25-jdk-amd64"):
         if Path(candidate, "bin", "java").exists():
             return candidate
+    if major > 17:
+        raise RuntimeError(f"no Java {major}+ found (looked for /usr/lib/jvm/temurin-25-jdk-amd64)")
     java = shutil.which("java")
     if java is None:
         raise RuntimeError("no Java found: OpenSearch 2.19 needs Java 17")
@@ -82,15 +87,16 @@ def _install_security(home: Path, download: Path) -> None:
             raise RuntimeError(f"{command[-1]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
 
 
-def ensure_distribution(flavour: str = "opensearch") -> Path:
-    group, version, _ = FLAVOURS[flavour]
+def ensure_distribution(flavour: str = "opensearch", version: str | None = None) -> Path:
+    group, default_version, _ = FLAVOURS[flavour]
+    version = version or default_version
     home = PEERS / f"{flavour}-{version}"
     if (home / ".otel-ext-ready").exists():
         return home
     PEERS.mkdir(exist_ok=True)
     download = PEERS / "downloads"
     _mvn_copy(f"{group}:{flavour}:{version}:zip", download)
-    unpack = PEERS / f"unpack-{flavour}"
+    unpack = PEERS / f"unpack-{flavour}-{version}"
     shutil.rmtree(unpack, ignore_errors=True)
     shutil.rmtree(home, ignore_errors=True)
     with zipfile.ZipFile(download / f"{flavour}-{version}.zip") as archive:
@@ -132,13 +138,13 @@ def _run_as() -> tuple[int, int] | None:
 
 
 class SearchServer:
-    def __init__(self, flavour: str = "opensearch", secure: bool = False) -> None:
+    def __init__(self, flavour: str = "opensearch", secure: bool = False, version: str | None = None) -> None:
         if secure and flavour != "opensearch":
             raise ValueError("only the OpenSearch test build has a security plugin")
         self.flavour = flavour
         self.secure = secure
-        self.version = FLAVOURS[flavour][1]
-        self.home = ensure_distribution(flavour)
+        self.version = version or FLAVOURS[flavour][1]
+        self.home = ensure_distribution(flavour, self.version)
         self.port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="otel-ext-search-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -178,7 +184,8 @@ class SearchServer:
         # the distribution itself must be readable (and its logs/ and jdk dirs usable) by that user
         os.chmod(self.workdir, 0o755)
         prefix = FLAVOURS[self.flavour][2]
-        env = {"PATH": os.environ.get("PATH", ""), "JAVA_HOME": java_home(), f"{prefix}_JAVA_HOME": java_home(),
+        java = java_home(21 if self.flavour == "elasticsearch" and int(self.version.split(".")[0]) >= 9 else 17)
+        env = {"PATH": os.environ.get("PATH", ""), "JAVA_HOME": java, f"{prefix}_JAVA_HOME": java,
                f"{prefix}_PATH_CONF": str(conf), f"{prefix}_JAVA_OPTS": "-Xms512m -Xmx512m",
                "HOME": str(self.workdir)}
         log = (self.workdir / "server.out").open("wb")
@@ -216,4 +223,6 @@ class SearchServer:
 if __name__ == "__main__":  # fetch the distributions ahead of a test run
     for name in FLAVOURS:
         print(f"{name} ready under {ensure_distribution(name)}", file=sys.stderr)
+        for extra in EXTRA_VERSIONS.get(name, ()):
+            print(f"{name} {extra} ready under {ensure_distribution(name, extra)}", file=sys.stderr)
     print(f"elasticsearch client 8.x under {ensure_es_client_8()}", file=sys.stderr)

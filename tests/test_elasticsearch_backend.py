@@ -1,6 +1,7 @@
 """Elasticsearch/OpenSearch backend against real server processes over HTTP: Elasticsearch 8.17.0
-with the official client, OpenSearch 2.19.4 with opensearch-py; faults are injected on the wire by
-a loopback proxy in front of Elasticsearch (503, 429 items, lost responses, delays, 413)."""
+(and 9.2.0) with the official client (9.x, and 8.x in a subprocess), OpenSearch 2.19.4 with
+opensearch-py; faults are injected on the wire by a loopback proxy in front of Elasticsearch (503,
+429 items, lost responses, delays, 413)."""
 
 from __future__ import annotations
 
@@ -277,3 +278,39 @@ def test_the_elasticsearch_8_client_works_too(es: Search, es_server: Any) -> Non
     assert result["client"].startswith("8.")
     assert result["outcomes"] == ["ok", "ok"] and result["down"] == "retryable"
     assert sorted(es.ids("logs-access-client8")) == [f"c8-{i:03d}" for i in range(50)]
+
+
+def test_elasticsearch_9_server_same_backend(es9_server: Any, tmp_path: Path) -> None:
+    """Elasticsearch 9.2 accepts what the backend sends (REST compatibility v8 headers): both
+    mappings are delivered, a replay makes no duplicates, a mapping error is dead-lettered."""
+    es9 = clean(es9_server.url)
+    url = f"elasticsearch+http://127.0.0.1:{es9_server.port}?name=es9"
+    app = make_app([f"{url}&namespace=nine"], tmp_path / "q")
+    emit_classes(app, 20)
+    logger = app.provider.get_logger("shop")
+    for i in range(3):
+        amount: Any = i if i != 2 else "two dollars"  # the first fixes the mapping (long): the third is refused
+        logger.emit(body=f"order {i}", severity_number=SeverityNumber.INFO,
+                    attributes={"order.amount": amount, "elasticsearch.index": "otel-ext-orders9"})
+        app.flush_to_queue()
+    assert app.deliver(60)
+    letters = app.exporter.queue.dead_letters()
+    app.close()
+    assert [es9.count(f"logs-{c}-nine") for c in CLASSES] == [20] * 5
+    assert es9.count("otel-ext-orders9") == 2
+    # Elasticsearch 9 says document_parsing_exception where 8 said mapper_parsing_exception
+    assert [d.records for d in letters] == [1] and "failed to parse field [order.amount]" in letters[0].reason
+
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    request = ExportLogsServiceRequest()
+    scope = request.resource_logs.add().scope_logs.add()
+    for i in range(30):
+        record = scope.log_records.add()
+        record.body.string_value = f"otel mode {i}"
+        record.attributes.add(key="log.record.uid").value.string_value = f"nine-{i:02d}"
+        record.attributes.add(key="labels.event_class").value.string_value = "access"
+    backend = backend_from_url(f"{url}&namespace=nine&mapping=otel")
+    assert backend.send(request.SerializeToString(), 30).delivered
+    assert backend.send(request.SerializeToString(), 30).delivered  # replay: 409s, no duplicates
+    assert sorted(es9.ids("logs-access.otel-nine")) == [f"nine-{i:02d}" for i in range(30)]

@@ -45,7 +45,10 @@ def test_opensearch_setup_is_idempotent_and_creates_data_streams(search_server: 
         http.request("DELETE", f"{search_server.url}/_index_template/otel-ext-*")
 
 
-def test_elasticsearch_setup_installs_lifecycle_templates_and_data_streams(es_server: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", ["es_server", "es9_server"])
+def test_elasticsearch_setup_installs_lifecycle_templates_and_data_streams(server: str, request: pytest.FixtureRequest,
+                                                                           tmp_path: Path) -> None:
+    es_server = request.getfixturevalue(server)  # Elasticsearch 8.17 and 9.2
     http = urllib3.PoolManager()
     http.request("DELETE", f"{es_server.url}/_index_template/otel-ext-*")
     url = f"elasticsearch+http://127.0.0.1:{es_server.port}"
