@@ -68,15 +68,16 @@ _ROUTE_KEYS = ("elasticsearch.index", "data_stream.dataset", "data_stream.namesp
 _GEO = ("geo.location.lat", "geo.location.lon")
 
 
+_SCALARS: dict[str, Callable[[Any], str]] = {
+    "int_value": str, "bool_value": lambda raw: "true" if raw else "false", "double_value": _double}
+
+
 def _encode_ecs(kind: str, raw: Any) -> str | None:
     """JSON text of a non-string attribute value as the ecs document holds it ("" when the field
     is left out; None when only the general path can tell: an empty array)."""
-    if kind == "int_value":
-        return str(raw)
-    if kind == "bool_value":
-        return "true" if raw else "false"
-    if kind == "double_value":
-        return _double(raw)
+    scalar = _SCALARS.get(kind)
+    if scalar is not None:
+        return scalar(raw)
     if kind == "array_value":
         items = [m.any_value(v, bytes_as_hex=False) for v in raw.values]
         return _dumps(items) if items else None
@@ -85,12 +86,9 @@ def _encode_ecs(kind: str, raw: Any) -> str | None:
 
 def _encode_otel(kind: str, raw: Any) -> str | None:
     """JSON text of a non-string attribute value in otel mode (values are kept as they are)."""
-    if kind == "int_value":
-        return str(raw)
-    if kind == "bool_value":
-        return "true" if raw else "false"
-    if kind == "double_value":
-        return _double(raw)
+    scalar = _SCALARS.get(kind)
+    if scalar is not None:
+        return scalar(raw)
     if kind == "bytes_value":
         return f'"{raw.hex()}"'
     return _dumps([m.any_value(v) for v in raw.values] if kind == "array_value"
