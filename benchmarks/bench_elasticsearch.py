@@ -1,9 +1,10 @@
-"""Benchmark: documents/s into a real Elasticsearch 8.17 through ElasticsearchBackend (starting from
-the queued OTLP protobuf: decode, map to ECS, serialize, bulk) divided by the same documents sent with
+"""Benchmark: documents/s into a real Elasticsearch (8.17, or 9.2) through ElasticsearchBackend
+(starting from the queued OTLP protobuf: decode, map, serialize, bulk) divided by the same documents sent with
 ``elasticsearch.helpers.bulk`` from prebuilt plain dicts (its default chunk_size=500), same server,
 same run; helpers.bulk with our request size (2,000 docs) is printed for reference.
 
     python benchmarks/bench_elasticsearch.py [--records 40000] [--rounds 3] [--mapping ecs|otel]
+                                             [--server 8.17.0|9.2.0]
 """
 
 from __future__ import annotations
@@ -49,14 +50,16 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=40_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mapping", choices=["ecs", "otel"], default="ecs")
+    parser.add_argument("--server", choices=["8.17.0", "9.2.0"], default="8.17.0", help="Elasticsearch version")
     args = parser.parse_args()
-    server = SearchServer("elasticsearch").start()
+    server = SearchServer("elasticsearch", version=args.server).start()
     try:
-        # the anchor uses the installed 9.x client as is, except that its REST-compatibility header
-        # must say 8 for this 8.17 server (otel-ext's backend sends compatible-with=8 itself)
-        import elasticsearch._sync.client._base as es_base
+        if args.server.startswith("8."):
+            # the anchor uses the installed 9.x client as is, except that its REST-compatibility
+            # header must say 8 for an 8.x server (otel-ext's backend sends compatible-with=8 itself)
+            import elasticsearch._sync.client._base as es_base
 
-        es_base._COMPAT_MIMETYPE_SUB = r"application/vnd.elasticsearch+\g<1>; compatible-with=8"  # type: ignore[attr-defined]
+            es_base._COMPAT_MIMETYPE_SUB = r"application/vnd.elasticsearch+\g<1>; compatible-with=8"
         client = Elasticsearch(server.url, request_timeout=60)
         ours: list[float] = []
         anchor: list[float] = []
@@ -95,7 +98,7 @@ def main() -> None:
     finally:
         server.stop()
     o, a, s = statistics.median(ours), statistics.median(anchor), statistics.median(same_size)
-    print(f"Elasticsearch 8.17, {args.mapping} mapping ({args.records} docs x {args.rounds} rounds, medians): "
+    print(f"Elasticsearch {args.server}, {args.mapping} mapping ({args.records} docs x {args.rounds} rounds, medians): "
           "ElasticsearchBackend "
           f"{o:,.0f} docs/s (from OTLP protobuf); helpers.bulk {a:,.0f} docs/s (prebuilt dicts, default "
           f"chunk_size=500); ratio {o / a:.2f} (goal >= 1.0). Reference: helpers.bulk with chunk_size=2000 "
