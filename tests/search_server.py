@@ -160,21 +160,22 @@ class SearchServer:
 
     def start(self) -> SearchServer:
         conf = self.workdir / "config"
-        shutil.copytree(self.home / "config", conf)
-        (conf / f"{self.flavour}.yml").write_text(
-            "cluster.name: otel-ext-test\nnode.name: node-1\nnetwork.host: 127.0.0.1\n"
-            f"http.port: {self.port}\ntransport.port: {free_port()}\ndiscovery.type: single-node\n"
-            f"path.data: {self.workdir / 'data'}\npath.logs: {self.workdir / 'logs'}\n"
-            "cluster.routing.allocation.disk.threshold_enabled: false\naction.auto_create_index: true\n"
-            "action.destructive_requires_name: false\n"  # tests empty the server between cases
-            # Elasticsearch 8 would auto-configure TLS + auth on first start: a loopback test server
-            # runs plain HTTP (TLS verification is tested on the OTLP path)
-            + ("xpack.security.enabled: false\n" if self.flavour == "elasticsearch"
-               else _SECURE_SETTINGS if self.secure else "plugins.security.disabled: true\n"))
-        jvm = conf / "jvm.options"  # its log/dump paths are relative to the distribution: point them here
-        jvm.write_text(jvm.read_text().replace("file=logs/", f"file={self.workdir}/logs/")
-                       .replace("-XX:HeapDumpPath=data", f"-XX:HeapDumpPath={self.workdir}/data")
-                       .replace("-XX:ErrorFile=logs/", f"-XX:ErrorFile={self.workdir}/logs/"))
+        if not conf.exists():  # first start (a restart after kill() keeps config and data)
+            shutil.copytree(self.home / "config", conf)
+            (conf / f"{self.flavour}.yml").write_text(
+                "cluster.name: otel-ext-test\nnode.name: node-1\nnetwork.host: 127.0.0.1\n"
+                f"http.port: {self.port}\ntransport.port: {free_port()}\ndiscovery.type: single-node\n"
+                f"path.data: {self.workdir / 'data'}\npath.logs: {self.workdir / 'logs'}\n"
+                "cluster.routing.allocation.disk.threshold_enabled: false\naction.auto_create_index: true\n"
+                "action.destructive_requires_name: false\n"  # tests empty the server between cases
+                # Elasticsearch 8 would auto-configure TLS + auth on first start: a loopback test server
+                # runs plain HTTP (TLS: the secured OpenSearch, and a TLS terminator in front)
+                + ("xpack.security.enabled: false\n" if self.flavour == "elasticsearch"
+                   else _SECURE_SETTINGS if self.secure else "plugins.security.disabled: true\n"))
+            jvm = conf / "jvm.options"  # its log/dump paths are relative to the distribution: point them here
+            jvm.write_text(jvm.read_text().replace("file=logs/", f"file={self.workdir}/logs/")
+                           .replace("-XX:HeapDumpPath=data", f"-XX:HeapDumpPath={self.workdir}/data")
+                           .replace("-XX:ErrorFile=logs/", f"-XX:ErrorFile={self.workdir}/logs/"))
         owner = _run_as()
         for sub in ("logs", "data"):  # jvm.options writes logs/gc.log and heap dumps relative to cwd
             (self.workdir / sub).mkdir(exist_ok=True)
@@ -208,6 +209,12 @@ class SearchServer:
         if not wait_until(ready, 180, interval=0.5):
             raise RuntimeError(f"{self.flavour} did not start:\n{(self.workdir / 'server.out').read_text()[-3000:]}")
         return self
+
+    def kill(self) -> None:
+        """kill -9 (the data directory stays: start() again restarts the same node on the same port)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -314,3 +314,41 @@ def test_elasticsearch_9_server_same_backend(es9_server: Any, tmp_path: Path) ->
     assert backend.send(request.SerializeToString(), 30).delivered
     assert backend.send(request.SerializeToString(), 30).delivered  # replay: 409s, no duplicates
     assert sorted(es9.ids("logs-access.otel-nine")) == [f"nine-{i:02d}" for i in range(30)]
+
+
+def test_kill_9_of_elasticsearch_mid_stream_loses_nothing(tmp_path: Path) -> None:
+    """Elasticsearch dies (SIGKILL) while bulks are in flight, stays down while the app keeps
+    logging, then restarts on the same data: every record arrives once (what ES had acknowledged
+    survived in its translog; the rest waited in our disk queue; replays answered 409)."""
+    import threading
+
+    from peers import wait_until
+    from search_server import SearchServer
+
+    server = SearchServer("elasticsearch").start()
+    try:
+        search = Search(server.url)
+        app = make_app([f"elasticsearch+http://127.0.0.1:{server.port}?name=es&namespace=crash&timeout=2s"],
+                       tmp_path / "q")
+        total = 6000
+
+        def produce() -> None:
+            while app.emitted < total:  # ~2,000 records/s for 3 s
+                app.emit(100)
+                time.sleep(0.05)
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        assert wait_until(lambda: search.count("logs-access-crash") >= 500, 60, interval=0.05)
+        server.kill()
+        assert producer.is_alive()  # killed mid-stream: the app is still logging
+        producer.join(60)
+        app.flush_to_queue()  # everything emitted is on our disk, ES is still down
+        server.start()
+        assert app.deliver(120)
+        app.close()
+        ids = search.ids("logs-access-crash")
+        assert len(ids) == len(set(ids)) == total
+        assert search.count("logs-access-crash") == total
+    finally:
+        server.stop()
