@@ -9,7 +9,7 @@ with basic authentication, otherwise the plugin is disabled and the server speak
 Elasticsearch integ-test build has no security module at all (plain HTTP only).
 
 ``ensure_distribution()`` fetches and unpacks them under the git-ignored ``.peers/`` with Maven;
-Java 17 comes with this machine kind.
+Java 17 (and Java 25, for Elasticsearch 9) come with this machine kind.
 """
 
 from __future__ import annotations
