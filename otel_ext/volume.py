@@ -15,6 +15,7 @@ from typing import Any
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from otel_ext._attrs import read_view
+from otel_ext._pairs import split_pairs
 from otel_ext.classify.rules import SEVERITY_BY_NAME
 from otel_ext.classify.vocabulary import EVENT_CLASSES
 from otel_ext.telemetry import Counters, register_counters
@@ -100,16 +101,7 @@ class VolumePolicy:
 
 
 def _pairs(text: str | None, what: str) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for item in (text or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"{what}: expected class=value, got {item!r}")
-        pairs.append((name.strip(), value.strip()))
-    return pairs
+    return [(name.strip(), value.strip()) for name, value in split_pairs(text, f"{what}: expected class=value")]
 
 
 class VolumeGate(LogRecordProcessor):

@@ -238,21 +238,27 @@ def test_request_level_auth_and_throttle_outcomes(proxy: EsProxy) -> None:
     assert outcomes == Counter({401: "auth", 403: "auth", 429: "throttled", 503: "retryable", 400: "permanent"})
 
 
+def access_request(uids: list[str]) -> bytes:
+    """An OTLP request of access records with these log.record.uid values."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    request = ExportLogsServiceRequest()
+    scope = request.resource_logs.add().scope_logs.add()
+    for uid in uids:
+        record = scope.log_records.add()
+        record.body.string_value = f"record {uid}"
+        record.attributes.add(key="log.record.uid").value.string_value = uid
+        record.attributes.add(key="labels.event_class").value.string_value = "access"
+    return bytes(request.SerializeToString())
+
+
 CLIENT_8_SCRIPT = """
 import json, sys
 import elasticsearch
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from otel_ext.backends import backend_from_url
 
 url, dead_port = sys.argv[1], sys.argv[2]
-request = ExportLogsServiceRequest()
-scope = request.resource_logs.add().scope_logs.add()
-for i in range(50):
-    record = scope.log_records.add()
-    record.body.string_value = f"client 8 record {i}"
-    record.attributes.add(key="log.record.uid").value.string_value = f"c8-{i:03d}"
-    record.attributes.add(key="labels.event_class").value.string_value = "access"
-payload = request.SerializeToString()
+payload = sys.stdin.buffer.read()  # an OTLP request of 50 records
 backend = backend_from_url(url)
 outcomes = [backend.send(payload, 50).kind.value, backend.send(payload, 50).kind.value]  # a replay: 409s
 down = backend_from_url(f"elasticsearch+http://127.0.0.1:{dead_port}?timeout=1s").send(payload, 50).kind.value
@@ -270,9 +276,10 @@ def test_the_elasticsearch_8_client_works_too(es: Search, es_server: Any) -> Non
     from search_server import ensure_es_client_8
 
     env = {**os.environ, "PYTHONPATH": str(ensure_es_client_8())}
+    uids = [f"c8-{i:03d}" for i in range(50)]
     done = subprocess.run([sys.executable, "-c", CLIENT_8_SCRIPT,
                            f"elasticsearch+http://127.0.0.1:{es_server.port}?namespace=client8", str(free_port())],
-                          env=env, capture_output=True, text=True, timeout=120)
+                          env=env, input=access_request(uids), capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["client"].startswith("8.")
@@ -301,19 +308,11 @@ def test_elasticsearch_9_server_same_backend(es9_server: Any, tmp_path: Path) ->
     # Elasticsearch 9 says document_parsing_exception where 8 said mapper_parsing_exception
     assert [d.records for d in letters] == [1] and "failed to parse field [order.amount]" in letters[0].reason
 
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-
-    request = ExportLogsServiceRequest()
-    scope = request.resource_logs.add().scope_logs.add()
-    for i in range(30):
-        record = scope.log_records.add()
-        record.body.string_value = f"otel mode {i}"
-        record.attributes.add(key="log.record.uid").value.string_value = f"nine-{i:02d}"
-        record.attributes.add(key="labels.event_class").value.string_value = "access"
+    uids = [f"nine-{i:02d}" for i in range(30)]
     backend = backend_from_url(f"{url}&namespace=nine&mapping=otel")
-    assert backend.send(request.SerializeToString(), 30).delivered
-    assert backend.send(request.SerializeToString(), 30).delivered  # replay: 409s, no duplicates
-    assert sorted(es9.ids("logs-access.otel-nine")) == [f"nine-{i:02d}" for i in range(30)]
+    assert backend.send(access_request(uids), 30).delivered
+    assert backend.send(access_request(uids), 30).delivered  # replay: 409s, no duplicates
+    assert sorted(es9.ids("logs-access.otel-nine")) == uids
 
 
 def test_kill_9_of_elasticsearch_mid_stream_loses_nothing(tmp_path: Path) -> None:

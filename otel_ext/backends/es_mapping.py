@@ -133,19 +133,20 @@ def _sanitize(text: str, limit: int) -> str:
     return _DISALLOWED.sub("_", text.lower())[:limit] or "_"
 
 
-def _first(key: str, *maps: dict[str, AnyValue]) -> str | None:
+def _first(key: str, *maps: dict[str, str | None]) -> str | None:
     for attrs in maps:
         value = attrs.get(key)
-        if value is not None and value.WhichOneof("value") == "string_value" and value.string_value:
-            return str(value.string_value)
+        if value:
+            return value
     return None
 
 
-def route(record_attrs: dict[str, AnyValue], scope_attrs: dict[str, AnyValue],
-          resource_attrs: dict[str, AnyValue], mode: str, namespace: str = "default",
+def route(record_attrs: dict[str, str | None], scope_attrs: dict[str, str | None],
+          resource_attrs: dict[str, str | None], mode: str, namespace: str = "default",
           by_class: bool = True) -> Index:
     """``elasticsearch.index`` wins, then ``data_stream.*`` (record > scope > resource), then the
-    event class (``logs-<class>-<namespace>``, ``.otel`` dataset suffix in otel mode), else generic."""
+    event class (``logs-<class>-<namespace>``, ``.otel`` dataset suffix in otel mode), else generic.
+    The maps hold :func:`routing_attrs` (a key's first value, None unless a string)."""
     maps = (record_attrs, scope_attrs, resource_attrs)
     explicit = _first("elasticsearch.index", *maps)
     if explicit:
@@ -160,11 +161,10 @@ def route(record_attrs: dict[str, AnyValue], scope_attrs: dict[str, AnyValue],
     return Index(f"logs-{dataset}-{ns}", "logs", dataset, ns)
 
 
-def document_id(record: LogRecord, attrs: dict[str, AnyValue]) -> str:
+def document_id(record: LogRecord, uid: str | None) -> str:
     """``log.record.uid`` (idempotent replays); else a hash of the record, stable across replays."""
-    uid = attrs.get("log.record.uid")
-    if uid is not None and uid.WhichOneof("value") == "string_value" and uid.string_value:
-        return str(uid.string_value)
+    if uid:
+        return uid
     return hashlib.sha256(record.SerializeToString(deterministic=True)).hexdigest()[:40]
 
 
@@ -462,22 +462,24 @@ _ROUTING_KEYS = frozenset({"elasticsearch.index", "data_stream.dataset", "data_s
                            "log.record.uid"})
 
 
-def _routing_attrs(kvs: Any) -> dict[str, AnyValue]:
-    """Only the attributes routing and ids read (cheaper than a dict of all of them)."""
-    out: dict[str, AnyValue] = {}
+def routing_attrs(kvs: Any) -> dict[str, str | None]:
+    """Only the attributes routing and ids read: the first value of each key, None unless it is a
+    string (cheaper than a dict of all of them)."""
+    out: dict[str, str | None] = {}
     for kv in kvs:
         if kv.key in _ROUTING_KEYS and kv.key not in out:
-            out[kv.key] = kv.value
+            value = kv.value
+            out[kv.key] = value.string_value if value.WhichOneof("value") == "string_value" else None
     return out
 
 
 def iter_mapped(payload: bytes, mode: str, namespace: str = "default", by_class: bool = True) -> Iterator[MappedRecord]:
     request = ExportLogsServiceRequest.FromString(payload)
     for resource_logs in request.resource_logs:
-        resource_attrs = _routing_attrs(resource_logs.resource.attributes)
+        resource_attrs = routing_attrs(resource_logs.resource.attributes)
         res_cache = _resource_fields(resource_logs) if mode == "ecs" else None
         for scope_logs in resource_logs.scope_logs:
-            scope_attrs = _routing_attrs(scope_logs.scope.attributes)
+            scope_attrs = routing_attrs(scope_logs.scope.attributes)
             cached = None
             if res_cache is not None:
                 scope_fields: list[tuple[str, Any]] = []
@@ -485,14 +487,14 @@ def iter_mapped(payload: bytes, mode: str, namespace: str = "default", by_class:
                     _flat_add(scope_fields, kv.key, kv.value)
                 cached = (res_cache[0], res_cache[1], scope_fields)
             for record in scope_logs.log_records:
-                record_attrs = _routing_attrs(record.attributes)
+                record_attrs = routing_attrs(record.attributes)
                 index = route(record_attrs, scope_attrs, resource_attrs, mode, namespace, by_class)
                 if mode == "ecs":
                     document = ecs_document(resource_logs, scope_logs, record, index, cached)
                 else:
                     document = otel_document(resource_logs, scope_logs, record, index)
-                yield MappedRecord(resource_logs, scope_logs, record, index, document_id(record, record_attrs),
-                                   document)
+                doc_id = document_id(record, record_attrs.get("log.record.uid"))
+                yield MappedRecord(resource_logs, scope_logs, record, index, doc_id, document)
 
 
 def otlp_payload(records: Iterable[tuple[ResourceLogs, ScopeLogs, LogRecord]]) -> bytes:
@@ -510,5 +512,5 @@ def otlp_payload(records: Iterable[tuple[ResourceLogs, ScopeLogs, LogRecord]]) -
     return bytes(request.SerializeToString())
 
 
-__all__ = ["MAPPING_MODES", "Index", "MappedRecord", "ecs_document", "iter_mapped", "nest",
+__all__ = ["MAPPING_MODES", "Index", "MappedRecord", "document_id", "ecs_document", "iter_mapped", "nest",
            "otel_document", "otlp_payload", "route"]

@@ -144,8 +144,8 @@ class _ResourcePlan:
     resource_fields: list[tuple[str, Any]]
     agent_fields: list[tuple[str, Any]]
     scope_fields: list[tuple[str, Any]]
-    resource_attrs: dict[str, Any]
-    scope_attrs: dict[str, Any]
+    resource_attrs: dict[str, str | None]
+    scope_attrs: dict[str, str | None]
     otel_resource: dict[str, Any]
     otel_scope: dict[str, Any]
     shapes: dict[tuple[str | None, ...], _Shape] = field(default_factory=dict)
@@ -201,8 +201,8 @@ class BulkRenderer:
                 m._flat_add(scope_fields, kv.key, kv.value)
             resource, scope = resource_logs.resource, scope_logs.scope
             plan = self._plans[key] = _ResourcePlan(
-                res_fields, agent_fields, scope_fields, m._routing_attrs(resource.attributes),
-                m._routing_attrs(scope.attributes),
+                res_fields, agent_fields, scope_fields, m.routing_attrs(resource.attributes),
+                m.routing_attrs(scope.attributes),
                 m._otel_object(schema_url=resource_logs.schema_url, attributes=resource.attributes,
                                dropped_attributes_count=resource.dropped_attributes_count),
                 m._otel_object(schema_url=scope_logs.schema_url, name=scope.name, version=scope.version,
@@ -233,8 +233,7 @@ class BulkRenderer:
     def _index(self, plan: _ResourcePlan, values: tuple[str | None, ...]) -> tuple[m.Index, str]:
         cached = plan.indices.get(values)
         if cached is None:
-            record_attrs = {k: _StringValue(v) for k, v in zip(_ROUTE_KEYS, values, strict=True) if v is not None}
-            index = m.route(record_attrs, plan.scope_attrs, plan.resource_attrs,  # type: ignore[arg-type]
+            index = m.route(dict(zip(_ROUTE_KEYS, values, strict=True)), plan.scope_attrs, plan.resource_attrs,
                             self.mode, self.namespace, self.by_class)
             cached = (index, _ESC(index.name))
             if len(plan.indices) < 4096:
@@ -277,7 +276,7 @@ class BulkRenderer:
                 self._shapes += 1
                 cached_shape = True
         index, index_json = self._index(plan, shape.route_pick(raws))
-        doc_id = raws[shape.uid_at] or m.document_id(record, {})
+        doc_id = m.document_id(record, raws[shape.uid_at])
         if not (shape.templatable and cached_shape) or None in encoded:
             return self._general((resource_logs, scope_logs, record), index, doc_id)
 
@@ -393,19 +392,6 @@ class BulkRenderer:
         if has_body:
             doc["body"] = _Slot(_BODY)
         return _compile(doc)
-
-
-class _StringValue:
-    """Just enough of an AnyValue holding a string for :func:`es_mapping.route`."""
-
-    __slots__ = ("string_value",)
-
-    def __init__(self, value: str) -> None:
-        self.string_value = value
-
-    @staticmethod
-    def WhichOneof(_: str) -> str:  # protobuf's name
-        return "string_value"
 
 
 __all__ = ["BulkRenderer", "RecordRef"]

@@ -16,6 +16,7 @@ from opentelemetry._logs import LogRecord, SeverityNumber, get_logger
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
 
 from otel_ext._attrs import read_view
+from otel_ext._pairs import split_pairs
 from otel_ext.detect.detectors import DETECTORS, Alert, Detector, Event
 from otel_ext.detect.webhook import WebhookSink
 from otel_ext.telemetry import Counters, register_counters
@@ -63,13 +64,7 @@ class DetectorConfig:
         if text.lower() in ("off", "none", "false"):
             enabled = dict.fromkeys(DETECTORS, False)
         elif text:
-            for item in text.split(","):
-                item = item.strip()
-                if not item:
-                    continue
-                target, sep, value = item.partition("=")
-                if not sep:
-                    raise ValueError(f"{ENV}: expected name=off|on or name.param=value, got {item!r}")
+            for target, value in split_pairs(text, f"{ENV}: expected name=off|on or name.param=value"):
                 name, _, param = target.strip().partition(".")
                 _known(name, ENV)
                 if not param:
