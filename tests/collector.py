@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,19 +16,37 @@ PEERS = ROOT / ".peers"
 BUILDER = "go.opentelemetry.io/collector/cmd/builder@v0.145.0"
 
 
+def go_cache() -> Path:
+    """Go's module and build caches live outside the clone (~600 MB that every clone would download
+    again): ``$OTEL_EXT_GO_CACHE``, else ``$XDG_CACHE_HOME/otel-ext-peers/go`` (``~/.cache/...``)."""
+    if os.environ.get("OTEL_EXT_GO_CACHE"):
+        return Path(os.environ["OTEL_EXT_GO_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "otel-ext-peers" / "go"
+
+
 def ensure_collector() -> Path:
     digest = hashlib.sha256(MANIFEST.read_bytes()).hexdigest()[:16]
     workdir = PEERS / f"otelcol-{digest}"
     binary = workdir / "build" / "otelcol-otel-ext" / "otelcol-otel-ext"
     if binary.exists():
         return binary
+    if shutil.which("go") is None:
+        raise RuntimeError("Go not found: the test collector is built with the OpenTelemetry Collector Builder "
+                           "from the Go module proxy - install Go 1.24+ (e.g. Debian's golang-go or go.dev's tarball)")
     (workdir / "build").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOPATH": str(PEERS / "gopath"), "GOFLAGS": "-modcacherw",
+    gopath = go_cache()
+    env = {**os.environ, "GOPATH": str(gopath), "GOBIN": str(PEERS / "bin"), "GOFLAGS": "-modcacherw",
            # the module proxy's checksum database has no entry for some contrib module versions
            "GONOSUMDB": "github.com/open-telemetry/opentelemetry-collector-contrib"}
-    subprocess.run(["go", "install", BUILDER], env=env, check=True, timeout=900)
-    subprocess.run([str(PEERS / "gopath" / "bin" / "builder"), "--config", str(MANIFEST)], cwd=workdir, env=env,
-                   check=True, timeout=1800)
+    print(f"building the test collector (first time: ~2-5 min, ~600 MB of Go modules in {gopath})", flush=True)
+    for command, timeout in (
+        (["go", "install", BUILDER], 900),
+        ([str(PEERS / "bin" / "builder"), "--config", str(MANIFEST)], 1800),
+    ):
+        done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:  # the tools' own output only when they fail
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     return binary
 
 

@@ -17,9 +17,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import rotel
 
-ROTEL = str(Path(rotel.__file__).resolve().parent / "rotel-agent")
+def rotel_binary() -> str:
+    """The ``rotel-agent`` binary bundled in the ``rotel`` wheel (imported lazily, so that
+    ``pytest -m "not peers"`` collects and runs on a machine without rotel)."""
+    import rotel
+
+    return str(Path(rotel.__file__).resolve().parent / "rotel-agent")
 _UID = re.compile(r"-> log\.record\.uid: Str\(([^)\n]+)\)")
 
 
@@ -70,7 +74,7 @@ class Rotel:
         out = self.workdir / f"{self.name}-{self.generation}.out"
         self._outputs.append(out)
         self.proc = subprocess.Popen(
-            [ROTEL, "start", "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}",
+            [rotel_binary(), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}",
              "--otlp-http-endpoint", f"127.0.0.1:{self.http_port}", "--exporter", "blackhole",
              "--debug-log", "logs", "--debug-log", "traces", "--debug-log-verbosity", "detailed",
              "--logs-batch-timeout", "20ms", "--traces-batch-timeout", "20ms",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
@@ -55,22 +56,67 @@ FLAVOURS = {
 EXTRA_VERSIONS = {"elasticsearch": ("9.2.0",)}
 
 
-def java_home(major: int = 17) -> str:
-    candidates = ("/usr/lib/jvm/java-17-openjdk-amd64", "/usr/lib/jvm/openjdk-17") if major <= 17 else ()
-    for candidate in (*candidates, "/usr/lib/jvm/temurin-25-jdk-amd64"):
-        if Path(candidate, "bin", "java").exists():
-            return candidate
-    if major > 17:
-        raise RuntimeError(f"no Java {major}+ found (looked for /usr/lib/jvm/temurin-25-jdk-amd64)")
+def _java_major(home: Path) -> int | None:
+    """The feature version of the JDK at ``home`` (from its ``release`` file, else ``java -version``)."""
+    release = home / "release"
+    text = ""
+    if release.is_file():
+        text = release.read_text(errors="replace")
+    elif (home / "bin" / "java").exists():
+        done = subprocess.run([str(home / "bin" / "java"), "-version"], capture_output=True, text=True, timeout=30)
+        text = done.stderr
+    match = re.search(r'version[ =]"(\d+)(?:\.(\d+))?', text, re.IGNORECASE)
+    if match is None:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major  # "1.8.0" -> 8
+
+
+def _java_candidates() -> list[Path]:
+    found: list[Path] = []
+    if os.environ.get("JAVA_HOME"):
+        found.append(Path(os.environ["JAVA_HOME"]))
+    jvm = Path("/usr/lib/jvm")
+    if jvm.is_dir():
+        found.extend(sorted(p for p in jvm.iterdir() if p.is_dir()))
     java = shutil.which("java")
-    if java is None:
-        raise RuntimeError("no Java found: OpenSearch 2.19 needs Java 17")
-    return str(Path(java).resolve().parents[1])
+    if java is not None:
+        found.append(Path(java).resolve().parents[1])
+    unique: dict[Path, Path] = {}
+    for home in found:
+        unique.setdefault(home.resolve(), home)
+    return list(unique.values())
+
+
+def java_home(major: int = 17) -> str:
+    """A JDK of at least ``major`` (the lowest such: the search servers are tested on what their
+    vendors support), looked up in ``JAVA_HOME``, ``/usr/lib/jvm/*`` and ``java`` on PATH."""
+    best: tuple[int, Path] | None = None
+    seen: list[str] = []
+    for home in _java_candidates():
+        version = _java_major(home) if (home / "bin" / "java").exists() else None
+        if version is None:
+            continue
+        seen.append(f"{home} ({version})")
+        if version >= major and (best is None or version < best[0]):
+            best = (version, home)
+    if best is None:
+        raise RuntimeError(f"no Java {major}+ found (JAVA_HOME, /usr/lib/jvm/*, PATH; saw: {', '.join(seen) or 'none'})"
+                           f" - install e.g. Debian's openjdk-{max(major, 17)}-jdk-headless")
+    return str(best[1])
 
 
 def _mvn_copy(artifact: str, directory: Path) -> None:
-    subprocess.run(["mvn", "-q", "dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={directory}"],
-                   check=True, timeout=600)
+    """Fetch one artifact from Maven Central, quietly (no colour codes, no progress lines); Maven's
+    own output is shown only when it fails."""
+    if shutil.which("mvn") is None:
+        raise RuntimeError("Maven (mvn) not found: the search servers come from Maven Central - install Debian's maven")
+    done = subprocess.run(["mvn", "-q", "-B", "-ntp", "-Dstyle.color=never", "dependency:copy",
+                           f"-Dartifact={artifact}", f"-DoutputDirectory={directory}"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "MAVEN_OPTS":
+                          os.environ.get("MAVEN_OPTS", "") + " -Djansi.force=false"})
+    if done.returncode != 0:
+        raise RuntimeError(f"mvn could not fetch {artifact}:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
 
 
 def _install_security(home: Path, download: Path) -> None:
