@@ -1,0 +1,131 @@
+"""Secret detectors for free text: one combined, linear-time pattern and a one-pass pre-filter.
+
+What to catch follows public secret-scanner catalogues (gitleaks' ``config/gitleaks.toml`` and Yelp's
+detect-secrets plugins) read as references; the patterns here are our own, written for log lines:
+
+- ``key=value`` / ``key: value`` / JSON ``"key": "value"`` / form and URL-encoded pairs, where the key
+  is judged by :mod:`otel_ext.redaction.keys` (quoted values are taken whole, escapes included);
+- ``Authorization:``/``Cookie:`` header lines and ``Bearer``/``Basic``/... credentials;
+- URL userinfo (DSNs), including empty users and ``@``/``:`` inside the password;
+- vendor tokens with a distinctive prefix (cloud, VCS, chat, payments, AI, observability, ...);
+- JWTs, PEM private keys (also inside JSON strings with ``\\n`` escapes), payment card numbers
+  (issuer prefix + length + Luhn).
+
+Every alternative is written so that the backtracking engine runs in linear time (no nested
+quantifiers over overlapping classes); tests feed them adversarial inputs.
+"""
+
+from __future__ import annotations
+
+import re
+
+# --- vendor tokens (kind, pattern); the whole token is the secret -----------------------------
+_B = r"(?<![A-Za-z0-9_\-])"  # token start: not inside a longer word
+_E = r"(?![A-Za-z0-9_\-])"  # token end
+
+VENDOR_TOKENS: list[tuple[str, str]] = [
+    ("aws_access_key", r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}" + r"(?![A-Za-z0-9])"),
+    ("github_token", r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"),
+    ("gitlab_token", r"(?:gl(?:pat|dt|ft|rt|soat|ptt|cbt|imt|agent|oas|ffct)-[A-Za-z0-9_\-]{20,300}|GR1348941"
+                     r"[A-Za-z0-9_\-]{20})"),
+    ("slack_token", r"(?:xox[abposre]-[A-Za-z0-9\-]{10,250}|xapp-\d-[A-Za-z0-9\-]{10,250})"),
+    ("stripe_key", r"(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{10,250}"),
+    ("stripe_webhook_secret", r"whsec_[A-Za-z0-9+/=]{24,}"),
+    ("google_api_key", r"AIza[0-9A-Za-z_\-]{35}"),
+    ("google_oauth", r"(?:ya29\.[0-9A-Za-z_\-]{20,}|GOCSPX-[A-Za-z0-9_\-]{28})"),
+    ("openai_key", r"sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,300}"),
+    ("anthropic_key", r"sk-ant-(?:api|admin|sid)\d\d-[A-Za-z0-9_\-]{20,300}"),
+    ("npm_token", r"npm_[A-Za-z0-9]{36}"),
+    ("pypi_token", r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,}"),
+    ("twilio_key", r"SK[0-9a-fA-F]{32}" + _E),
+    ("sendgrid_key", r"SG\.[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{16,64}"),
+    ("mailgun_key", r"key-[0-9a-f]{32}" + _E),
+    ("vault_token", r"hv[sbr]\.[A-Za-z0-9_\-]{20,300}"),
+    ("shopify_token", r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"),
+    ("huggingface_token", r"(?:hf_|api_org_)[A-Za-z0-9]{30,40}" + _E),
+    ("digitalocean_token", r"do[opr]_v1_[a-f0-9]{64}"),
+    ("databricks_token", r"dapi[a-f0-9]{32}(?:-\d)?" + _E),
+    ("doppler_token", r"dp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,}"),
+    ("dynatrace_token", r"dt0c01\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{64}"),
+    ("linear_key", r"lin_(?:api|oauth)_[A-Za-z0-9]{40}"),
+    ("notion_token", r"ntn_[0-9]{11}[A-Za-z0-9]{35}"),
+    ("pulumi_token", r"pul-[a-f0-9]{40}"),
+    ("postman_key", r"PMAK-[a-fA-F0-9]{24}-[a-fA-F0-9]{34}"),
+    ("grafana_token", r"(?:glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|glc_[A-Za-z0-9+/]{32,400}={0,2})"),
+    ("newrelic_key", r"(?:NRAK-[A-Z0-9]{27}|NRII-[A-Za-z0-9\-]{32}|NRJS-[a-f0-9]{19})"),
+    ("sentry_token", r"sntr[ysu]_[A-Za-z0-9+/=_]{40,}"),
+    ("rubygems_token", r"rubygems_[a-f0-9]{48}"),
+    ("planetscale_token", r"pscale_(?:tkn|oauth|pw)_[A-Za-z0-9_=.\-]{32,64}"),
+    ("age_secret_key", r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
+    ("onepassword_token", r"ops_eyJ[A-Za-z0-9+/]{100,}={0,3}"),
+    ("square_token", r"(?:sq0(?:atp|csp)-[0-9A-Za-z_\-]{22,60}|EAAA[0-9A-Za-z_\-]{60})"),
+    ("telegram_bot_token", r"\d{8,10}:AA[A-Za-z0-9_\-]{33}" + _E),
+    ("azure_client_secret", r"[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.\-]{31,34}"),
+    ("atlassian_token", r"ATATT3[A-Za-z0-9_\-=]{150,}"),
+    ("heroku_key", r"HRKU-AA[0-9a-zA-Z_\-]{58}"),
+    ("jwt", r"eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"),
+]
+
+# webhook URLs: the host and path stay, the secret path segment goes
+WEBHOOKS: list[tuple[str, str]] = [
+    ("slack_webhook", r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<v{i}>[A-Za-z0-9+/_\-]{20,})"),
+    ("teams_webhook", r"\.webhook\.office\.com/webhookb2/(?P<v{i}>[A-Za-z0-9@/\-]{40,})"),
+    ("discord_webhook", r"discord(?:app)?\.com/api/webhooks/(?P<v{i}>\d+/[A-Za-z0-9_\-]{40,})"),
+]
+
+KV_KEY = (r"(?:(?<=%26)|(?<=%3[Ff])|(?<=%3[Bb])|(?<=%20)|(?<![A-Za-z0-9_%.\-\[]))"
+          r"(?P<kk>[A-Za-z_](?:[A-Za-z0-9_.\-\[\]]|%(?!3[DdAaFfBb]|2[026])[0-9A-Fa-f]{2}){0,80})")
+KV_SEP = r"(?P<ks>(?:\\?[\"'])?[ \t]*(?:=>|:=|==?|:(?!//)|%3[Dd]|%3[Aa](?!%2[Ff]))[ \t]*)"
+# a quoted value is taken whole (escapes included); an unquoted one stops at whitespace, pair
+# separators and quotes, and a trailing ".)]}>" is kept as the surrounding punctuation it is
+_UNQUOTED = (r"(?:[^\s&,;\"'`<>)\]}.\\%]|%(?!2[06CcDd]|3[Bb]|22|27)[0-9A-Fa-f]{2}|%(?![0-9A-Fa-f]{2})"
+             r"|[.)\]}>](?=[^\s&,;\"'`.)\]}>\\%]))+")
+KV_VALUE = (r"(?P<kv>\"(?:[^\"\\\r\n]|\\.)*\"|'(?:[^'\\\r\n]|\\.)*'|\\\"(?:[^\"\\]|\\(?!\"))*\\\"|"
+            r"%22(?:[^%]|%(?!22))*%22|(?i:(?:bearer|basic|digest|negotiate|ntlm)[ \t]+)?" + _UNQUOTED + ")")
+
+_DETECTORS: list[tuple[str, str]] = [
+    # PEM private keys: to the END line, else to the closing quote / end of the text (fail closed)
+    ("private_key", r"-----BEGIN[ A-Z0-9_\-]{0,40}PRIVATE KEY(?: BLOCK)?-----[^\"]*?"
+                    r"(?:-----END[ A-Z0-9_\-]{0,40}PRIVATE KEY(?: BLOCK)?-----|(?=\\?\")|$)"),
+    ("header", r"(?i:(?<![\w\-])(?:proxy-authorization|authorization|set-cookie|cookie|x-api-key|api-key|"
+               r"x-auth-token|x-access-token)[ \t]*:[ \t]*)(?P<v{i}>[^\r\n\"\\]+)"),
+    ("url_userinfo", r"(?i:(?<![A-Za-z0-9+.\-])[a-z][a-z0-9+.\-]{1,30}://)"
+                     r"(?P<v{i}>[^\s/?#@\"'<>]*(?:@[^\s/?#@\"'<>]*)*)@(?=[A-Za-z0-9\[])"),
+    *WEBHOOKS,
+    *((kind, _B + p) for kind, p in VENDOR_TOKENS),
+    ("authorization", r"(?i:(?<![\w\-])(?:bearer|basic|digest|negotiate|ntlm)[ \t]+)"
+                      r"(?P<v{i}>[A-Za-z0-9._~+/=\-]{8,})"),
+    ("kv", KV_KEY + KV_SEP + KV_VALUE),
+    ("card", r"(?<![0-9A-Za-z\-.,])(?:\d[ \-]?){12,18}\d(?![0-9A-Za-z\-]|[.,]\d)"),
+]
+
+KINDS: list[str] = []
+_parts: list[str] = []
+for _i, (_kind, _pattern) in enumerate(_DETECTORS):
+    KINDS.append(_kind)
+    _parts.append(f"(?P<k{_i}>{_pattern.replace('{i}', str(_i))})")
+COMBINED = re.compile("|".join(_parts))
+KIND_BY_GROUP = {f"k{i}": kind for i, kind in enumerate(KINDS)}
+VALUE_GROUP = {f"k{i}": f"v{i}" for i, (_, p) in enumerate(_DETECTORS) if "(?P<v{i}>" in p}
+
+# --- the pre-filter: a string none of whose anchors occurs cannot hold anything we detect -------
+_KEY_WORDS = (
+    r"pass(?:wd|word|phrase|code)?|pwd|pswd|secret|token|key|auth(?:orization)?|cookies?|sess(?:ion)?(?:[._\-]?id)?"
+    r"|sid|sig(?:nature)?|credentials?|creds|dsn|otp|cvv2?|cvc|card|number|pan|str(?:ing)?|url|uri|code|"
+    r"verifier|jwt|contrase(?:n|ñ)a"
+)
+PREFILTER = re.compile(
+    r"(?i:(?:" + _KEY_WORDS + r")(?:%5[Dd]|\]|\\?[\"'])?[ \t]*(?:[:=]|%3[Dd]|%3[Aa])"
+    r"|(?:bearer|basic|digest|negotiate|ntlm)[ \t]"
+    r"|://[^\s/?#]*@|eyj|-----begin|hooks\.slack|webhook|discord"
+    r"|akia|asia|abia|acca|a3t|gh[pousr]_|github_pat|gl[a-z]{2,6}-|gr1348941|xox|xapp-|[sr]k_|whsec_|aiza|ya29\."
+    r"|gocspx|sk-|npm_|pypi-|sk[0-9a-f]{32}|sg\.|key-|hv[sbr]\.|shp|hf_|api_org_|do[opr]_v1|dapi|dp\.|dt0c01"
+    r"|lin_|ntn_|pul-|pmak-|glsa_|glc_|nr(?:ak|ii|js)-|sntr|rubygems_|pscale_|age-secret|ops_|sq0|eaaa|:aa"
+    r"|q~|atatt3|hrku-)"
+    r"|(?:\d[ \-]?){12}\d"
+)
+
+
+def maybe_secret(text: str) -> bool:
+    """Cheap one-pass pre-check: False means no detector can match ``text``."""
+    return PREFILTER.search(text) is not None
