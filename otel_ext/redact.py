@@ -48,7 +48,8 @@ MAX_SCAN_CHARS = 1 << 20
 _MEMO_MAX_LEN = 512
 _MEMO_MAX_ENTRIES = 16384
 _ALREADY = ("[REDACTED", "[HASH:")
-_SCHEMES = frozenset({"bearer", "basic", "digest", "negotiate", "ntlm"})
+# values that say a secret is absent or a feature is on/off (auth=true, token=null), not secrets
+_NOT_A_SECRET = frozenset({"true", "false", "null", "none", "nil", "undefined", "yes", "no", "on", "off"})
 _CARD_BRANDS = re.compile(r"^(?:4\d{12}(?:\d{3}){0,2}|5[1-5]\d{14}|2(?:2[2-9][1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720)"
                           r"\d{12}|3[47]\d{13}|3(?:0[0-5]|[68]\d)\d{11,16}|6(?:011|5\d\d|4[4-9]\d)\d{12,15}|"
                           r"35(?:2[89]|[3-8]\d)\d{12,15})$")
@@ -143,7 +144,7 @@ class Redactor:
         if kind == "password" and isinstance(value, str) and value.startswith(("/", "~")) and \
                 key_words(key)[-1:] == ("pwd",):
             return value  # PWD=/srv/app: the working directory, not a password
-        if isinstance(value, str) and value.startswith(_ALREADY):
+        if isinstance(value, str) and (value.startswith(_ALREADY) or value.lower() in _NOT_A_SECRET):
             return value
         if kind == "session" and isinstance(value, (str, int)) and value != "":
             return self.session_hash(str(value))
@@ -222,6 +223,8 @@ class Redactor:
                     break
             if not inner or inner.startswith(_ALREADY):
                 return None, match.end()
+            if inner[0] in "{[":  # a nested object: its own keys are judged as the scan goes on
+                return None, match.start("kv")
             new = self._replacement(key_kind_, inner, key)
             if new is inner:
                 return None, match.start("kv")

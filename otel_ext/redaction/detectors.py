@@ -53,7 +53,7 @@ VENDOR_TOKENS: list[tuple[str, str]] = [
     ("postman_key", r"PMAK-[a-fA-F0-9]{24}-[a-fA-F0-9]{34}"),
     ("grafana_token", r"(?:glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|glc_[A-Za-z0-9+/]{32,400}={0,2})"),
     ("newrelic_key", r"(?:NRAK-[A-Z0-9]{27}|NRII-[A-Za-z0-9\-]{32}|NRJS-[a-f0-9]{19})"),
-    ("sentry_token", r"sntr[ysu]_[A-Za-z0-9+/=_]{40,}"),
+    ("sentry_token", r"sntry[su]_[A-Za-z0-9+/=_]{40,}"),
     ("rubygems_token", r"rubygems_[a-f0-9]{48}"),
     ("planetscale_token", r"pscale_(?:tkn|oauth|pw)_[A-Za-z0-9_=.\-]{32,64}"),
     ("age_secret_key", r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
@@ -73,12 +73,12 @@ WEBHOOKS: list[tuple[str, str]] = [
     ("discord_webhook", r"discord(?:app)?\.com/api/webhooks/(?P<v{i}>\d+/[A-Za-z0-9_\-]{40,})"),
 ]
 
-KV_KEY = (r"(?:(?<=%26)|(?<=%3[Ff])|(?<=%3[Bb])|(?<=%20)|(?<![A-Za-z0-9_%.\-\[]))"
+KV_KEY = (r"(?:(?<=%26)|(?<=%3[Ff])|(?<=%3[Bb])|(?<=%20)|(?<![A-Za-z0-9_%.\-]))"
           r"(?P<kk>[A-Za-z_](?:[A-Za-z0-9_.\-\[\]]|%(?!3[DdAaFfBb]|2[026])[0-9A-Fa-f]{2}){0,80})")
 KV_SEP = r"(?P<ks>(?:\\?[\"'])?[ \t]*(?:=>|:=|==?|:(?!//)|%3[Dd]|%3[Aa](?!%2[Ff]))[ \t]*)"
 # a quoted value is taken whole (escapes included); an unquoted one stops at whitespace, pair
 # separators and quotes, and a trailing ".)]}>" is kept as the surrounding punctuation it is
-_UNQUOTED = (r"(?:[^\s&,;\"'`<>)\]}.\\%]|%(?!2[06CcDd]|3[Bb]|22|27)[0-9A-Fa-f]{2}|%(?![0-9A-Fa-f]{2})"
+_UNQUOTED = (r"(?:[^\s&,;\"'`<>)\]}.\\%]|%(?!26|3[Bb]|22|27|0[AaDd])[0-9A-Fa-f]{2}|%(?![0-9A-Fa-f]{2})"
              r"|[.)\]}>](?=[^\s&,;\"'`.)\]}>\\%]))+")
 KV_VALUE = (r"(?P<kv>\"(?:[^\"\\\r\n]|\\.)*\"|'(?:[^'\\\r\n]|\\.)*'|\\\"(?:[^\"\\]|\\(?!\"))*\\\"|"
             r"%22(?:[^%]|%(?!22))*%22|(?i:(?:bearer|basic|digest|negotiate|ntlm)[ \t]+)?" + _UNQUOTED + ")")
@@ -87,14 +87,16 @@ _DETECTORS: list[tuple[str, str]] = [
     # PEM private keys: to the END line, else to the closing quote / end of the text (fail closed)
     ("private_key", r"-----BEGIN[ A-Z0-9_\-]{0,40}PRIVATE KEY(?: BLOCK)?-----[^\"]*?"
                     r"(?:-----END[ A-Z0-9_\-]{0,40}PRIVATE KEY(?: BLOCK)?-----|(?=\\?\")|$)"),
-    ("header", r"(?i:(?<![\w\-])(?:proxy-authorization|authorization|set-cookie|cookie|x-api-key|api-key|"
-               r"x-auth-token|x-access-token)[ \t]*:[ \t]*)(?P<v{i}>[^\r\n\"\\]+)"),
+    # header lines: Authorization keeps "scheme credential" together, a Cookie list runs to the line end
+    ("header", r"(?i:(?<![\w\-])(?:proxy-)?authorization[ \t]*:[ \t]*)"
+               r"(?P<v{i}>(?:[A-Za-z][A-Za-z0-9_\-]*[ \t]+)?[^\s\"\\,;]+)"),
+    ("cookie", r"(?i:(?<![\w\-])(?:set-)?cookie[ \t]*:[ \t]*)(?P<v{i}>[^\r\n\"\\]+)"),
     ("url_userinfo", r"(?i:(?<![A-Za-z0-9+.\-])[a-z][a-z0-9+.\-]{1,30}://)"
                      r"(?P<v{i}>[^\s/?#@\"'<>]*(?:@[^\s/?#@\"'<>]*)*)@(?=[A-Za-z0-9\[])"),
     *WEBHOOKS,
     *((kind, _B + p) for kind, p in VENDOR_TOKENS),
     ("authorization", r"(?i:(?<![\w\-])(?:bearer|basic|digest|negotiate|ntlm)[ \t]+)"
-                      r"(?P<v{i}>[A-Za-z0-9._~+/=\-]{8,})"),
+                      r"(?P<v{i}>[A-Za-z0-9._~+/\-]{8,}=*)(?![A-Za-z0-9._~+/=\-])"),  # RFC 7235 token68
     ("kv", KV_KEY + KV_SEP + KV_VALUE),
     ("card", r"(?<![0-9A-Za-z\-.,])(?:\d[ \-]?){12,18}\d(?![0-9A-Za-z\-]|[.,]\d)"),
 ]
