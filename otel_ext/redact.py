@@ -29,7 +29,7 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from otel_ext._attrs import read_view
 from otel_ext._linear import LinearRegex
-from otel_ext.redaction.detectors import COMBINED, KIND_BY_GROUP, VALUE_GROUP, maybe_secret
+from otel_ext.redaction.detectors import KIND_BY_GROUP, VALUE_GROUP, maybe_secret, select
 from otel_ext.redaction.keys import key_kind, key_words, normalise_key
 from otel_ext.telemetry import Counters, register_counters
 
@@ -174,18 +174,19 @@ class Redactor:
             tail = f"[REDACTED:unscanned {len(text) - MAX_SCAN_CHARS} chars]"
             text = text[:MAX_SCAN_CHARS]
             found.append("too_long")
-        out = self._detect(text, found) if maybe_secret(text) else text
+        detectors = select(text)  # one RE2 pass: None for a clean string (the usual case)
+        out = text if detectors is None else self._detect(text, found, detectors)
         for name, rx in self.extra:
             out, n = rx.sub(f"[REDACTED:{name}]", out)
             found.extend([name] * n)
         return out + tail, tuple(found)
 
-    def _detect(self, text: str, found: list[str]) -> str:
+    def _detect(self, text: str, found: list[str], detectors: re.Pattern[str]) -> str:
         """One left-to-right pass of the combined detectors; a pair whose key is not secret is
         re-scanned from its value on, so tokens inside ordinary values are still found."""
         pieces: list[str] = []
         last = pos = 0
-        search = COMBINED.search
+        search = detectors.search
         while True:
             match = search(text, pos)
             if match is None:

@@ -18,6 +18,9 @@ quantifiers over overlapping classes); tests feed them adversarial inputs.
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import re2
 
 # --- vendor tokens (kind, pattern); the whole token is the secret -----------------------------
 _B = r"(?<![A-Za-z0-9_\-])"  # token start: not inside a longer word
@@ -101,33 +104,63 @@ _DETECTORS: list[tuple[str, str]] = [
     ("card", r"(?<![0-9A-Za-z\-.,])(?:\d[ \-]?){12,18}\d(?![0-9A-Za-z\-]|[.,]\d)"),
 ]
 
-KINDS: list[str] = []
-_parts: list[str] = []
-for _i, (_kind, _pattern) in enumerate(_DETECTORS):
-    KINDS.append(_kind)
-    _parts.append(f"(?P<k{_i}>{_pattern.replace('{i}', str(_i))})")
-COMBINED = re.compile("|".join(_parts))
+KINDS: list[str] = [kind for kind, _ in _DETECTORS]
 KIND_BY_GROUP = {f"k{i}": kind for i, kind in enumerate(KINDS)}
 VALUE_GROUP = {f"k{i}": f"v{i}" for i, (_, p) in enumerate(_DETECTORS) if "(?P<v{i}>" in p}
+_GROUPED = [f"(?P<k{i}>{p.replace('{i}', str(i))})" for i, (_, p) in enumerate(_DETECTORS)]
+COMBINED = re.compile("|".join(_GROUPED))
+"""Every detector in one alternation (leftmost match wins; at one position, the first listed)."""
 
-# --- the pre-filter: a string none of whose anchors occurs cannot hold anything we detect -------
+# --- selection: one RE2 pass says which detectors can match at all ------------------------------
+# Python's engine tries every alternative at every position (lookbehinds defeat its prefix scan);
+# an RE2 set of the detectors' patterns *without* their look-around conditions (so a superset of
+# what can match) is one automaton pass, and only the detectors it names run. A string it names
+# none for is clean: that is the pre-filter.
 _KEY_WORDS = (
     r"pass(?:wd|word|phrase|code)?|pwd|pswd|secret|token|key|auth(?:orization)?|cookies?|sess(?:ion)?(?:[._\-]?id)?"
-    r"|sid|sig(?:nature)?|credentials?|creds|dsn|otp|cvv2?|cvc|card|number|pan|str(?:ing)?|url|uri|code|"
-    r"verifier|jwt|contrase(?:n|ñ)a"
+    r"|sid|sig(?:nature)?|hmac|credentials?|creds|dsn|otp|cvv2?|cvc|card|number|pan|str(?:ing)?|url|uri|code|"
+    r"verifier|assertion|jwt|contrase(?:n|ñ)a"
 )
-PREFILTER = re.compile(
-    r"(?i:(?:" + _KEY_WORDS + r")(?:%5[Dd]|\]|\\?[\"'])?[ \t]*(?:[:=]|%3[Dd]|%3[Aa])"
-    r"|(?:bearer|basic|digest|negotiate|ntlm)[ \t]"
-    r"|://[^\s/?#]*@|eyj|-----begin|hooks\.slack|webhook|discord"
-    r"|akia|asia|abia|acca|a3t|gh[pousr]_|github_pat|gl[a-z]{2,6}-|gr1348941|xox|xapp-|[sr]k_|whsec_|aiza|ya29\."
-    r"|gocspx|sk-|npm_|pypi-|sk[0-9a-f]{32}|sg\.|key-|hv[sbr]\.|shp|hf_|api_org_|do[opr]_v1|dapi|dp\.|dt0c01"
-    r"|lin_|ntn_|pul-|pmak-|glsa_|glc_|nr(?:ak|ii|js)-|sntr|rubygems_|pscale_|age-secret|ops_|sq0|eaaa|:aa"
-    r"|q~|atatt3|hrku-)"
-    r"|(?:\d[ \-]?){12}\d"
-)
+# a key=value pair can only hold a secret when its key ends in a secret word (see keys.py)
+KV_ANCHOR = r"(?i:(?:" + _KEY_WORDS + r")(?:%5[Dd]|\]|\\?[\"'])?[ \t]*(?:[:=]|%3[Dd]|%3[Aa]))"
+_LOOKAROUND = re.compile(r"\(\?<?[!=](?:\\.|\[(?:\\.|[^\]])*\]|[^()\\\[])*\)")
+
+
+def _relaxed(kind: str, pattern: str, index: int) -> str:
+    if kind == "kv":
+        return KV_ANCHOR
+    return _LOOKAROUND.sub("", pattern.replace("{i}", str(index)))
+
+
+def _build_set() -> Any:
+    options = re2.Options()
+    options.log_errors = False
+    selector = re2.Set.SearchSet(options)
+    for i, (kind, pattern) in enumerate(_DETECTORS):
+        if selector.Add(_relaxed(kind, pattern, i)) != i:
+            raise AssertionError(f"detector {kind} out of order in the RE2 set")
+    selector.Compile()
+    return selector
+
+
+_SELECTOR = _build_set()
+_BY_SELECTION: dict[tuple[int, ...], re.Pattern[str]] = {}
+
+
+def select(text: str) -> re.Pattern[str] | None:
+    """The alternation of the detectors that can match ``text`` (None: the text is clean)."""
+    hits = _SELECTOR.Match(text.encode("utf-8", "surrogatepass"))
+    if not hits:
+        return None
+    key = tuple(sorted(hits))
+    pattern = _BY_SELECTION.get(key)
+    if pattern is None:
+        pattern = re.compile("|".join(_GROUPED[i] for i in key))
+        if len(_BY_SELECTION) < 4096:
+            _BY_SELECTION[key] = pattern
+    return pattern
 
 
 def maybe_secret(text: str) -> bool:
     """Cheap one-pass pre-check: False means no detector can match ``text``."""
-    return PREFILTER.search(text) is not None
+    return bool(_SELECTOR.Match(text.encode("utf-8", "surrogatepass")))
