@@ -29,7 +29,7 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from otel_ext._attrs import read_view
 from otel_ext._linear import LinearRegex
-from otel_ext.redaction.detectors import KIND_BY_GROUP, VALUE_GROUP, maybe_secret, select
+from otel_ext.redaction.detectors import KIND_BY_GROUP, VALUE_EXTENT, VALUE_GROUP, maybe_secret, select
 from otel_ext.redaction.keys import key_kind, key_words, normalise_key
 from otel_ext.telemetry import Counters, register_counters
 
@@ -49,7 +49,8 @@ _MEMO_MAX_LEN = 512
 _MEMO_MAX_ENTRIES = 16384
 _ALREADY = ("[REDACTED", "[HASH:")
 # values that say a secret is absent or a feature is on/off (auth=true, token=null), not secrets
-_NOT_A_SECRET = frozenset({"true", "false", "null", "none", "nil", "undefined", "yes", "no", "on", "off"})
+NOT_A_SECRET = frozenset({"true", "false", "True", "False", "TRUE", "FALSE", "null", "NULL", "None", "none", "nil",
+                          "undefined"})
 _CARD_BRANDS = re.compile(r"^(?:4\d{12}(?:\d{3}){0,2}|5[1-5]\d{14}|2(?:2[2-9][1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720)"
                           r"\d{12}|3[47]\d{13}|3(?:0[0-5]|[68]\d)\d{11,16}|6(?:011|5\d\d|4[4-9]\d)\d{12,15}|"
                           r"35(?:2[89]|[3-8]\d)\d{12,15})$")
@@ -144,7 +145,7 @@ class Redactor:
         if kind == "password" and isinstance(value, str) and value.startswith(("/", "~")) and \
                 key_words(key)[-1:] == ("pwd",):
             return value  # PWD=/srv/app: the working directory, not a password
-        if isinstance(value, str) and (value.startswith(_ALREADY) or value.lower() in _NOT_A_SECRET):
+        if isinstance(value, str) and (value.startswith(_ALREADY) or value in NOT_A_SECRET):
             return value
         if kind == "session" and isinstance(value, (str, int)) and value != "":
             return self.session_hash(str(value))
@@ -182,7 +183,7 @@ class Redactor:
         return out + tail, tuple(found)
 
     def _detect(self, text: str, found: list[str], detectors: re.Pattern[str]) -> str:
-        """One left-to-right pass of the combined detectors; a pair whose key is not secret is
+        """One left-to-right pass of the selected detectors; a pair whose key is not secret is
         re-scanned from its value on, so tokens inside ordinary values are still found."""
         pieces: list[str] = []
         last = pos = 0
@@ -191,67 +192,76 @@ class Redactor:
             match = search(text, pos)
             if match is None:
                 break
-            group = match.lastgroup or ""
-            kind = KIND_BY_GROUP.get(group, "secret")
-            repl, resume = self._judge(match, group, kind)
-            if repl is None:
-                pos = max(resume, match.start() + 1)
+            verdict = self._judge(text, match)
+            if isinstance(verdict, int):  # nothing to redact here: go on from there
+                pos = max(verdict, match.start() + 1)
                 continue
-            found.append(repl[1])
+            replacement, kind, end = verdict
+            found.append(kind)
             pieces.append(text[last:match.start()])
-            pieces.append(repl[0])
-            last = pos = match.end()
+            pieces.append(replacement)
+            last = pos = end
         if not pieces:
             return text
         pieces.append(text[last:])
         return "".join(pieces)
 
-    def _judge(self, match: re.Match[str], group: str, kind: str) -> tuple[tuple[str, str] | None, int]:
-        """(replacement text, kind) for a match, or (None, where to resume scanning)."""
+    def _judge(self, text: str, match: re.Match[str]) -> tuple[str, str, int] | int:
+        """(replacement of text[match.start():end], kind, end) for a match, or where to resume."""
+        group = match.lastgroup or ""
+        kind = KIND_BY_GROUP.get(group, "secret")
         whole = match.group(0)
         start = match.start()
         if kind == "kv":
-            key = match.group("kk")
-            value = match.group("kv")
-            vstart = match.start("kv") - start
-            key_kind_ = self.key_kind(key)
-            if key_kind_ is None:
-                return None, match.start("kv")
-            inner, quote = value, ""
-            for q in ('\\"', '"', "'", "%22"):
-                if len(value) >= 2 * len(q) and value.startswith(q) and value.endswith(q):
-                    inner, quote = value[len(q):-len(q)], q
-                    break
-            if not inner or inner.startswith(_ALREADY):
-                return None, match.end()
-            if inner[0] in "{[":  # a nested object: its own keys are judged as the scan goes on
-                return None, match.start("kv")
-            new = self._replacement(key_kind_, inner, key)
-            if new is inner:
-                return None, match.start("kv")
-            return (whole[:vstart] + quote + str(new) + quote, key_kind_), 0
+            return self._judge_pair(text, match)
         if kind == "card":
-            if not is_card_number(whole):
-                return None, match.end()
-            return ("[REDACTED:card]", kind), 0
+            return ("[REDACTED:card]", kind, match.end()) if is_card_number(whole) else match.end()
         value_group = VALUE_GROUP.get(group)
         if value_group is None:
-            return (f"[REDACTED:{kind}]", kind), 0
+            return f"[REDACTED:{kind}]", kind, match.end()
         secret = match.group(value_group)
         vstart = match.start(value_group) - start
         if secret.startswith(_ALREADY):
-            return None, match.end()
+            return match.end()
         if kind == "authorization" and not _looks_like_credential(secret):
-            return None, match.start(value_group)
+            return match.start(value_group)
+        rest = whole[vstart + len(secret):]
         if kind == "url_userinfo":
-            user, colon, _password = secret.partition(":")
+            user, colon, password = secret.partition(":")
             if colon:  # keep the user name, remove the password (may be empty, hold '@' or ':')
-                if not _password:
-                    return None, match.end()
-                return (whole[:vstart] + user + ":[REDACTED:password]" + whole[vstart + len(secret):], "password"), 0
+                if not password:
+                    return match.end()
+                return whole[:vstart] + user + ":[REDACTED:password]" + rest, "password", match.end()
             if not _looks_random(secret):
-                return None, match.end()  # ssh://git@host: a user name, not a token
-        return (whole[:vstart] + f"[REDACTED:{kind}]" + whole[vstart + len(secret):], kind), 0
+                return match.end()  # ssh://git@host: a user name, not a token
+        return whole[:vstart] + f"[REDACTED:{kind}]" + rest, kind, match.end()
+
+    def _judge_pair(self, text: str, match: re.Match[str]) -> tuple[str, str, int] | int:
+        key = match.group("kk")
+        value = match.group("kv")
+        vstart = match.start("kv")
+        kind = self.key_kind(key)
+        if kind is None:
+            return vstart
+        end = match.end()
+        inner, quote = value, ""
+        for q in ('\\"', '"', "'", "%22"):
+            if len(value) >= 2 * len(q) and value.startswith(q) and value.endswith(q):
+                inner, quote = value[len(q):-len(q)], q
+                break
+        else:  # unquoted: the scan stopped at "=" / ":"; under a secret key the value goes whole
+            extent = VALUE_EXTENT.match(text, vstart)
+            if extent is not None and extent.end() > end:
+                end = extent.end()
+                inner = text[vstart:end]
+        if not inner or inner.startswith(_ALREADY):
+            return end
+        if inner[0] in "{[":  # a nested object: its own keys are judged as the scan goes on
+            return vstart
+        new = self._replacement(kind, inner, key)
+        if new is inner:
+            return vstart
+        return text[match.start():vstart] + quote + str(new) + quote, kind, end
 
     # --- values ----------------------------------------------------------------------------
 

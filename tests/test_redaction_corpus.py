@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redaction_corpus import HARMLESS, SECRETS, Case, luhn_complete
 
-from otel_ext.redact import RedactionProcessor, Redactor, is_card_number, maybe_secret
+from otel_ext.redact import NOT_A_SECRET, RedactionProcessor, Redactor, is_card_number, maybe_secret
 from otel_ext.redaction.keys import key_kind
 from otel_ext.telemetry import Counters
 
@@ -166,7 +166,9 @@ def test_keys_that_only_look_secret(key: str) -> None:
 
 SECRET_KEYS = st.sampled_from(["password", "clientSecret", "DB_PASSWORD", "access_token", "apiKey", "x-api-key",
                                "AWS_SECRET_ACCESS_KEY", "refreshToken", "private_key", "authToken"])
-SECRET_VALUE = st.text(alphabet=string.ascii_letters + string.digits + "!#$*+-_~", min_size=8, max_size=40)
+# (a value that is a literal such as "undefined" or "None" is taken for one: see NOT_A_SECRET)
+SECRET_VALUE = st.text(alphabet=string.ascii_letters + string.digits + "!#$*+-_~", min_size=8,
+                       max_size=40).filter(lambda v: v not in NOT_A_SECRET)
 WORDS = st.lists(st.sampled_from(["order", "shipped", "user", "bob", "GET", "/api/items", "200", "ok", "retry", "in",
                                   "ms", "tenant-7", "eu-west-1", "(done)", "status=ok", "page=2"]), max_size=6)
 

@@ -76,15 +76,25 @@ WEBHOOKS: list[tuple[str, str]] = [
     ("discord_webhook", r"discord(?:app)?\.com/api/webhooks/(?P<v{i}>\d+/[A-Za-z0-9_\-]{40,})"),
 ]
 
-KV_KEY = (r"(?:(?<=%26)|(?<=%3[Ff])|(?<=%3[Bb])|(?<=%20)|(?<![A-Za-z0-9_%.\-]))"
-          r"(?P<kk>[A-Za-z_](?:[A-Za-z0-9_.\-\[\]]|%(?!3[DdAaFfBb]|2[026])[0-9A-Fa-f]{2}){0,80})")
+# a key starts after a non-key character (or an encoded separator), not inside "user[password]";
+# no key character can start a separator, so the key is taken possessively (no backtracking)
+KV_KEY = (r"(?:(?<=%26)|(?<=%3[Ff])|(?<=%3[Bb])|(?<=%20)|(?<![A-Za-z0-9_%.\-])(?<![A-Za-z0-9_.\-]\[))"
+          r"(?P<kk>[A-Za-z_](?:[A-Za-z0-9_.\-\[\]]++|%(?!3[DdAaFfBb]|2[026])[0-9A-Fa-f]{2}){0,80}+)")
 KV_SEP = r"(?P<ks>(?:\\?[\"'])?[ \t]*(?:=>|:=|==?|:(?!//)|%3[Dd]|%3[Aa](?!%2[Ff]))[ \t]*)"
-# a quoted value is taken whole (escapes included); an unquoted one stops at whitespace, pair
-# separators and quotes, and a trailing ".)]}>" is kept as the surrounding punctuation it is
-_UNQUOTED = (r"(?:[^\s&,;\"'`<>)\]}.\\%]|%(?!26|3[Bb]|22|27|0[AaDd])[0-9A-Fa-f]{2}|%(?![0-9A-Fa-f]{2})"
-             r"|[.)\]}>](?=[^\s&,;\"'`.)\]}>\\%]))+")
-KV_VALUE = (r"(?P<kv>\"(?:[^\"\\\r\n]|\\.)*\"|'(?:[^'\\\r\n]|\\.)*'|\\\"(?:[^\"\\]|\\(?!\"))*\\\"|"
-            r"%22(?:[^%]|%(?!22))*%22|(?i:(?:bearer|basic|digest|negotiate|ntlm)[ \t]+)?" + _UNQUOTED + ")")
+# A quoted value is taken whole (escapes included). An unquoted one stops at whitespace, pair
+# separators and quotes, a trailing ".)]}>" is kept as the surrounding punctuation it is, and inside
+# the scan it also stops at "=" / ":" (but for base64 padding): a pair whose key is not secret is
+# re-scanned from its value, and "a=a=a=..." must stay linear. Under a secret key the value is then
+# extended to its full extent (VALUE_EXTENT: "=" and ":" included), so "password=ab=cd" goes whole.
+_TERMINATORS = r"\s&,;\"'`<>)\]}\\"
+_UNQUOTED = (r"(?:[^" + _TERMINATORS + r".%=:]++|%(?!26|3[BbDdAa]|22|27|0[AaDd])[0-9A-Fa-f]{2}|%(?![0-9A-Fa-f]{2})"
+             r"|[.)\]}>](?=[^" + _TERMINATORS + r".%=:])|=+(?=[" + _TERMINATORS + r"]|%26|$))++")
+_UNQUOTED_FULL = (r"(?:[^" + _TERMINATORS + r".%]++|%(?!26|3[Bb]|22|27|0[AaDd])[0-9A-Fa-f]{2}|%(?![0-9A-Fa-f]{2})"
+                  r"|[.)\]}>](?=[^" + _TERMINATORS + r".%]))++")  # possessive: linear, no backtrack stack
+_SCHEME_PREFIX = r"(?i:(?:bearer|basic|digest|negotiate|ntlm)[ \t]+)?"
+KV_VALUE = (r"(?P<kv>\"(?:[^\"\\\r\n]++|\\.)*+\"|'(?:[^'\\\r\n]++|\\.)*+'|\\\"(?:[^\"\\]++|\\(?!\"))*+\\\"|"
+            r"%22(?:[^%]++|%(?!22))*+%22|" + _SCHEME_PREFIX + _UNQUOTED + ")")
+VALUE_EXTENT = re.compile(_SCHEME_PREFIX + _UNQUOTED_FULL)
 
 _DETECTORS: list[tuple[str, str]] = [
     # PEM private keys: to the END line, else to the closing quote / end of the text (fail closed)
@@ -95,7 +105,7 @@ _DETECTORS: list[tuple[str, str]] = [
                r"(?P<v{i}>(?:[A-Za-z][A-Za-z0-9_\-]*[ \t]+)?[^\s\"\\,;]+)"),
     ("cookie", r"(?i:(?<![\w\-])(?:set-)?cookie[ \t]*:[ \t]*)(?P<v{i}>[^\r\n\"\\]+)"),
     ("url_userinfo", r"(?i:(?<![A-Za-z0-9+.\-])[a-z][a-z0-9+.\-]{1,30}://)"
-                     r"(?P<v{i}>[^\s/?#@\"'<>]*(?:@[^\s/?#@\"'<>]*)*)@(?=[A-Za-z0-9\[])"),
+                     r"(?P<v{i}>[^\s/?#@\"'<>]{0,512}+(?:@[^\s/?#@\"'<>]{0,512}+){0,8})@(?=[A-Za-z0-9\[])"),
     *WEBHOOKS,
     *((kind, _B + p) for kind, p in VENDOR_TOKENS),
     ("authorization", r"(?i:(?<![\w\-])(?:bearer|basic|digest|negotiate|ntlm)[ \t]+)"
@@ -123,13 +133,17 @@ _KEY_WORDS = (
 )
 # a key=value pair can only hold a secret when its key ends in a secret word (see keys.py)
 KV_ANCHOR = r"(?i:(?:" + _KEY_WORDS + r")(?:%5[Dd]|\]|\\?[\"'])?[ \t]*(?:[:=]|%3[Dd]|%3[Aa]))"
+_POSSESSIVE = re.compile(r"([*+?}])\+")  # RE2 has no possessive quantifiers (nor needs them)
 _LOOKAROUND = re.compile(r"\(\?<?[!=](?:\\.|\[(?:\\.|[^\]])*\]|[^()\\\[])*\)")
 
 
+_ANCHORS = {"kv": KV_ANCHOR, "url_userinfo": r"(?i:[a-z][a-z0-9+.\-]{1,30}://)[^\s/?#\"'<>]*@"}
+
+
 def _relaxed(kind: str, pattern: str, index: int) -> str:
-    if kind == "kv":
-        return KV_ANCHOR
-    return _LOOKAROUND.sub("", pattern.replace("{i}", str(index)))
+    if kind in _ANCHORS:
+        return _ANCHORS[kind]
+    return _POSSESSIVE.sub(r"\1", _LOOKAROUND.sub("", pattern.replace("{i}", str(index))))
 
 
 def _build_set() -> Any:
