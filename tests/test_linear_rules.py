@@ -21,7 +21,7 @@ from otel_ext._linear import MAX_SCAN_CHARS, LinearRegex, PatternError
 from otel_ext.classify import EventClassifierProcessor, RuleFileError, build_ruleset
 from otel_ext.deferred import DeferredProcessingExporter
 from otel_ext.handler import OtelExtLoggingHandler
-from otel_ext.redact import RedactionProcessor
+from otel_ext.redact import RedactionProcessor, Redactor
 from otel_ext.telemetry import Counters
 
 # (pattern, its worst input for a backtracking engine): each takes minutes to centuries with `re`
@@ -141,3 +141,38 @@ def test_re2_semantics_match_the_collector_dialect() -> None:
     assert LinearRegex(r"^/api/v\d+/").search("/api/v2/orders")
     assert not LinearRegex(r"^\d+$").search("١٢٣")  # \d is ASCII in RE2 and Go, unlike Python's re
     assert LinearRegex("caf\u00e9").search("un caf\u00e9 \ud800 cass\u00e9")  # lone surrogate: no crash
+
+
+# inputs built to make a backtracking scanner go quadratic or worse; each is ~100-300 KB
+HOSTILE_TEXTS: dict[str, str] = {
+    "pairs": "a=" * 100_000 + " password=x1",
+    "colons": "a:" * 100_000 + " token: x1",
+    "open_quotes": 'k="' * 60_000 + " password=x1",
+    "encoded_pairs": "a%3D" * 50_000 + " password%3Dx1",
+    "padding": "password=" + "=" * 200_000,
+    "keys": "password:" * 30_000,
+    "pem_heads": "-----BEGIN PRIVATE KEY-----" * 8_000,
+    "userinfo_ats": "redis://" + ":@" * 100_000,
+    "digits_spaced": "1 " * 100_000 + " password=x",
+    "digit_run": "4" * 200_000,
+    "schemes": "Bearer abcdefgh1 " * 15_000,
+    "headers": "Authorization: " * 15_000,
+    "brackets": "user[" * 50_000 + "password]=x",
+    "dots": "a." * 100_000 + "password=x",
+    "jwt_heads": "eyJaaaaaa.eyJaaaaaa" * 10_000,
+    "open_parens": "password=(" * 30_000,
+    "json_nesting": '{"a": ' * 40_000 + '"password": "x"',
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_TEXTS))
+def test_redaction_stays_linear_on_hostile_text(name: str) -> None:
+    text = HOSTILE_TEXTS[name]
+    redactor = Redactor(counters=Counters("r"))
+    done: list[str] = []
+    worker = threading.Thread(target=lambda: done.append(redactor.redact_text(text)), daemon=True)
+    worker.start()
+    worker.join(30)  # generous safety bound on a loaded 2-core machine; linear scans take < 1 s
+    assert done, f"{name}: redaction did not finish"
+    if text.endswith("x1"):
+        assert not done[0].endswith("x1")  # the secret at the very end was still found
