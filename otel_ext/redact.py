@@ -38,8 +38,8 @@ _logger = logging.getLogger(__name__)
 REDACTION_COUNTERS = register_counters(Counters("redaction"), {"redacted": ("kind",), "failed": ()})
 """``redacted`` per kind (never the value), ``failed`` records."""
 
-__all__ = ["REDACTION_COUNTERS", "RedactionProcessor", "Redactor", "is_card_number", "luhn_ok", "maybe_secret",
-           "normalise_key"]
+__all__ = ["NOT_A_SECRET", "REDACTION_COUNTERS", "RedactionProcessor", "Redactor", "is_card_number", "luhn_ok",
+           "maybe_secret", "normalise_key"]
 
 HASH_KEY_ENV = "OTEL_EXT_REDACT_HASH_KEY"
 MAX_SCAN_CHARS = 1 << 20

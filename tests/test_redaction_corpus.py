@@ -240,3 +240,18 @@ def test_counts_are_per_kind_and_never_hold_values() -> None:
     r.redact_text("password=hunter2hunter2 and ghp_" + "a" * 36)  # memoised: counted again
     assert counters.snapshot()["redacted"] == {"password": 2, "github_token": 2}
     assert "hunter2" not in repr(counters.snapshot())
+
+
+def test_every_secret_key_spelling_in_the_table_is_caught_in_text() -> None:
+    """The pre-filter and the key table must agree: every table entry, spelled snake, camel, kebab
+    and env-style, is redacted inside text (a drifted pre-filter would wave it through)."""
+    from otel_ext.redaction.keys import LAST_TWO, LAST_WORD, NOT_SECRET
+
+    names: list[str] = []
+    for first, last in LAST_TWO:
+        names += [f"{first}_{last}", f"{first}{last.capitalize()}", f"{first}-{last}", f"APP_{first}_{last}".upper()]
+    for word in LAST_WORD:
+        if (word,) not in NOT_SECRET or word == "pass":
+            names += [word, f"user_{word}", f"USER_{word.upper()}"]
+    missed = [n for n in names if "s3cr3tV4lue" in redactor().redact_text(f"cfg {n}=s3cr3tV4lue ok")]
+    assert missed == []

@@ -22,6 +22,8 @@ from typing import Any
 
 import re2
 
+from otel_ext.redaction.keys import LAST_TWO, LAST_WORD
+
 # --- vendor tokens (kind, pattern); the whole token is the secret -----------------------------
 _B = r"(?<![A-Za-z0-9_\-])"  # token start: not inside a longer word
 _E = r"(?![A-Za-z0-9_\-])"  # token end
@@ -126,11 +128,9 @@ COMBINED = re.compile("|".join(_GROUPED))
 # an RE2 set of the detectors' patterns *without* their look-around conditions (so a superset of
 # what can match) is one automaton pass, and only the detectors it names run. A string it names
 # none for is clean: that is the pre-filter.
-_KEY_WORDS = (
-    r"pass(?:wd|word|phrase|code)?|pwd|pswd|secret|token|key|auth(?:orization)?|cookies?|sess(?:ion)?(?:[._\-]?id)?"
-    r"|sid|sig(?:nature)?|hmac|credentials?|creds|dsn|otp|cvv2?|cvc|card|number|pan|str(?:ing)?|url|uri|code|"
-    r"verifier|assertion|jwt|contrase(?:n|ñ)a"
-)
+# every word that can end a secret key name (keys.py), so the pre-filter and the key table agree
+_END_WORDS = sorted({*LAST_WORD, *(pair[1] for pair in LAST_TWO if pair[1] != "id")}, key=len, reverse=True)
+_KEY_WORDS = "|".join(re.escape(w) for w in _END_WORDS) + r"|sess(?:ion)?[._\-]?id"
 # a key=value pair can only hold a secret when its key ends in a secret word (see keys.py)
 KV_ANCHOR = r"(?i:(?:" + _KEY_WORDS + r")(?:%5[Dd]|\]|\\?[\"'])?[ \t]*(?:[:=]|%3[Dd]|%3[Aa]))"
 _POSSESSIVE = re.compile(r"([*+?}])\+")  # RE2 has no possessive quantifiers (nor needs them)

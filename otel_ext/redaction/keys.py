@@ -12,6 +12,7 @@ secrets. Whole-key spellings (``session.id``, ``sessionid``, ``accesstoken``) ar
 from __future__ import annotations
 
 import re
+import unicodedata
 from urllib.parse import unquote
 
 _CAMEL_1 = re.compile(r"([A-Z]+)([A-Z][a-z])")
@@ -20,7 +21,8 @@ _SPLIT = re.compile(r"[^a-z0-9]+")
 
 # last word -> kind
 LAST_WORD: dict[str, str] = {
-    **dict.fromkeys(["password", "passwd", "pwd", "pass", "passphrase", "passcode", "pswd", "contrasena"], "password"),
+    **dict.fromkeys(["password", "passwd", "pwd", "pass", "passphrase", "passcode", "pswd", "contrasena", "passwort",
+                     "motdepasse"], "password"),
     **dict.fromkeys(["secret", "clientsecret", "secretkey", "privatekey", "credential", "credentials", "creds",
                      "apisecret", "appsecret"], "secret"),
     **dict.fromkeys(["token", "accesstoken", "refreshtoken", "idtoken", "authtoken", "bearertoken", "csrftoken",
@@ -44,6 +46,7 @@ LAST_TWO: dict[tuple[str, str], str] = {
                      ("shared", "key"), ("hmac", "key"), ("priv", "key"), ("client", "secret"),
                      ("webhook", "secret"), ("key", "secret"), ("shared", "secret"), ("key", "pass"),
                      ("key", "password")], "secret"),
+    **dict.fromkeys([("password", "hash"), ("password", "digest"), ("pass", "hash"), ("pwd", "hash")], "password"),
     **dict.fromkeys([("session", "id"), ("session", "key"), ("session", "token"), ("session", "cookie"),
                      ("connect", "sid"), ("session", "secret")], "session"),
     **dict.fromkeys([("card", "number"), ("credit", "card"), ("cc", "number"), ("card", "cvv"), ("card", "cvc"),
@@ -64,9 +67,11 @@ NOT_SECRET: frozenset[tuple[str, ...]] = frozenset(
 
 
 def key_words(key: str) -> tuple[str, ...]:
-    """``key`` as lower-case words: URL-decoded, camelCase/kebab/snake/dotted all split."""
+    """``key`` as lower-case words: URL-decoded, accents folded, camelCase/kebab/snake/dotted split."""
     if "%" in key:
         key = unquote(key)
+    if not key.isascii():
+        key = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode("ascii")
     key = _CAMEL_2.sub(r"\1_\2", _CAMEL_1.sub(r"\1_\2", key))
     return tuple(w for w in _SPLIT.split(key.lower()) if w)
 
