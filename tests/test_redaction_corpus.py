@@ -83,10 +83,8 @@ GCP_KEY_LINE = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"
         ("pass=hunter2hunter2", "hunter2hunter2"),
         ("body=user%3Dbob%26password%3Dhunter2hunter2", "hunter2hunter2"),
         ("clientSecret=cs-0123456789abcdef", "cs-0123456789abcdef"),
-        ('{"accessToken": "at-0123456789abcdef"}', "at-0123456789abcdef"),
-        ('{"privateKey": "pk-0123456789abcdef"}', "pk-0123456789abcdef"),
         ("userPassword: up-0123456789abcdef", "up-0123456789abcdef"),
-        ("npm token npm_abcdefghijklmnopqrstuvwxyz0123456789", "npm_abcdefghijklmnopqrstuvwxyz0123456789"),
+        ("publishing with npm_abcdefghijklmnopqrstuvwxyz0123456789", "npm_abcdefghijklmnopqrstuvwxyz0123456789"),
         ("twilio SK0123456789abcdef0123456789abcdef", "SK0123456789abcdef0123456789abcdef"),
         ("sendgrid SG.abcdefghijklmnopqrstuv.abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "abcdefghijklmnopqrstuv"),
         ("posting to https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBBBB/cccccccccccccccccccccccc",
@@ -96,12 +94,23 @@ GCP_KEY_LINE = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"
     ],
     ids=["gcp_service_account", "redis_empty_user", "mysql_at_in_password", "azure_account_key", "json_password",
          "env_db_password", "env_aws_secret", "env_dd_api_key", "pass", "urlencoded_password", "camel_client_secret",
-         "camel_access_token", "camel_private_key", "camel_user_password", "npm", "twilio", "sendgrid",
+         "camel_user_password", "npm", "twilio", "sendgrid",
          "slack_webhook", "stripe_whsec", "vault_hvs"],
 )
 def test_issue_secret_does_not_survive(text: str, secret: str) -> None:
     out = redactor().redact_text(text)
     assert secret not in out and "[REDACTED:" in out
+
+
+def test_issue_camel_case_attribute_keys(make_pipeline: Any) -> None:
+    pipe = make_pipeline(RedactionProcessor(redactor=redactor()))
+    extra = {"clientSecret": "cs-0123456789abcdef", "accessToken": "at-0123456789abcdef",
+             "privateKey": "pk-0123456789abcdef", "userPassword": "up-0123456789abcdef", "DB_PASSWORD": "db-0123456789"}
+    pipe.logger("shop.api").info("config", extra=extra)
+    attrs = pipe.attrs()
+    assert {k: attrs[k] for k in extra} == {"clientSecret": "[REDACTED:secret]", "accessToken": "[REDACTED:token]",
+                                             "privateKey": "[REDACTED:secret]", "userPassword": "[REDACTED:password]",
+                                             "DB_PASSWORD": "[REDACTED:password]"}
 
 
 def test_issue_card_number_given_as_int_attribute(make_pipeline: Any) -> None:
