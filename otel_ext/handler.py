@@ -136,12 +136,12 @@ class OtelExtLoggingHandler(LoggingHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if self._is_emitting.get():  # the SDK logging while we emit: never recurse, never print
-                self.counters.add("skipped", "reentrant")
-                return
             name = record.name
             if name == OWN_LOGGER or name.startswith("otel_ext."):
                 self.counters.add("skipped", "own")
+                return
+            if self._is_emitting.get():  # the SDK logging while we emit: never recurse, never print
+                self.counters.add("skipped", "reentrant")
                 return
             if not is_instrumentation_enabled():
                 self.counters.add("skipped", "suppressed")

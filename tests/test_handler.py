@@ -282,12 +282,14 @@ def _run_app(tmp_path: Path, code: str, command: list[str]) -> tuple[subprocess.
 
 def test_configure_keeps_the_app_running_and_delivers_a_safe_body(tmp_path: Path) -> None:
     code = APP.format(setup="import otel_ext; pipe = otel_ext.configure()",
-                      teardown="pipe.force_flush(); pipe.shutdown()")
+                      teardown="pipe.force_flush(); print('HANDLER', pipe.stats()['handler']); pipe.shutdown()")
     proc, out = _run_app(tmp_path, code, [])
     assert proc.returncode == 0 and "APP-CONTINUED" in proc.stdout, proc.stderr[-3000:]
     bodies = [r["body"]["stringValue"] for r in _delivered(out)]
     assert any(b.startswith("%s args=(<unprintable Bad>") for b in bodies), bodies
     assert not any("hunter2" in b for b in bodies)
+    # counted and visible in stats(); our own one-a-minute warning is not fed back into the pipeline
+    assert "HANDLER {'format_failed': {'message': 1}, 'skipped': {'own': 1}}" in proc.stdout
 
 
 def test_zero_code_instrumentation_keeps_the_app_running_and_delivers_a_safe_body(tmp_path: Path) -> None:
