@@ -1,13 +1,18 @@
 """RedactionProcessor: removes secrets from log records before they leave the process.
 
-Default policy follows the OWASP Logging Cheat Sheet "data to exclude": passwords, access/refresh
-tokens, API keys and client secrets, session ids (replaced by a stable keyed hash so sessions can
-still be correlated), Authorization/Cookie/Set-Cookie/API-key headers, connection strings and URL
-userinfo, payment card numbers (issuer prefix + length + Luhn), JWTs, cloud/vendor access keys,
-private keys and signed query parameters (the parameter name is kept).
+Default policy follows the OWASP Logging Cheat Sheet "data to exclude" and, for *what* a secret
+looks like, the public catalogues of gitleaks and Yelp's detect-secrets (read as references; the
+detectors in :mod:`otel_ext.redaction.detectors` are our own): passwords, access/refresh tokens, API
+keys and client secrets, session ids (replaced by a stable keyed hash so sessions can still be
+correlated), Authorization/Cookie/Set-Cookie/API-key headers, connection strings and URL userinfo,
+payment card numbers (issuer prefix + length + Luhn; strings and integers), JWTs, PEM private keys,
+~40 vendor token formats and webhook URLs.
 
-Keys are matched by name (the last dotted component, normalised), values and string bodies by
-pattern, nested values included. One combined regex scans each string once.
+Keys are judged by name (:mod:`otel_ext.redaction.keys`: camelCase, kebab, snake, dotted, env-style
+and URL-encoded names alike) wherever they appear: attribute keys, nested mappings, and inside string
+bodies that are JSON, ``key=value``, form- or URL-encoded, where the value under a secret key is
+replaced in place and the rest of the text is left byte for byte. A one-pass pre-filter rejects
+clean strings before the detectors run; repeated strings are redacted once (memo).
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
-from opentelemetry.util.types import AnyValue
 
 from otel_ext._attrs import read_view
+from otel_ext._linear import LinearRegex
+from otel_ext.redaction.detectors import KIND_BY_GROUP, VALUE_EXTENT, VALUE_GROUP, maybe_secret, select
+from otel_ext.redaction.keys import key_kind, key_words, normalise_key
 from otel_ext.telemetry import Counters, register_counters
 
 _logger = logging.getLogger(__name__)
@@ -31,84 +38,19 @@ _logger = logging.getLogger(__name__)
 REDACTION_COUNTERS = register_counters(Counters("redaction"), {"redacted": ("kind",), "failed": ()})
 """``redacted`` per kind (never the value), ``failed`` records."""
 
+__all__ = ["NOT_A_SECRET", "REDACTION_COUNTERS", "RedactionProcessor", "Redactor", "is_card_number", "luhn_ok",
+           "maybe_secret", "normalise_key"]
+
 HASH_KEY_ENV = "OTEL_EXT_REDACT_HASH_KEY"
+MAX_SCAN_CHARS = 1 << 20
+"""Strings longer than this (1 MiB) are scanned up to it and the rest withheld (fail closed, counted)."""
 
-SECRET_KEYS: dict[str, str] = {
-    # normalised key name -> kind
-    **dict.fromkeys(
-        ["password", "passwd", "pwd", "pass", "passphrase", "new_password", "old_password", "current_password"],
-        "password",
-    ),
-    **dict.fromkeys(
-        ["secret", "client_secret", "app_secret", "secret_key", "private_key", "aws_secret_access_key"], "secret"
-    ),
-    **dict.fromkeys(
-        ["token", "access_token", "refresh_token", "id_token", "auth_token", "bearer_token", "csrf_token",
-         "csrftoken", "xsrf_token", "x_csrf_token", "x_xsrf_token", "otp", "mfa_code", "totp"],
-        "token",
-    ),
-    **dict.fromkeys(["api_key", "apikey", "x_api_key", "api_token", "x_auth_token", "subscription_key",
-                     "ocp_apim_subscription_key"], "api_key"),
-    **dict.fromkeys(["authorization", "proxy_authorization", "x_amz_security_token"], "authorization"),
-    **dict.fromkeys(["cookie", "set_cookie"], "cookie"),
-    **dict.fromkeys(["connection_string", "connstr", "dsn", "database_url"], "connection_string"),
-    **dict.fromkeys(["card_number", "cardnumber", "pan", "credit_card", "cc_number", "cvv", "cvc"], "card"),
-}
-SESSION_KEYS = frozenset({"session", "session_id", "sessionid", "sid", "jsessionid", "phpsessid", "session_token"})
-
-_KV_KEYS = (
-    r"password|passwd|pwd|passphrase|secret|client_secret|api[_-]?key|apikey|access[_-]?token|"
-    r"refresh[_-]?token|id[_-]?token|auth[_-]?token|token|private[_-]?key"
-)
-_SESSION_KV_KEYS = r"session[_-]?id|sessionid|jsessionid|phpsessid|sid"
-_SIGNED_PARAMS = (
-    r"X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|X-Goog-Signature|X-Goog-Credential|sig|signature|"
-    r"access_token|api_key|apikey|code_verifier|client_secret|token"
-)
-
-# Order matters only for overlapping matches: the first alternative that matches at a position wins.
-_PATTERNS: list[tuple[str, str]] = [
-    ("private_key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
-    ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
-    ("authorization", r"(?i:\b(?:bearer|basic|digest|negotiate|token)\s+)(?P<au>[A-Za-z0-9._~+/=-]{8,})"),
-    ("cloud_key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
-    ("api_key", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}|glpat-[A-Za-z0-9_-]{20,}|"
-                r"xox[baprs]-[A-Za-z0-9-]{10,}|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}|AIza[0-9A-Za-z_-]{35}|"
-                r"sk-[A-Za-z0-9_-]{32,})"),
-    ("url_userinfo", r"(?i:\b[a-z][a-z0-9+.-]{1,20}://)(?P<ui>[^\s/@:]+(?::[^\s/@]*)?)@"),
-    ("header", r"(?i:\b(?:authorization|proxy-authorization|cookie|set-cookie|x-api-key|api-key|x-auth-token)\s*:\s*)"
-               r"(?P<hv>[^\r\n]+)"),
-    ("signed_param", r"(?i:[?&;](?:" + _SIGNED_PARAMS + r")=)(?P<sp>[^&#\s\"']+)"),
-    ("session", r"(?i:\b(?:" + _SESSION_KV_KEYS + r")\b[\"']?\s*[=:]\s*[\"']?)(?P<sv>[A-Za-z0-9._~+/=-]{6,})"),
-    ("kv_secret", r"(?i:\b(?:" + _KV_KEYS + r")\b[\"']?\s*[=:]\s*[\"']?)(?P<kv>[^\s&\"',;}]+)"),
-    ("card", r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"),
-]
-_COMBINED = re.compile("|".join(f"(?P<k{i}>{p})" for i, (_, p) in enumerate(_PATTERNS)))
-_KIND_BY_GROUP = {f"k{i}": kind for i, (kind, _) in enumerate(_PATTERNS)}
-_FOUR_DIGITS = re.compile(r"\d{4}")
-_VENDOR_HINTS = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "gh", "glpat-", "xox", "_live_", "_test_", "AIza", "sk-")
-_SCHEME_HINTS = ("bearer ", "basic ", "digest ", "negotiate ", "token ")
 _MEMO_MAX_LEN = 512
 _MEMO_MAX_ENTRIES = 16384
-
-
-def maybe_secret(text: str) -> bool:
-    """Cheap pre-check: False means no built-in pattern can match ``text``."""
-    if "=" in text or ":" in text or "@" in text or "eyJ" in text or "-----BEGIN" in text:
-        return True
-    if _FOUR_DIGITS.search(text) is not None:
-        return True
-    for hint in _VENDOR_HINTS:
-        if hint in text:
-            return True
-    if " " in text:
-        low = text.lower()
-        for hint in _SCHEME_HINTS:
-            if hint in low:
-                return True
-    return False
-
-
+_ALREADY = ("[REDACTED", "[HASH:")
+# values that say a secret is absent or a feature is on/off (auth=true, token=null), not secrets
+NOT_A_SECRET = frozenset({"true", "false", "True", "False", "TRUE", "FALSE", "null", "NULL", "None", "none", "nil",
+                          "undefined"})
 _CARD_BRANDS = re.compile(r"^(?:4\d{12}(?:\d{3}){0,2}|5[1-5]\d{14}|2(?:2[2-9][1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720)"
                           r"\d{12}|3[47]\d{13}|3(?:0[0-5]|[68]\d)\d{11,16}|6(?:011|5\d\d|4[4-9]\d)\d{12,15}|"
                           r"35(?:2[89]|[3-8]\d)\d{12,15})$")
@@ -131,8 +73,17 @@ def is_card_number(text: str) -> bool:
     return 13 <= len(digits) <= 19 and _CARD_BRANDS.match(digits) is not None and luhn_ok(digits)
 
 
-def normalise_key(key: str) -> str:
-    return key.rsplit(".", 1)[-1].strip().lower().replace("-", "_")
+def _looks_like_credential(token: str) -> bool:
+    """A word after ``Bearer``/``Basic``: a credential has a digit or symbol, or mixed case and length;
+    "Basic authentication" or "bearer tokens" are prose."""
+    if any(c.isdigit() or c in "._~+/=-" for c in token):
+        return True
+    upper = sum(c.isupper() for c in token)
+    return upper >= 2 and len(token) - upper >= 2  # random mixed case, not "Authentication"
+
+
+def _looks_random(text: str) -> bool:
+    return len(text) >= 16 and any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
 
 
 class Redactor:
@@ -150,7 +101,8 @@ class Redactor:
         self.allow_keys = frozenset(allow_keys)
         self.allow_normalised = frozenset(normalise_key(k) for k in self.allow_keys)
         self.deny_keys = frozenset(normalise_key(k) for k in deny_keys)
-        self.extra = [(name, re.compile(p)) for name, p in (extra_patterns or {}).items()]
+        # user patterns run on RE2: linear time whatever the pattern (invalid ones raise PatternError)
+        self.extra = [(name, LinearRegex(p)) for name, p in (extra_patterns or {}).items()]
         env_key = os.environ.get(HASH_KEY_ENV)
         self.hash_key = hash_key if hash_key is not None else (env_key.encode() if env_key else b"otel-ext")
         self.counters = counters
@@ -158,7 +110,6 @@ class Redactor:
         # repeated strings and keys (routes, user agents, messages) are redacted once
         self._memo: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._key_kinds: dict[str, str | None] = {}
-        self._found: list[str] = []
 
     # --- keys ------------------------------------------------------------------------------
 
@@ -180,50 +131,27 @@ class Redactor:
             return None
         if name in self.deny_keys:
             return "denied_key"
-        kind = SECRET_KEYS.get(name)
-        if kind is not None:
-            return kind
-        if name in SESSION_KEYS:
-            return "session"
-        return None
+        return key_kind(key)
 
     def session_hash(self, value: str) -> str:
         digest = hmac.new(self.hash_key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
         return f"[HASH:{digest[:16]}]"
 
-    def _replacement(self, kind: str, value: Any) -> AnyValue:
-        self.counters.add("redacted", kind)
-        if kind == "session" and isinstance(value, str) and value:
-            return self.session_hash(value)
+    def _replacement(self, kind: str, value: Any, key: str = "") -> Any:
+        """What a value under a secret key becomes (``value`` itself when it cannot be a secret);
+        the caller counts."""
+        if isinstance(value, bool):
+            return value  # a flag is not a secret
+        if kind == "password" and isinstance(value, str) and value.startswith(("/", "~")) and \
+                key_words(key)[-1:] == ("pwd",):
+            return value  # PWD=/srv/app: the working directory, not a password
+        if isinstance(value, str) and (value.startswith(_ALREADY) or value in NOT_A_SECRET):
+            return value
+        if kind == "session" and isinstance(value, (str, int)) and value != "":
+            return self.session_hash(str(value))
         return f"[REDACTED:{kind}]"
 
-    # --- values ----------------------------------------------------------------------------
-
-    def _sub(self, match: re.Match[str]) -> str:
-        replaced = self._replace(match)
-        if replaced != match.group(0):
-            self._found.append(_KIND_BY_GROUP.get(match.lastgroup or "", "secret"))
-        return replaced
-
-    def _replace(self, match: re.Match[str]) -> str:
-        group = match.lastgroup or ""
-        kind = _KIND_BY_GROUP.get(group, "secret")
-        text = match.group(0)
-        if kind == "card":
-            if not is_card_number(text):
-                return text
-            return "[REDACTED:card]"
-        # keep the key / scheme / parameter name: replace only the named secret sub-group if any
-        for sub in ("au", "ui", "hv", "sp", "sv", "kv"):
-            start = match.start(sub) if match.re.groupindex.get(sub) else -1
-            if start >= 0:
-                secret = match.group(sub)
-                if secret.startswith(("[REDACTED", "[HASH:")):
-                    return text
-                offset = start - match.start(0)
-                repl = self.session_hash(secret) if kind == "session" else f"[REDACTED:{kind}]"
-                return text[:offset] + repl + text[offset + len(secret):]
-        return f"[REDACTED:{kind}]"
+    # --- text ------------------------------------------------------------------------------
 
     def redact_text(self, text: str) -> str:
         if len(text) < 5:
@@ -242,16 +170,109 @@ class Redactor:
 
     def _scan(self, text: str) -> tuple[str, tuple[str, ...]]:
         found: list[str] = []
-        self._found = found
-        out = _COMBINED.sub(self._sub, text) if maybe_secret(text) else text
+        tail = ""
+        if len(text) > MAX_SCAN_CHARS:  # fail closed: never ship what we did not scan
+            tail = f"[REDACTED:unscanned {len(text) - MAX_SCAN_CHARS} chars]"
+            text = text[:MAX_SCAN_CHARS]
+            found.append("too_long")
+        detectors = select(text)  # one RE2 pass: None for a clean string (the usual case)
+        out = text if detectors is None else self._detect(text, found, detectors)
         for name, rx in self.extra:
-            out, n = rx.subn(f"[REDACTED:{name}]", out)
+            out, n = rx.sub(f"[REDACTED:{name}]", out)
             found.extend([name] * n)
-        return out, tuple(found)
+        return out + tail, tuple(found)
+
+    def _detect(self, text: str, found: list[str], detectors: re.Pattern[str]) -> str:
+        """One left-to-right pass of the selected detectors; a pair whose key is not secret is
+        re-scanned from its value on, so tokens inside ordinary values are still found."""
+        pieces: list[str] = []
+        last = pos = 0
+        search = detectors.search
+        while True:
+            match = search(text, pos)
+            if match is None:
+                break
+            verdict = self._judge(text, match)
+            if isinstance(verdict, int):  # nothing to redact here: go on from there
+                pos = max(verdict, match.start() + 1)
+                continue
+            replacement, kind, end = verdict
+            found.append(kind)
+            pieces.append(text[last:match.start()])
+            pieces.append(replacement)
+            last = pos = end
+        if not pieces:
+            return text
+        pieces.append(text[last:])
+        return "".join(pieces)
+
+    def _judge(self, text: str, match: re.Match[str]) -> tuple[str, str, int] | int:
+        """(replacement of text[match.start():end], kind, end) for a match, or where to resume."""
+        group = match.lastgroup or ""
+        kind = KIND_BY_GROUP.get(group, "secret")
+        whole = match.group(0)
+        start = match.start()
+        if kind == "kv":
+            return self._judge_pair(text, match)
+        if kind == "card":
+            return ("[REDACTED:card]", kind, match.end()) if is_card_number(whole) else match.end()
+        value_group = VALUE_GROUP.get(group)
+        if value_group is None:
+            return f"[REDACTED:{kind}]", kind, match.end()
+        secret = match.group(value_group)
+        vstart = match.start(value_group) - start
+        if secret.startswith(_ALREADY):
+            return match.end()
+        if kind == "authorization" and not _looks_like_credential(secret):
+            return match.start(value_group)
+        rest = whole[vstart + len(secret):]
+        if kind == "url_userinfo":
+            user, colon, password = secret.partition(":")
+            if colon:  # keep the user name, remove the password (may be empty, hold '@' or ':')
+                if not password:
+                    return match.end()
+                return whole[:vstart] + user + ":[REDACTED:password]" + rest, "password", match.end()
+            if not _looks_random(secret):
+                return match.end()  # ssh://git@host: a user name, not a token
+        return whole[:vstart] + f"[REDACTED:{kind}]" + rest, kind, match.end()
+
+    def _judge_pair(self, text: str, match: re.Match[str]) -> tuple[str, str, int] | int:
+        key = match.group("kk")
+        value = match.group("kv")
+        vstart = match.start("kv")
+        kind = self.key_kind(key)
+        if kind is None:
+            return vstart
+        end = match.end()
+        inner, quote = value, ""
+        for q in ('\\"', '"', "'", "%22"):
+            if len(value) >= 2 * len(q) and value.startswith(q) and value.endswith(q):
+                inner, quote = value[len(q):-len(q)], q
+                break
+        else:  # unquoted: the scan stopped at "=" / ":"; under a secret key the value goes whole
+            extent = VALUE_EXTENT.match(text, vstart)
+            if extent is not None and extent.end() > end:
+                end = extent.end()
+                inner = text[vstart:end]
+        if not inner or inner.startswith(_ALREADY):
+            return end
+        if inner[0] in "{[":  # a nested object: its own keys are judged as the scan goes on
+            return vstart
+        new = self._replacement(kind, inner, key)
+        if new is inner:
+            return vstart
+        return text[match.start():vstart] + quote + str(new) + quote, kind, end
+
+    # --- values ----------------------------------------------------------------------------
 
     def redact_value(self, value: Any, depth: int = 0) -> Any:
         if isinstance(value, str):
             return self.redact_text(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if 10**12 <= abs(value) < 10**19 and is_card_number(str(abs(value))):
+                self.counters.add("redacted", "card")
+                return "[REDACTED:card]"
+            return value
         if depth >= self.max_depth and isinstance(value, (Mapping, list, tuple)):
             self.counters.add("redacted", "too_deep")  # fail closed: never ship what we did not scan
             return "[REDACTED:too_deep]"
@@ -261,16 +282,18 @@ class Redactor:
             items = [self.redact_value(v, depth + 1) for v in value]
             changed = any(a is not b for a, b in zip(items, value, strict=True))
             return (tuple(items) if isinstance(value, tuple) else items) if changed else value
-        if isinstance(value, bytes):
-            return value  # opaque binary is not scanned
-        return value
+        return value  # bytes (opaque binary), floats, None
 
     def redact_mapping(self, mapping: Mapping[str, Any], depth: int = 0) -> Mapping[str, Any]:
         out: dict[str, Any] | None = None
         for key, value in mapping.items():
             kind = self.key_kind(key) if isinstance(key, str) else None
             if kind is not None and value is not None and value != "":
-                new = self._replacement(kind, value if isinstance(value, str) else None)
+                new = self._replacement(kind, value, key)
+                if new is value:
+                    new = self.redact_value(value, depth)
+                else:
+                    self.counters.add("redacted", kind)
             else:
                 new = self.redact_value(value, depth)
             if new is not value:

@@ -35,12 +35,22 @@ def test_shipped_configs_are_the_generators_output() -> None:
 
 def test_rules_ottl_cannot_express_are_reported(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - id: lookahead\n    when: {body: {matches: 'token(?=[0-9])'}}\n    class: security\n")
+    rules.write_text("rules:\n  - id: listvalue\n    when: {attributes.tags: {equals: [a, b]}}\n    class: security\n")
     out = subprocess.run([sys.executable, "-m", "otel_ext.cli", "collector-config", "--rules", str(rules), "--out",
                           str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
-    assert "NOT RENDERED" in out.stderr and "lookahead" in out.stderr
-    assert "# NOT RENDERED: rule 'lookahead'" in (tmp_path / "out" / "classify.yaml").read_text()
+    assert "NOT RENDERED" in out.stderr and "listvalue" in out.stderr
+    assert "# NOT RENDERED: rule 'listvalue'" in (tmp_path / "out" / "classify.yaml").read_text()
+
+
+def test_regexes_ottl_cannot_run_are_rule_errors_in_process_too(tmp_path: Path) -> None:
+    # rule regexes are RE2 in-process as in OTTL: a lookahead is refused at load, not silently dropped
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - id: lookahead\n    when: {body: {matches: 'token(?=[0-9])'}}\n    class: security\n")
+    out = subprocess.run([sys.executable, "-m", "otel_ext.cli", "collector-config", "--rules", str(rules), "--out",
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "lookahead" in out.stderr and "RE2" in out.stderr and "Traceback" not in out.stderr
 
 
 ENV = {"OTEL_EXT_PRIMARY_ENDPOINT": "127.0.0.1:1", "OTEL_EXT_SECONDARY_ENDPOINT": "127.0.0.1:2",

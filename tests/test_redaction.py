@@ -176,7 +176,7 @@ def test_body_is_redacted_and_counts_never_hold_values(make_pipeline: Any) -> No
     counters = Counters("t")
     pipe = make_pipeline(RedactionProcessor(redactor=Redactor(counters=counters)))
     pipe.logger("shop.api").warning("login failed password=hunter2 for bob")
-    assert pipe.last().log_record.body == "login failed password=[REDACTED:kv_secret] for bob"
+    assert pipe.last().log_record.body == "login failed password=[REDACTED:password] for bob"
     assert "hunter2" not in repr(counters.snapshot())
 
 
@@ -196,8 +196,8 @@ def test_structured_body_is_redacted_recursively(make_pipeline: Any) -> None:
     from opentelemetry.sdk._logs._internal import LogRecord
 
     proc = RedactionProcessor(redactor=Redactor(counters=Counters("t")))
-    record = LogRecord(body={"user": "bob", "creds": {"password": "p4ss", "note": "api_key=abcdef"}},
+    record = LogRecord(body={"user": "bob", "login": {"password": "p4ss", "note": "api_key=abcdef"}},
                        severity_number=SeverityNumber.INFO)
     proc.redact_record(record)
-    assert record.body == {"user": "bob", "creds": {"password": "[REDACTED:password]",
-                                                    "note": "api_key=[REDACTED:kv_secret]"}}
+    assert record.body == {"user": "bob", "login": {"password": "[REDACTED:password]",
+                                                    "note": "api_key=[REDACTED:api_key]"}}

@@ -16,6 +16,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from otel_ext.auto import exit as exit_flush
 from otel_ext.auto.pipeline import Pipeline, build_parts, set_current
 from otel_ext.auto.settings import ConfigError, load_settings
+from otel_ext.handler import install_for_instrumentation
 
 
 class OtelExtConfigurator(_OTelSDKConfigurator):
@@ -42,6 +43,7 @@ class OtelExtConfigurator(_OTelSDKConfigurator):
             # "Failed to import the site module" with a traceback. Nothing is started yet.
             sys.stdout.flush()
             os._exit(2)
+        install_for_instrumentation()  # the logging instrumentor, run after us, installs our handler
         kwargs.setdefault("log_record_processors", parts.inline_processors)
         kwargs.setdefault("export_log_record_processor", parts.export_processor)
         super()._configure(**kwargs)  # type: ignore[no-untyped-call]

@@ -22,6 +22,7 @@ from otel_ext.classify import CLASSIFIER_COUNTERS, EventClassifierProcessor, Rul
 from otel_ext.classify.loader import read_rule_document
 from otel_ext.deferred import DeferredProcessingExporter
 from otel_ext.detect.engine import DETECT_COUNTERS, DetectionEngine, DetectorProcessor, engine_from_env
+from otel_ext.handler import HANDLER_COUNTERS, OtelExtLoggingHandler
 from otel_ext.redact import REDACTION_COUNTERS, RedactionProcessor
 from otel_ext.volume import VOLUME_COUNTERS, VolumeGate, VolumePolicy
 
@@ -97,6 +98,7 @@ class Pipeline:
             "classified": CLASSIFIER_COUNTERS.snapshot().get("classified", {}),
             "classification_failed": CLASSIFIER_COUNTERS.get("failed"),
             "redacted": REDACTION_COUNTERS.snapshot().get("redacted", {}),
+            "handler": HANDLER_COUNTERS.snapshot(),
             "volume_dropped": VOLUME_COUNTERS.snapshot().get("dropped", {}),
             "alerts": DETECT_COUNTERS.snapshot().get("alerts", {}),
             "detector_evicted_keys": DETECT_COUNTERS.snapshot().get("evicted_keys", {}),
@@ -163,7 +165,7 @@ def configure(**overrides: Any) -> Pipeline:
             _logger.info("otel-ext: a global LoggerProvider is already set; using our own for the logging handler")
         else:
             set_logger_provider(provider)
-        handler = LoggingHandler(logger_provider=provider)
+        handler = OtelExtLoggingHandler(logger_provider=provider)
         logging.getLogger().addHandler(handler)
         _CURRENT = Pipeline(provider, [exporter], handler, parts)
         exit_flush.install(lambda: provider.force_flush(int(settings.shutdown_timeout * 1000)) and exporter.force_flush(

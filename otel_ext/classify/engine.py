@@ -16,6 +16,7 @@ from typing import Any
 
 from opentelemetry.util.types import AnyValue
 
+from otel_ext._linear import scan_text
 from otel_ext.classify.fields import FieldSettings, RecordFields
 from otel_ext.classify.rules import Rule, compile_rule
 from otel_ext.classify.vocabulary import CLASS_PRIORITY
@@ -125,7 +126,7 @@ class RuleSet:
         """Body rules one of whose anchor words occurs in ``body`` (memoised for short bodies)."""
         hits = self._body_memo.get(body)
         if hits is None:
-            low = body.lower()
+            low = scan_text(body).lower()  # bounded: a multi-megabyte body costs what 64 KiB do
             hits = tuple(dict.fromkeys(r for anchor, rs in self._anchors.items() if anchor in low for r in rs))
             if len(body) <= 512:
                 if len(self._body_memo) >= _CACHE_MAX:

@@ -13,17 +13,20 @@ Conditions: a scalar (equals), a list (one of), or a mapping of operators — ``
 ``not_in``, ``matches`` (regex search), ``not_matches``, ``contains`` (case-insensitive substring, or any of
 a list), ``prefix``, ``gt``, ``gte``, ``lt``,
 ``lte``, ``exists``. Every condition of a rule must hold.
+
+Regexes are RE2 (linear time, the collector's OTTL dialect); a pattern RE2 rejects is a rule error.
+String conditions read at most :data:`otel_ext._linear.MAX_SCAN_CHARS` characters of a value.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry._logs import SeverityNumber
 
+from otel_ext._linear import LinearRegex, PatternError, scan_text
 from otel_ext.classify.vocabulary import (
     ECS_CATEGORY_TYPES,
     ECS_KINDS,
@@ -141,17 +144,16 @@ def _number(rule_id: str, fld: str, op: str, value: Any) -> float:
     return float(value)
 
 
-def _compile_regex(rule_id: str, fld: str, pattern: Any) -> re.Pattern[str]:
+def _compile_regex(rule_id: str, fld: str, pattern: Any) -> LinearRegex:
     if not isinstance(pattern, str):
         raise RuleError(rule_id, f"{fld}: matches needs a regex string, got {pattern!r}")
     try:
-        return re.compile(pattern)
-    except re.error as exc:
+        return LinearRegex(pattern)
+    except PatternError as exc:
         raise RuleError(rule_id, f"{fld}: invalid regex {pattern!r}: {exc}") from None
 
 
-def _as_str(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
+_as_str = scan_text  # every string condition reads a bounded prefix of the value
 
 
 def _compile_op(rule_id: str, fld: str, op: str, arg: Any) -> tuple[Predicate, tuple[str, ...]]:
@@ -169,8 +171,8 @@ def _compile_op(rule_id: str, fld: str, op: str, arg: Any) -> tuple[Predicate, t
     if op in {"matches", "not_matches"}:
         rx = _compile_regex(rule_id, fld, arg)
         if op == "matches":
-            return (lambda v, r=rx: r.search(_as_str(v)) is not None), ()
-        return (lambda v, r=rx: r.search(_as_str(v)) is None), ()
+            return (lambda v, r=rx: r.search(_as_str(v))), ()
+        return (lambda v, r=rx: not r.search(_as_str(v))), ()
     if op == "contains":
         phrases = [arg] if isinstance(arg, str) else arg
         if not isinstance(phrases, (list, tuple)) or not phrases or not all(isinstance(p, str) and p for p in phrases):

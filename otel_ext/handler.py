@@ -1,0 +1,267 @@
+"""The logging handler boundary: whatever the record, a log call returns normally.
+
+:class:`OtelExtLoggingHandler` is the contrib ``LoggingHandler`` with the application's side of the
+boundary made safe. ``otel_ext.configure()`` installs it, and the zero-code configurator makes the
+contrib logging instrumentation install it in place of its own (:func:`install_for_instrumentation`).
+
+Guarantees:
+
+- **No exception reaches the app.** A message whose ``__str__``/``__repr__``/``__format__`` raises
+  (or recurses without end) is still emitted, with a safe body: the unformatted message plus the
+  ``repr`` of each argument, unprintable parts replaced by ``<unprintable TYPE>``. Any other failure
+  goes to :meth:`handleError`, which counts it and writes at most one line a minute to stderr.
+- **Our own logs never feed back.** Records of the ``otel_ext`` logger tree, records emitted while
+  OTel instrumentation is suppressed in the current context (our sender/queue threads run that
+  way), and records logged by the SDK while this handler is already emitting (re-entry) are skipped
+  and counted, silently.
+- **Attribute limits without noise.** The SDK's count and value-length limits
+  (``OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT`` / ``OTEL_ATTRIBUTE_COUNT_LIMIT`` and the ``_VALUE_LENGTH_``
+  pair) are applied here, before the SDK would log one warning per dropped key; drops are counted and
+  one warning a minute says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from time import time_ns
+from typing import Any
+
+from opentelemetry._logs import LoggerProvider as APILoggerProvider
+from opentelemetry._logs import LogRecord, NoOpLogger, get_logger
+from opentelemetry.context import get_current
+from opentelemetry.instrumentation.log_utils import std_to_otel
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.sdk._logs import LogRecordLimits
+from opentelemetry.util.types import AnyValue
+
+from otel_ext.telemetry import Counters, register_counters
+
+_logger = logging.getLogger(__name__)
+
+HANDLER_COUNTERS = register_counters(
+    Counters("handler"),
+    {
+        "skipped": ("reason",),  # own | suppressed | reentrant
+        "format_failed": ("part",),  # message | attributes
+        "failed": (),  # records that could not be emitted at all (handleError)
+        "attributes_dropped": (),
+        "values_truncated": (),
+    },
+)
+"""What the handler did instead of raising: skipped records, failed formatting, applied limits."""
+
+OWN_LOGGER = "otel_ext"
+WARN_INTERVAL_S = 60.0
+_SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+
+
+def safe_text(obj: Any, use_repr: bool = False) -> str:
+    """``str(obj)`` (or ``repr``), falling back to the other, then to ``<unprintable TYPE>``; never raises."""
+    first, second = (repr, str) if use_repr else (str, repr)
+    for conv in (first, second):
+        try:
+            text = conv(obj)
+            if isinstance(text, str):
+                return text
+        except Exception:  # noqa: BLE001 - any user __str__/__repr__ may raise (RecursionError too)
+            continue
+    try:
+        name = type(obj).__name__
+    except Exception:  # noqa: BLE001 - a hostile metaclass
+        name = "object"
+    return f"<unprintable {name}>"
+
+
+def safe_body(record: logging.LogRecord) -> str:
+    """The unformatted message plus the ``repr`` of each argument (the fallback body)."""
+    msg = safe_text(record.msg)
+    args = record.args
+    if not args:
+        return msg
+    if isinstance(args, dict):
+        parts = [f"{safe_text(k)}={safe_text(v, use_repr=True)}" for k, v in list(args.items())[:64]]
+    elif isinstance(args, tuple):
+        parts = [safe_text(a, use_repr=True) for a in args[:64]]
+    else:
+        parts = [safe_text(args, use_repr=True)]
+    return f"{msg} args=({', '.join(parts)})"
+
+
+class _RateLimitedWarning:
+    """At most one warning per ``interval`` seconds per topic; the rest are only counted."""
+
+    def __init__(self, interval: float = WARN_INTERVAL_S) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def due(self, topic: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(topic)
+            if last is not None and now - last < self.interval:
+                return False
+            self._last[topic] = now
+            return True
+
+
+class OtelExtLoggingHandler(LoggingHandler):
+    """The contrib ``LoggingHandler`` whose ``emit`` never raises into the application.
+
+    See the module docstring for the guarantees; counters are in :data:`HANDLER_COUNTERS`.
+    """
+
+    def __init__(
+        self,
+        level: int = logging.NOTSET,
+        logger_provider: APILoggerProvider | None = None,
+        log_code_attributes: bool = False,
+        counters: Counters = HANDLER_COUNTERS,
+    ) -> None:
+        super().__init__(level=level, logger_provider=logger_provider, log_code_attributes=log_code_attributes)
+        self.counters = counters
+        self._warnings = _RateLimitedWarning()
+        limits = getattr(self._logger_provider, "_log_record_limits", None)
+        if not isinstance(limits, LogRecordLimits):
+            limits = LogRecordLimits()
+        self.max_attributes: int | None = limits.max_log_record_attributes
+        self.max_value_length: int | None = limits.max_log_record_attribute_length
+
+    # --- the boundary ------------------------------------------------------------------------
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            name = record.name
+            if name == OWN_LOGGER or name.startswith("otel_ext."):
+                self.counters.add("skipped", "own")
+                return
+            if self._is_emitting.get():  # the SDK logging while we emit: never recurse, never print
+                self.counters.add("skipped", "reentrant")
+                return
+            if not is_instrumentation_enabled():
+                self.counters.add("skipped", "suppressed")
+                return
+            token = self._is_emitting.set(True)
+            try:
+                logger = get_logger(name, logger_provider=self._logger_provider)
+                if not isinstance(logger, NoOpLogger):
+                    logger.emit(self._translate(record))
+            finally:
+                self._is_emitting.reset(token)
+        except Exception:  # noqa: BLE001 - the application's log call must return normally
+            self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Count the failure; at most one line a minute to stderr (when ``logging.raiseExceptions``)."""
+        try:
+            self.counters.add("failed")
+            if logging.raiseExceptions and self._warnings.due("failed"):
+                exc = sys.exc_info()[1]
+                sys.stderr.write(
+                    f"otel-ext: a log record from {safe_text(getattr(record, 'name', '?'))!r} could not be "
+                    f"exported ({safe_text(type(exc).__name__ if exc else 'unknown error')}); "
+                    f"{self.counters.get('failed')} so far, counted as otel_ext.handler.failed\n"
+                )
+        except Exception:  # noqa: BLE001 - stderr closed or worse: nothing more we can do safely
+            pass
+
+    # --- translation ---------------------------------------------------------------------------
+
+    def _body(self, record: logging.LogRecord) -> str:
+        try:
+            return self.format(record) if self.formatter else record.getMessage()
+        except Exception:  # noqa: BLE001 - a raising __str__/__repr__/__format__, or recursion
+            self.counters.add("format_failed", "message")
+            self._warn_once("message", "otel-ext: a log message could not be formatted; exported "
+                            "unformatted with repr-safe args (counted as otel_ext.handler.format_failed)")
+            return safe_body(record)
+
+    def _attributes(self, record: logging.LogRecord) -> tuple[dict[str, AnyValue], str | None]:
+        try:
+            return self._get_attributes(record)
+        except Exception:  # noqa: BLE001 - e.g. an exception whose args[0].__str__ raises
+            self.counters.add("format_failed", "attributes")
+            attributes: dict[str, AnyValue] = {}
+            exc_info = record.exc_info
+            if exc_info and exc_info[0] is not None:
+                attributes["exception.type"] = safe_text(getattr(exc_info[0], "__name__", exc_info[0]))
+                attributes["exception.message"] = safe_text(exc_info[1])
+            return attributes, None
+
+    def _limit(self, attributes: dict[str, AnyValue]) -> dict[str, AnyValue]:
+        """Apply the SDK's count limit (oldest keys dropped, as the SDK does) and the string length
+        limit here, counted, so the SDK never logs one warning per key."""
+        maxlen = self.max_attributes
+        if maxlen is not None and len(attributes) > maxlen:
+            dropped = len(attributes) - maxlen
+            keys = list(attributes)
+            attributes = {k: attributes[k] for k in keys[dropped:]} if maxlen else {}
+            self.counters.add("attributes_dropped", amount=dropped)
+            self._warn_once("count", f"otel-ext: log record attributes beyond the limit of {maxlen} were dropped "
+                                     f"({dropped} on this record; counted as otel_ext.handler.attributes_dropped)")
+        maxval = self.max_value_length
+        if maxval is not None:
+            for key, value in attributes.items():
+                if isinstance(value, str) and len(value) > maxval:
+                    attributes[key] = value[:maxval]
+                    self.counters.add("values_truncated")
+        return attributes
+
+    def _warn_once(self, topic: str, message: str) -> None:
+        if self._warnings.due(topic):
+            _logger.warning(message)  # the otel_ext tree: skipped by this handler, seen by the app's others
+
+    def _translate(self, record: logging.LogRecord) -> LogRecord:
+        body = self._body(record)
+        attributes, event_name = self._attributes(record)
+        return LogRecord(
+            timestamp=int(record.created * 1e9),
+            observed_timestamp=time_ns(),
+            context=get_current() or None,
+            severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
+            severity_number=std_to_otel(record.levelno),
+            body=body,
+            attributes=self._limit(attributes),
+            event_name=event_name,
+        )
+
+
+def _setup_handler(
+    logger_provider: APILoggerProvider,
+    log_code_attributes: bool = False,
+    level: int | None = None,
+) -> LoggingHandler:
+    """Drop-in for the contrib instrumentation's ``_setup_logging_handler``: same effect, our handler."""
+    from opentelemetry.instrumentation.logging import handler as contrib
+
+    handler = OtelExtLoggingHandler(level=level or logging.NOTSET, logger_provider=logger_provider,
+                                    log_code_attributes=log_code_attributes)
+    logging.getLogger().addHandler(handler)
+    contrib._overwrite_logging_config_fns(handler)  # dictConfig/basicConfig keep our handler, as theirs
+    return handler
+
+
+def install_for_instrumentation() -> Callable[..., LoggingHandler] | None:
+    """Make the contrib logging instrumentation (``opentelemetry-instrument``) install our handler.
+
+    The instrumentor installs its handler through the module-level name ``_setup_logging_handler``
+    of ``opentelemetry.instrumentation.logging``; it is replaced by :func:`_setup_handler`. Returns
+    the previous function (None when the instrumentation is not importable).
+    tests/test_handler.py fails loudly if the contrib package moves that name.
+    """
+    try:
+        import opentelemetry.instrumentation.logging as instrumentation
+    except ImportError:
+        return None
+    previous: Callable[..., LoggingHandler] | None = getattr(instrumentation, "_setup_logging_handler", None)
+    if previous is None:
+        _logger.warning("otel-ext: opentelemetry-instrumentation-logging has no _setup_logging_handler; "
+                        "its own LoggingHandler is used")
+        return None
+    instrumentation._setup_logging_handler = _setup_handler  # type: ignore[attr-defined]
+    return previous

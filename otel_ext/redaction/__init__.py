@@ -1,0 +1,1 @@
+"""Redaction internals: key-name judgement (:mod:`.keys`) and free-text detectors (:mod:`.detectors`)."""

@@ -1,0 +1,180 @@
+"""Secret detectors for free text: one combined, linear-time pattern and a one-pass pre-filter.
+
+What to catch follows public secret-scanner catalogues (gitleaks' ``config/gitleaks.toml`` and Yelp's
+detect-secrets plugins) read as references; the patterns here are our own, written for log lines:
+
+- ``key=value`` / ``key: value`` / JSON ``"key": "value"`` / form and URL-encoded pairs, where the key
+  is judged by :mod:`otel_ext.redaction.keys` (quoted values are taken whole, escapes included);
+- ``Authorization:``/``Cookie:`` header lines and ``Bearer``/``Basic``/... credentials;
+- URL userinfo (DSNs), including empty users and ``@``/``:`` inside the password;
+- vendor tokens with a distinctive prefix (cloud, VCS, chat, payments, AI, observability, ...);
+- JWTs, PEM private keys (also inside JSON strings with ``\\n`` escapes), payment card numbers
+  (issuer prefix + length + Luhn).
+
+Every alternative is written so that the backtracking engine runs in linear time (no nested
+quantifiers over overlapping classes); tests feed them adversarial inputs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import re2
+
+from otel_ext.redaction.keys import LAST_TWO, LAST_WORD
+
+# --- vendor tokens (kind, pattern); the whole token is the secret -----------------------------
+_B = r"(?<![A-Za-z0-9_\-])"  # token start: not inside a longer word
+_E = r"(?![A-Za-z0-9_\-])"  # token end
+
+VENDOR_TOKENS: list[tuple[str, str]] = [
+    ("aws_access_key", r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}" + r"(?![A-Za-z0-9])"),
+    ("github_token", r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"),
+    ("gitlab_token", r"(?:gl(?:pat|dt|ft|rt|soat|ptt|cbt|imt|agent|oas|ffct)-[A-Za-z0-9_\-]{20,300}|GR1348941"
+                     r"[A-Za-z0-9_\-]{20})"),
+    ("slack_token", r"(?:xox[abposre]-[A-Za-z0-9\-]{10,250}|xapp-\d-[A-Za-z0-9\-]{10,250})"),
+    ("stripe_key", r"(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{10,250}"),
+    ("stripe_webhook_secret", r"whsec_[A-Za-z0-9+/=]{24,}"),
+    ("google_api_key", r"AIza[0-9A-Za-z_\-]{35}"),
+    ("google_oauth", r"(?:ya29\.[0-9A-Za-z_\-]{20,}|GOCSPX-[A-Za-z0-9_\-]{28})"),
+    ("openai_key", r"sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,300}"),
+    ("anthropic_key", r"sk-ant-(?:api|admin|sid)\d\d-[A-Za-z0-9_\-]{20,300}"),
+    ("npm_token", r"npm_[A-Za-z0-9]{36}"),
+    ("pypi_token", r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,}"),
+    ("twilio_key", r"SK[0-9a-fA-F]{32}" + _E),
+    ("sendgrid_key", r"SG\.[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{16,64}"),
+    ("mailgun_key", r"key-[0-9a-f]{32}" + _E),
+    ("vault_token", r"hv[sbr]\.[A-Za-z0-9_\-]{20,300}"),
+    ("shopify_token", r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"),
+    ("huggingface_token", r"(?:hf_|api_org_)[A-Za-z0-9]{30,40}" + _E),
+    ("digitalocean_token", r"do[opr]_v1_[a-f0-9]{64}"),
+    ("databricks_token", r"dapi[a-f0-9]{32}(?:-\d)?" + _E),
+    ("doppler_token", r"dp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,}"),
+    ("dynatrace_token", r"dt0c01\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{64}"),
+    ("linear_key", r"lin_(?:api|oauth)_[A-Za-z0-9]{40}"),
+    ("notion_token", r"ntn_[0-9]{11}[A-Za-z0-9]{35}"),
+    ("pulumi_token", r"pul-[a-f0-9]{40}"),
+    ("postman_key", r"PMAK-[a-fA-F0-9]{24}-[a-fA-F0-9]{34}"),
+    ("grafana_token", r"(?:glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|glc_[A-Za-z0-9+/]{32,400}={0,2})"),
+    ("newrelic_key", r"(?:NRAK-[A-Z0-9]{27}|NRII-[A-Za-z0-9\-]{32}|NRJS-[a-f0-9]{19})"),
+    ("sentry_token", r"sntry[su]_[A-Za-z0-9+/=_]{40,}"),
+    ("rubygems_token", r"rubygems_[a-f0-9]{48}"),
+    ("planetscale_token", r"pscale_(?:tkn|oauth|pw)_[A-Za-z0-9_=.\-]{32,64}"),
+    ("age_secret_key", r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
+    ("onepassword_token", r"ops_eyJ[A-Za-z0-9+/]{100,}={0,3}"),
+    ("square_token", r"(?:sq0(?:atp|csp)-[0-9A-Za-z_\-]{22,60}|EAAA[0-9A-Za-z_\-]{60})"),
+    ("telegram_bot_token", r"\d{8,10}:AA[A-Za-z0-9_\-]{33}" + _E),
+    ("azure_client_secret", r"[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.\-]{31,34}"),
+    ("atlassian_token", r"ATATT3[A-Za-z0-9_\-=]{150,}"),
+    ("heroku_key", r"HRKU-AA[0-9a-zA-Z_\-]{58}"),
+    ("jwt", r"eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"),
+]
+
+# webhook URLs: the host and path stay, the secret path segment goes
+WEBHOOKS: list[tuple[str, str]] = [
+    ("slack_webhook", r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<v{i}>[A-Za-z0-9+/_\-]{20,})"),
+    ("teams_webhook", r"\.webhook\.office\.com/webhookb2/(?P<v{i}>[A-Za-z0-9@/\-]{40,})"),
+    ("discord_webhook", r"discord(?:app)?\.com/api/webhooks/(?P<v{i}>\d+/[A-Za-z0-9_\-]{40,})"),
+]
+
+# a key starts after a non-key character (or an encoded separator), not inside "user[password]";
+# no key character can start a separator, so the key is taken possessively (no backtracking)
+KV_KEY = (r"(?:(?<=%26)|(?<=%3[Ff])|(?<=%3[Bb])|(?<=%20)|(?<![A-Za-z0-9_%.\-])(?<![A-Za-z0-9_.\-]\[))"
+          r"(?P<kk>[A-Za-z_](?:[A-Za-z0-9_.\-\[\]]++|%(?!3[DdAaFfBb]|2[026])[0-9A-Fa-f]{2}){0,80}+)")
+KV_SEP = r"(?P<ks>(?:\\?[\"'])?[ \t]*(?:=>|:=|==?|:(?!//)|%3[Dd]|%3[Aa](?!%2[Ff]))[ \t]*)"
+# A quoted value is taken whole (escapes included). An unquoted one stops at whitespace, pair
+# separators and quotes, a trailing ".)]}>" is kept as the surrounding punctuation it is, and inside
+# the scan it also stops at "=" / ":" (but for base64 padding): a pair whose key is not secret is
+# re-scanned from its value, and "a=a=a=..." must stay linear. Under a secret key the value is then
+# extended to its full extent (VALUE_EXTENT: "=" and ":" included), so "password=ab=cd" goes whole.
+_TERMINATORS = r"\s&,;\"'`<>)\]}\\"
+_UNQUOTED = (r"(?:[^" + _TERMINATORS + r".%=:]++|%(?!26|3[BbDdAa]|22|27|0[AaDd])[0-9A-Fa-f]{2}|%(?![0-9A-Fa-f]{2})"
+             r"|[.)\]}>](?=[^" + _TERMINATORS + r".%=:])|=+(?=[" + _TERMINATORS + r"]|%26|$))++")
+_UNQUOTED_FULL = (r"(?:[^" + _TERMINATORS + r".%]++|%(?!26|3[Bb]|22|27|0[AaDd])[0-9A-Fa-f]{2}|%(?![0-9A-Fa-f]{2})"
+                  r"|[.)\]}>](?=[^" + _TERMINATORS + r".%]))++")  # possessive: linear, no backtrack stack
+_SCHEME_PREFIX = r"(?i:(?:bearer|basic|digest|negotiate|ntlm)[ \t]+)?"
+KV_VALUE = (r"(?P<kv>\"(?:[^\"\\\r\n]++|\\.)*+\"|'(?:[^'\\\r\n]++|\\.)*+'|\\\"(?:[^\"\\]++|\\(?!\"))*+\\\"|"
+            r"%22(?:[^%]++|%(?!22))*+%22|" + _SCHEME_PREFIX + _UNQUOTED + ")")
+VALUE_EXTENT = re.compile(_SCHEME_PREFIX + _UNQUOTED_FULL)
+
+_DETECTORS: list[tuple[str, str]] = [
+    # PEM private keys: to the END line, else to the closing quote / end of the text (fail closed)
+    ("private_key", r"-----BEGIN[ A-Z0-9_\-]{0,40}PRIVATE KEY(?: BLOCK)?-----[^\"]*?"
+                    r"(?:-----END[ A-Z0-9_\-]{0,40}PRIVATE KEY(?: BLOCK)?-----|(?=\\?\")|$)"),
+    # header lines: Authorization keeps "scheme credential" together, a Cookie list runs to the line end
+    ("header", r"(?i:(?<![\w\-])(?:proxy-)?authorization[ \t]*:[ \t]*)"
+               r"(?P<v{i}>(?:[A-Za-z][A-Za-z0-9_\-]*[ \t]+)?[^\s\"\\,;]+)"),
+    ("cookie", r"(?i:(?<![\w\-])(?:set-)?cookie[ \t]*:[ \t]*)(?P<v{i}>[^\r\n\"\\]+)"),
+    ("url_userinfo", r"(?i:(?<![A-Za-z0-9+.\-])[a-z][a-z0-9+.\-]{1,30}://)"
+                     r"(?P<v{i}>[^\s/?#@\"'<>]{0,512}+(?:@[^\s/?#@\"'<>]{0,512}+){0,8})@(?=[A-Za-z0-9\[])"),
+    *WEBHOOKS,
+    *((kind, _B + p) for kind, p in VENDOR_TOKENS),
+    ("authorization", r"(?i:(?<![\w\-])(?:bearer|basic|digest|negotiate|ntlm)[ \t]+)"
+                      r"(?P<v{i}>[A-Za-z0-9._~+/\-]{8,}=*)(?![A-Za-z0-9._~+/=\-])"),  # RFC 7235 token68
+    ("kv", KV_KEY + KV_SEP + KV_VALUE),
+    ("card", r"(?<![0-9A-Za-z\-.,])(?:\d[ \-]?){12,18}\d(?![0-9A-Za-z\-]|[.,]\d)"),
+]
+
+KINDS: list[str] = [kind for kind, _ in _DETECTORS]
+KIND_BY_GROUP = {f"k{i}": kind for i, kind in enumerate(KINDS)}
+VALUE_GROUP = {f"k{i}": f"v{i}" for i, (_, p) in enumerate(_DETECTORS) if "(?P<v{i}>" in p}
+_GROUPED = [f"(?P<k{i}>{p.replace('{i}', str(i))})" for i, (_, p) in enumerate(_DETECTORS)]
+COMBINED = re.compile("|".join(_GROUPED))
+"""Every detector in one alternation (leftmost match wins; at one position, the first listed)."""
+
+# --- selection: one RE2 pass says which detectors can match at all ------------------------------
+# Python's engine tries every alternative at every position (lookbehinds defeat its prefix scan);
+# an RE2 set of the detectors' patterns *without* their look-around conditions (so a superset of
+# what can match) is one automaton pass, and only the detectors it names run. A string it names
+# none for is clean: that is the pre-filter.
+# every word that can end a secret key name (keys.py), so the pre-filter and the key table agree
+_END_WORDS = sorted({*LAST_WORD, *(pair[1] for pair in LAST_TWO if pair[1] != "id")}, key=len, reverse=True)
+_KEY_WORDS = "|".join(re.escape(w) for w in _END_WORDS) + r"|sess(?:ion)?[._\-]?id"
+# a key=value pair can only hold a secret when its key ends in a secret word (see keys.py)
+KV_ANCHOR = r"(?i:(?:" + _KEY_WORDS + r")(?:%5[Dd]|\]|\\?[\"'])?[ \t]*(?:[:=]|%3[Dd]|%3[Aa]))"
+_POSSESSIVE = re.compile(r"([*+?}])\+")  # RE2 has no possessive quantifiers (nor needs them)
+_LOOKAROUND = re.compile(r"\(\?<?[!=](?:\\.|\[(?:\\.|[^\]])*\]|[^()\\\[])*\)")
+
+
+_ANCHORS = {"kv": KV_ANCHOR, "url_userinfo": r"(?i:[a-z][a-z0-9+.\-]{1,30}://)[^\s/?#\"'<>]*@"}
+
+
+def _relaxed(kind: str, pattern: str, index: int) -> str:
+    if kind in _ANCHORS:
+        return _ANCHORS[kind]
+    return _POSSESSIVE.sub(r"\1", _LOOKAROUND.sub("", pattern.replace("{i}", str(index))))
+
+
+def _build_set() -> Any:
+    options = re2.Options()
+    options.log_errors = False
+    selector = re2.Set.SearchSet(options)
+    for i, (kind, pattern) in enumerate(_DETECTORS):
+        if selector.Add(_relaxed(kind, pattern, i)) != i:
+            raise AssertionError(f"detector {kind} out of order in the RE2 set")
+    selector.Compile()
+    return selector
+
+
+_SELECTOR = _build_set()
+_BY_SELECTION: dict[tuple[int, ...], re.Pattern[str]] = {}
+
+
+def select(text: str) -> re.Pattern[str] | None:
+    """The alternation of the detectors that can match ``text`` (None: the text is clean)."""
+    hits = _SELECTOR.Match(text.encode("utf-8", "surrogatepass"))
+    if not hits:
+        return None
+    key = tuple(sorted(hits))
+    pattern = _BY_SELECTION.get(key)
+    if pattern is None:
+        pattern = re.compile("|".join(_GROUPED[i] for i in key))
+        if len(_BY_SELECTION) < 4096:
+            _BY_SELECTION[key] = pattern
+    return pattern
+
+
+def maybe_secret(text: str) -> bool:
+    """Cheap one-pass pre-check: False means no detector can match ``text``."""
+    return bool(_SELECTOR.Match(text.encode("utf-8", "surrogatepass")))

@@ -1,0 +1,105 @@
+"""Which key names hold secrets: one normaliser and one table for attribute keys, JSON keys,
+``key=value`` / form / URL-encoded pairs and env-style names alike.
+
+A key is normalised (URL-decoded, camelCase and kebab-case split, lower-cased) into words, and the
+*last* word or two decide: ``DB_PASSWORD``, ``userPassword``, ``user.password``, ``x-api-key``,
+``AWS_SECRET_ACCESS_KEY``, ``password%5Fhash``... are read as ``[db, password]``, ``[user, password]``,
+``[x, api, key]``, ``[aws, secret, access, key]``, ``[password, hash]``. A secret word must end the
+name, so ``password_policy``, ``token_type``, ``max_tokens``, ``api_key_id`` or ``cache_key`` are not
+secrets. Whole-key spellings (``session.id``, ``sessionid``, ``accesstoken``) are matched too.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from urllib.parse import unquote
+
+_CAMEL_1 = re.compile(r"([A-Z]+)([A-Z][a-z])")
+_CAMEL_2 = re.compile(r"([a-z0-9])([A-Z])")
+_SPLIT = re.compile(r"[^a-z0-9]+")
+
+# last word -> kind
+LAST_WORD: dict[str, str] = {
+    **dict.fromkeys(["password", "passwd", "pwd", "pass", "passphrase", "passcode", "pswd", "contrasena", "passwort",
+                     "motdepasse"], "password"),
+    **dict.fromkeys(["secret", "clientsecret", "secretkey", "privatekey", "credential", "credentials", "creds",
+                     "apisecret", "appsecret"], "secret"),
+    **dict.fromkeys(["token", "accesstoken", "refreshtoken", "idtoken", "authtoken", "bearertoken", "csrftoken",
+                     "xsrftoken", "otp", "totp", "hotp", "jwt"], "token"),
+    **dict.fromkeys(["apikey", "apitoken", "subscriptionkey", "accesskey", "secretaccesskey"], "api_key"),
+    **dict.fromkeys(["authorization", "auth"], "authorization"),
+    **dict.fromkeys(["cookie", "cookies"], "cookie"),
+    **dict.fromkeys(["signature", "sig", "hmac"], "signature"),  # presigned URLs (X-Amz-Signature, SAS sig=)
+    **dict.fromkeys(["dsn", "connstr", "connectionstring"], "connection_string"),
+    **dict.fromkeys(["cardnumber", "pan", "cvv", "cvc", "cvv2", "ccnumber", "creditcard"], "card"),
+    **dict.fromkeys(["sessionid", "jsessionid", "phpsessid", "aspsessionid", "sid", "sessiontoken", "sessionkey",
+                     "session"], "session"),
+}
+# last two words -> kind (checked before the last word)
+LAST_TWO: dict[tuple[str, str], str] = {
+    **dict.fromkeys([("api", "key"), ("api", "token"), ("access", "key"), ("subscription", "key"),
+                     ("app", "key"), ("license", "key"), ("master", "key"), ("account", "key"), ("auth", "key"),
+                     ("client", "key"), ("service", "key"), ("db", "key"), ("database", "key"), ("admin", "key"),
+                     ("write", "key"), ("ingest", "key"), ("insert", "key"), ("sas", "token")], "api_key"),
+    **dict.fromkeys([("secret", "key"), ("private", "key"), ("signing", "key"), ("encryption", "key"),
+                     ("shared", "key"), ("hmac", "key"), ("priv", "key"), ("client", "secret"),
+                     ("webhook", "secret"), ("key", "secret"), ("shared", "secret"), ("key", "pass"),
+                     ("key", "password")], "secret"),
+    **dict.fromkeys([("password", "hash"), ("password", "digest"), ("pass", "hash"), ("pwd", "hash")], "password"),
+    **dict.fromkeys([("session", "id"), ("session", "key"), ("session", "token"), ("session", "cookie"),
+                     ("connect", "sid"), ("session", "secret")], "session"),
+    **dict.fromkeys([("card", "number"), ("credit", "card"), ("cc", "number"), ("card", "cvv"), ("card", "cvc"),
+                     ("security", "code"), ("card", "pan")], "card"),
+    **dict.fromkeys([("connection", "string"), ("database", "url"), ("db", "url"), ("conn", "str"),
+                     ("redis", "url"), ("mongo", "uri"), ("mongodb", "uri"), ("amqp", "url"), ("broker", "url")],
+                    "connection_string"),
+    **dict.fromkeys([("mfa", "code"), ("otp", "code"), ("verification", "code"), ("totp", "code"),
+                     ("recovery", "code"), ("code", "verifier"), ("client", "assertion")], "token"),
+    **dict.fromkeys([("set", "cookie")], "cookie"),
+}
+# names that end in a secret word but are not secrets (pagination cursors, metadata about tokens)
+NOT_SECRET: frozenset[tuple[str, ...]] = frozenset(
+    {("page", "token"), ("next", "page", "token"), ("next", "token"), ("continuation", "token"),
+     ("pagination", "token"), ("sync", "token"), ("resume", "token"), ("cancellation", "token"),
+     ("pass",), ("session",)}
+)
+
+
+def key_words(key: str) -> tuple[str, ...]:
+    """``key`` as lower-case words: URL-decoded, accents folded, camelCase/kebab/snake/dotted split."""
+    if "%" in key:
+        key = unquote(key)
+    if not key.isascii():
+        key = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode("ascii")
+    key = _CAMEL_2.sub(r"\1_\2", _CAMEL_1.sub(r"\1_\2", key))
+    return tuple(w for w in _SPLIT.split(key.lower()) if w)
+
+
+def key_kind(key: str) -> str | None:
+    """The kind of secret a value under ``key`` holds, or None."""
+    words = key_words(key)
+    if not words:
+        return None
+    if len(words) >= 2:
+        tail = words[-3:]
+        if tail in NOT_SECRET or words[-2:] in NOT_SECRET:
+            return None
+        kind = LAST_TWO.get((words[-2], words[-1]))
+        if kind is not None:
+            return kind
+    last = words[-1]
+    if len(words) == 1 and words in NOT_SECRET:
+        # a bare "pass" is a password (form field), a bare "session" is too ambiguous
+        return "password" if last == "pass" else None
+    kind = LAST_WORD.get(last)
+    if kind == "session" and last == "session":
+        return None
+    if kind is None and len(words) >= 2:
+        kind = LAST_WORD.get(words[-2] + last)  # "access token" spelled apart: "X-Access-Token"
+    return kind
+
+
+def normalise_key(key: str) -> str:
+    """The words of ``key`` joined by ``_`` (``clientSecret`` -> ``client_secret``)."""
+    return "_".join(key_words(key))
