@@ -1,0 +1,521 @@
+"""Payload inspection: WAF-style decoding and attack patterns over a record's request fields.
+
+What it reads: ``url.path``, ``url.query``, ``url.full``, ``http.request.body.content``,
+``http.request.referrer`` and ``user_agent.original`` (attributes, or what the access-line parser
+found). What it returns: the first :class:`Hit` — attack family, pattern id and the *name* of the
+field it was found in (never the payload itself).
+
+How it decodes (the same steps, in the same order, are rendered as OTTL for the collector, so the
+collector labels exactly alike): lower-case; then two passes of ``+`` to space (first pass only),
+``\\xNN`` / ``\\u00NN`` / ``&#xNN;`` / ``%u00NN`` to ``%NN``, ``%25…`` collapsed, overlong UTF-8 and
+full-width forms, every ``%NN`` of ASCII (``%00`` dropped, control characters to a space), HTML
+entities; finally SQL comments to a space and runs of white space to one space. Every step is a
+literal or RE2-compatible regex replacement with identical semantics in Python ``re`` and Go RE2.
+
+The byte bound cannot be used to evade: a field longer than :data:`BOUND_BYTES` (UTF-8) is not
+scanned in part — it is itself a hit (family ``oversize``), so padding an attack only changes
+which security label it gets. Patterns use only bounded repetition: scanning is linear in the
+field length.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+BOUND_BYTES = 8192
+"""Longest field (UTF-8 bytes) that is scanned; a longer one is reported as ``oversize``."""
+
+# Fields inspected, in order: (attribute name, kind). Kinds select the pattern families.
+INSPECTED_FIELDS: tuple[tuple[str, str], ...] = (
+    ("url.path", "path"),
+    ("url.query", "query"),
+    ("url.full", "url"),
+    ("http.request.body.content", "body"),
+    ("http.request.referrer", "header"),
+    ("user_agent.original", "agent"),
+)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One attack family: the labels its hits get."""
+
+    name: str
+    action: str  # OWASP name, or an otel-ext extension in the same style
+    category: str  # ECS rule.category
+    owasp: bool  # True when ``action`` is in the OWASP vocabulary
+    description: str
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("oversize", "malicious_extraneous", "oversized_input", True,
+           f"a request field longer than {BOUND_BYTES} bytes (not scanned: padding is no evasion)"),
+    Family("attack_tool", "malicious_attack_tool", "attack_tool", True, "user agent of a known attack tool"),
+    Family("sensitive_file", "malicious_direct_reference", "sensitive_file_probe", True,
+           "probe for a secret, VCS, backup or admin-panel path"),
+    Family("template", "malicious_template_injection", "template_injection", False,
+           "server-side template / expression injection (incl. JNDI lookups)"),
+    Family("ssrf", "malicious_ssrf", "server_side_request_forgery", False,
+           "URL to a loopback, link-local, metadata or private address, or a non-web scheme"),
+    Family("rfi", "malicious_rfi", "remote_file_inclusion", False, "remote file inclusion"),
+    Family("path_traversal", "malicious_path_traversal", "path_traversal", False,
+           "path traversal / local file inclusion"),
+    Family("cmdi", "malicious_cmdi", "command_injection", False, "OS command injection"),
+    Family("code_injection", "malicious_code_injection", "code_injection", False,
+           "PHP / JavaScript / server-side code injection"),
+    Family("xss", "malicious_xss", "cross_site_scripting", False, "cross-site scripting"),
+    Family("sqli", "malicious_sqli", "sql_injection", True, "SQL injection"),
+)}
+
+
+@dataclass(frozen=True)
+class Pattern:
+    id: str
+    family: str
+    kinds: frozenset[str]
+    regex: str
+    name: str
+
+
+_ALL = frozenset({"path", "query", "url", "body", "header", "agent"})
+_PARAMS = frozenset({"query", "url", "body", "header"})
+_PATHS = frozenset({"path", "url"})
+_AGENT = frozenset({"agent"})
+
+
+def _p(pid: str, family: str, kinds: frozenset[str], regex: str, name: str) -> Pattern:
+    return Pattern(pid, family, kinds, regex, name)
+
+
+_TOOLS = (
+    "sqlmap|nikto|nmap|masscan|zgrab|w3af|acunetix|netsparker|arachni|skipfish|wpscan|whatweb|dirbuster|"
+    "gobuster|feroxbuster|wfuzz|fuzz faster|ffuf|nuclei|openvas|nessus|qualysguard|n-stalker|appspider|"
+    "ironwasp|webbandit|webshag|wapiti|commix|havij|sqlninja|jsql|ghauri|xsstrike|xsser|tplmap|sstimap|"
+    "dotdotpwn|fimap|lfisuite|lfimap|kadimus|joomscan|droopescan|cmsmap|wprecon|wpprobe|jbrofuzz|jorgee|"
+    "libwhisker|morfeus|zmeu|bfac|detectify|whatwaf|hexometer|nettacker|tsunamisecurityscanner|"
+    "sysscan|securityagent|netlab360|l9explore|l9tcpid|shortscan|graphw00f|graphql-cop|hydra|appscan|"
+    "burp ?suite|owasp zap|zaproxy|panoptic|mozlila|mozilla/5\\.g|bewica-security-scan|betabot|"
+    "sitelockspider|vega/|trufflehog|noseyparker|yeswehack|tinja|medusa|dirb/|httprint|paros|webinspect|"
+    "brutus|grabber|dominator|metasploit|nstalker|pangolin|bsqlbf|grendel-scan|blackwidow|"
+    "struts-pwn|log4j-scan|interactsh|python-xss|xenu"
+)
+
+PATTERNS: tuple[Pattern, ...] = (
+    # --- attack tools (user agent) ---------------------------------------------------------------
+    _p("tool.user_agent", "attack_tool", _AGENT, f"({_TOOLS})", "attack-tool user agent"),
+    # --- sensitive files and admin panels (path) -------------------------------------------------
+    _p("probe.dotfile", "sensitive_file", _PATHS,
+       r"/\.(env|git|svn|hg|bzr|cvs|ds_store|aws|ssh|docker|kube|npmrc|pypirc|netrc|pgpass|my\.cnf|"
+       r"htaccess|htpasswd|htdigest|bash_history|bashrc|zsh_history|mysql_history|psql_history|gitconfig|"
+       r"git-credentials|vscode|idea|config|travis\.yml|gitlab-ci\.yml|dockerenv|boto|s3cfg|wp-config)"
+       r"([/.~_-]|$|\?| )",
+       "dot-file / VCS / credentials probe"),
+    _p("probe.backup", "sensitive_file", _PATHS,
+       r"\.(bak|backup|bkp|old|orig|save|swp|swo|sql|sqlite|db|mdb|dump|tar|tgz|tar\.gz|zip|gz|7z|rar|"
+       r"war|jar|key|pem|p12|pfx|jks|kdbx|log|ini|conf|cfg|inc)(~|\.\d+)?($|\?| )|~($|\?| )",
+       "backup, archive, key or config file"),
+    _p("probe.admin", "sensitive_file", _PATHS,
+       r"/(wp-login\.php|wp-admin|wp-config|wp-content/plugins/|wp-includes/|xmlrpc\.php|phpmyadmin|pma|"
+       r"myadmin|mysqladmin|adminer(\.php)?|administrator/index|admin\.php|server-status|server-info|"
+       r"phpinfo\.php|info\.php|test\.php|shell\.php|cmd\.php|c99\.php|r57\.php|webshell|"
+       r"actuator(/|$)|jmx-console|web-console|manager/html|invoker/|solr/admin|cgi-bin/|"
+       r"console/login|owa/auth|vendor/phpunit|eval-stdin\.php|boaform|hnap1|\.well-known/acme-challenge/\.\.|"
+       r"etc/passwd|web\.config|elmah\.axd|trace\.axd|_profiler|telescope|horizon/api|debug/pprof|"
+       r"config\.json|credentials\.json|id_rsa|database\.yml|settings\.py|local_settings\.py)(/|$|\?| )",
+       "admin panel or tool path of software the service does not run"),
+    # --- template / expression injection ---------------------------------------------------------
+    _p("template.jndi", "template", _ALL, r"\$\{ ?(jndi|\$\{|env:|sys:|java:|lower:|upper:|date:|ctx:|::-)",
+       "JNDI / lookup expression (Log4Shell)"),
+    _p("template.expression", "template", _ALL,
+       r"(\{\{|\$\{|#\{|<%=?|\{%|\$\{\{|@\() ?[^}]{0,80}(\d ?[*+] ?\d|__[a-z]+__|\.(class|mro|subclasses|"
+       r"globals|builtins|getruntime|forname|exec)\b|config\b|self\b|request\.|lipsum|cycler|joiner|"
+       r"namespace|t\(java|new java|runtime|processbuilder|freemarker|velocity)",
+       "template / expression-language injection"),
+    # --- SSRF --------------------------------------------------------------------------------------
+    _p("ssrf.internal", "ssrf", _PARAMS,
+       r"(https?|gopher|dict|ftp|ldap|tftp|sftp|file|jar|netdoc)://(\[[^]]{0,40}\]|localhost|127\.|0\.0\.0\.0|"
+       r"0x7f|2130706433|017700000001|169\.254\.|metadata\.google|metadata\.azure|100\.100\.100\.200|"
+       r"10\.\d|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|0/|0:|0\.|\d{8,10}(/|$|:| ))",
+       "URL to loopback, link-local, metadata or private address"),
+    _p("ssrf.scheme", "ssrf", _PARAMS, r"(^|[=( ])(gopher|dict|ldap|tftp|jar|netdoc|sftp)://",
+       "non-web URL scheme"),
+    # --- RFI -------------------------------------------------------------------------------------
+    _p("rfi.ip", "rfi", _PARAMS, r"=(https?|ftps?)://\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}",
+       "parameter value is a URL with an IP address"),
+    _p("rfi.trailing", "rfi", _PARAMS, r"(https?|ftps?)://[^?& ]{1,200}\?( |$)",
+       "URL with a trailing ? (inclusion truncation)"),
+    _p("rfi.param", "rfi", _PARAMS,
+       r"(include|inc|require|file|page|path|template|tpl|conf|config|dir|mod|module|load|src|"
+       r"_conf\[[^]]{0,40}\]|mosconfig_absolute_path|_server\[document_root\])=(https?|ftps?)://",
+       "URL in a file-inclusion parameter"),
+    _p("rfi.script", "rfi", _PARAMS, r"(https?|ftps?)://[^?& ]{1,200}\.(txt|php|phtml|sh|pl|py|cgi|asp|jsp)\?",
+       "remote script with query"),
+    # --- command injection -----------------------------------------------------------------------
+    _p("cmdi.chain", "cmdi", _ALL,
+       r"([;|&`\n]|\$\(|\|\||&&) ?(\w+=\S* )?(/[a-z/]*)?(cat|ls|id|whoami|uname|ifconfig|ipconfig|"
+       r"netstat|ps|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|csh|ping|nslookup|dig|host|echo|rm|"
+       r"chmod|chown|python[23]?|perl|ruby|php|lua|node|telnet|ssh|scp|ftp|tftp|sleep|kill|killall|"
+       r"touch|mkdir|cp|mv|head|tail|more|less|find|grep|awk|sed|base64|xxd|env|printenv|set|export|"
+       r"powershell|cmd|net|type|dir|systeminfo|tasklist|reg|certutil|bitsadmin|whoami|hostname|passwd|"
+       r"crontab|nohup|xterm|sudo|su|eval|exec|sort|tee|od|nl|rev|tac|time|uptime|w|who|last|"
+       r"useradd|usermod|wall|mail|nmap|socat|openssl|gcc|cc|make|tar|zip|unzip|gzip|dd|mknod|"
+       r"mkfifo|shutdown|reboot|halt|init|systemctl|service|sh\.exe|cmd\.exe)"
+       r"([ <>;|&`'\"$)(]|$|\.exe)",
+       "shell command after a separator"),
+    _p("cmdi.substitution", "cmdi", _ALL, r"\$\( ?[a-z/]|`[a-z/][^`]{0,80}`|\$\{ifs|\$ifs\b|\$\{path:|\$\{home",
+       "command substitution / $IFS"),
+    _p("cmdi.shell_path", "cmdi", _ALL,
+       r"/bin/[a-z]|/usr/bin/|/sbin/|\bcmd(\.exe)? ?/[ck]\b|\bpowershell(\.exe)?\b|\bnc(\.exe)? -[elvnp]|"
+       r"\b(wget|curl) [^ ]{0,8}(https?|ftp)://|\bchmod [+0-7]|\bbash -[ci]",
+       "shell / interpreter path or invocation"),
+    # --- path traversal / LFI --------------------------------------------------------------------
+    _p("traversal.dotdot", "path_traversal", _ALL, r"(^|[/\\=:; '\"])\.{2,3}[/\\;]|[/\\]\.{2,3}([/\\]|$| |;)",
+       "../ sequence"),
+    _p("traversal.os_file", "path_traversal", _ALL,
+       r"(/etc/(passwd|shadow|group|hosts|issue|motd|fstab|crontab|sudoers|hostname|resolv\.conf|ssh|"
+       r"security|httpd|apache2|nginx|mysql|php)|/proc/(self|\d+)/|/var/(log|www|lib|mail|run)/|/root/|"
+       r"/home/[a-z0-9_]+/\.|/usr/local/|/dev/(tcp|udp)|boot\.ini|win\.ini|system\.ini|/windows/|"
+       r"system32|c:\\|c:/|\\windows\\|\bwinnt\b|/inetpub|/bin/(ba|z|da|c|tc|k)?sh\b|/etc/\w)",
+       "operating-system file path"),
+    _p("traversal.wrapper", "path_traversal", _ALL,
+       r"\b(file|php|zip|phar|glob|expect|zlib|compress\.zlib|compress\.bzip2|data|ogg|rar|ssh2|input)://",
+       "stream wrapper"),
+    # --- code injection (PHP, JS, generic) --------------------------------------------------------
+    _p("code.php_tag", "code_injection", _ALL, r"<\?(php|=)?[ a-z$]", "PHP open tag"),
+    _p("code.php_call", "code_injection", _ALL,
+       r"\b(eval|assert|system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|"
+       r"gzinflate|str_rot13|phpinfo|file_get_contents|file_put_contents|fopen|fwrite|readfile|"
+       r"show_source|highlight_file|include_once|require_once|preg_replace|create_function|"
+       r"call_user_func|call_user_func_array|array_map|unserialize|var_dump|print_r|mail|"
+       r"move_uploaded_file|getenv|putenv|ini_set|set_time_limit|chr|ord|hex2bin|bin2hex) ?\(",
+       "PHP function call"),
+    _p("code.php_var", "code_injection", _ALL,
+       r"\$_(get|post|cookie|request|server|files|env|session)\b|\$globals\b|php://|\bphpinfo\b|"
+       r"\b(o|a|s|c):\d+:[\"{]",
+       "PHP superglobal, wrapper or serialized object"),
+    _p("code.js", "code_injection", _ALL,
+       r"\b(require|process\.mainmodule)\b ?[.(]|child_process|__proto__|constructor ?\.? ?prototype|"
+       r"\bfunction ?\( ?\) ?\{|\bnew function\b|\bprocess\.(env|exit|kill|binding)|\beval ?\(|"
+       r"\bimport ?\( ?['\"]|\bsettimeout ?\( ?['\"]|\bspawn ?\(|\bexecsync\b|\bobject\.assign\b",
+       "JavaScript / Node.js code"),
+    # --- XSS -------------------------------------------------------------------------------------
+    _p("xss.script_tag", "xss", _ALL, r"<(/ ?)?script|<[a-z]{1,20}[^>]{0,200}\bscript:",
+       "script tag"),
+    _p("xss.handler", "xss", _ALL,
+       r"(<[a-z/!][^>]{0,200}|[\"'`; /])on[a-z]{3,40} ?=|\bon(error|load|mouseover|mouseout|focus|blur|"
+       r"click|dblclick|mouseenter|mouseleave|mousemove|keydown|keyup|keypress|submit|change|input|"
+       r"animationstart|animationend|transitionend|toggle|begin|pageshow|hashchange|message|resize|"
+       r"scroll|wheel|drag|dragstart|drop|copy|paste|cut|select|beforeunload|unload|popstate|auxclick|"
+       r"pointerover|pointerdown|focusin|play|readystatechange) ?=",
+       "event-handler attribute"),
+    _p("xss.tag", "xss", _ALL,
+       r"<(iframe|frame|frameset|img|image|svg|object|embed|applet|body|style|link|meta|base|form|"
+       r"input|button|video|audio|source|details|marquee|isindex|math|textarea|select|keygen|template|"
+       r"xss|a|div|span|table|td|p|h1|isindex|bgsound|layer|ilayer|xml|html|title|vmlframe|animate|set|"
+       r"foreignobject|dialog|slot|portal|plaintext|listing|xmp|noscript)[ />\x00]",
+       "HTML tag"),
+    _p("xss.uri", "xss", _ALL,
+       r"(javascript|vbscript|livescript|mocha) ?:|data: ?text/html|data: ?[a-z/+-]{1,40};base64|"
+       r"-moz-binding|\bexpression ?\(|\bsrcdoc ?=|\bformaction ?=|\bxlink:href|behavior ?:",
+       "script URI / CSS expression"),
+    _p("xss.call", "xss", _ALL,
+       r"\b(alert|prompt|confirm|eval|settimeout|setinterval|fromcharcode|atob|write|writeln) ?[(`]|"
+       r"document ?\. ?(cookie|domain|write|location|body|forms)|window ?\. ?(location|name|open)|"
+       r"\.innerhtml|\.outerhtml|top ?\[|\bself ?\[|\bparent ?\[|\bthis ?\[|\bstring\.fromcharcode",
+       "script call or DOM sink"),
+    # --- SQL injection ---------------------------------------------------------------------------
+    _p("sqli.union", "sqli", _ALL, r"\bunion[ (]*(all|distinct|select)\b", "UNION SELECT"),
+    _p("sqli.time", "sqli", _ALL,
+       r"\b(sleep|benchmark|pg_sleep|dbms_lock\.sleep|dbms_pipe\.receive_message|randomblob) ?\(|"
+       r"\bwaitfor (delay|time)\b",
+       "time-based blind (sleep / waitfor)"),
+    _p("sqli.tautology", "sqli", _ALL,
+       r"['\"`)] ?(or|and|xor|div|\|\||&&|having|where|rlike|regexp|like|sounds like)\b|"
+       r"\b(or|and|xor|having|where) ?\(? ?['\"]?[\w.-]{0,20}['\"]? ?(=|<|>|!=|<>|<=>| like | is | in ?\(| "
+       r"between | rlike | regexp ) ?\(? ?['\"]?[\w.-]{0,20}|['\"] ?[=<>!^|&*/%+-]{1,3} ?['\"(]|"
+       r"\b(or|and) (not )?(true|false|null|\d+)\b ?(--|#|$|;|\))",
+       "boolean / tautology"),
+    _p("sqli.terminator", "sqli", _ALL, r"['\"`)] ?(;|--|#|/\*)|;--|--[ +]?$|/\*!|\*/ ?(union|select|or|and)",
+       "quote then comment / statement terminator"),
+    _p("sqli.stacked", "sqli", _ALL,
+       r"; ?(select|insert|update|delete|drop|create|alter|exec|execute|declare|shutdown|truncate|grant|"
+       r"revoke|rename|replace|load|handler|call|set|begin|waitfor|use|show|desc|merge|copy)\b",
+       "stacked query"),
+    _p("sqli.keyword", "sqli", _ALL,
+       r"\bselect\b[^&]{0,100}\bfrom\b|\b(insert|replace) into\b|\bdelete from\b|\b(drop|create|alter|"
+       r"truncate) (table|database|schema|user|view|procedure|function)\b|\bupdate [\w`.\"\[\]]{1,64} "
+       r"set\b|\bselect ?(\*|@@|null|count ?\(|case|char|concat|if ?\(|top \d|\d+ ?(,|from|$))|"
+       r"\border by \d|\bgroup by\b[^&]{0,40}\bhaving\b|\bcase when\b|\bexec(ute)? (master|xp_|sp_)|"
+       r"\binto (out|dump)file\b|\bload data\b|\blike ['\"]?%|\bis (not )?null\b ?(--|#|;)",
+       "SQL statement or clause"),
+    _p("sqli.function", "sqli", _ALL,
+       r"\b(information_schema|sysobjects|syscolumns|sysusers|mysql\.user|pg_catalog|pg_shadow|"
+       r"sqlite_master|all_tables|user_tables|msysobjects|xp_cmdshell|sp_executesql|sp_oacreate|"
+       r"utl_http|utl_inaddr|dbms_\w+|@@version|@@datadir|@@hostname|@@servername|sys\.\w+)\b|"
+       r"\b(concat|concat_ws|group_concat|char|nchar|chr|ascii|ord|substring|substr|mid|left|right|"
+       r"hex|unhex|load_file|extractvalue|updatexml|version|database|schema|user|current_user|"
+       r"system_user|session_user|convert|cast|coalesce|ifnull|nullif|iif|elt|make_set|exp|floor|"
+       r"rand|count|length|len|lower|upper|reverse|instr|locate|position|strcmp|md5|sha1|"
+       r"json_extract|json_keys|xmltype|to_char|to_number|row_count|found_rows|last_insert_id|"
+       r"connection_id|uuid|sqlite_version|pg_read_file|lo_import|db_name|object_id|col_name|"
+       r"has_dbaccess|is_srvrolemember|openrowset|opendatasource|waitfor) ?\( ?(@|'|\"|\d|select|"
+       r"\)|null|0x|char|concat|user|version|database|[a-z_]+ ?\()",
+       "SQL function or system table"),
+    _p("sqli.hex_or_numeric", "sqli", _ALL,
+       r"\b0x[0-9a-f]{6,}\b|['\"] ?\+ ?['\"]|\|\| ?['\"(]|\b\d+ ?(and|or|xor|div|mod) ?\d+ ?(=|<|>)|"
+       r"['\"] ?(and|or) ?['\"]?\d|(=|\b)-?\d+['\"] ?(and|or|union|order|group|having|;|--|#)|"
+       r"\b(and|or|having) \d+ ?(=|<|>|like)|@@[a-z_]+|\bchar ?\( ?\d+ ?[,)]",
+       "hex literal, string concatenation or numeric comparison"),
+)
+
+# --- decoding ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One decoding step: replace every match of ``regex`` (RE2-compatible) by ``replacement``
+    (literal text; ``$1`` stands for the first group, as in Go). ``trigger`` is a character that
+    must occur for the step to match anything (lets Python skip it)."""
+
+    regex: str
+    replacement: str
+    trigger: str | None
+    group: str = ""  # "percent" for the %NN table (Python runs it as one fast loop)
+
+
+def _percent_table() -> list[Step]:
+    steps = [
+        # overlong UTF-8, %u and percent-encoded full-width forms of the characters that matter
+        Step("%c0%ae|%e0%80%ae|%c0%2e|%ef%bc%8e|%uff0e", ".", "%"),
+        Step("%c0%af|%e0%80%af|%c0%2f|%ef%bc%8f|%uff0f", "/", "%"),
+        Step("%c1%9c|%c1%1c|%c0%5c|%ef%bc%bc|%uff3c", "\\", "%"),
+        Step("%ef%bc%9c|%uff1c|%c0%bc", "<", "%"),
+        Step("%ef%bc%9e|%uff1e|%c0%be", ">", "%"),
+        Step("%ef%bc%87|%uff07|%c0%a7", "'", "%"),
+        Step("%ef%bc%82|%uff02|%c0%a2", '"', "%"),
+        Step("%0[9abcd]", " ", "%"),
+        Step("%00", "", "%", "percent"),
+    ]
+    for code in range(0x20, 0x7F):
+        if code != 0x25:
+            steps.append(Step(f"%{code:02x}", chr(code).lower(), "%", "percent"))
+    return steps
+
+
+_FULLWIDTH = ".\\/<>'\"();|${}=&"
+
+
+def _one_pass() -> list[Step]:
+    return [
+        Step(r"\\x([0-9a-f]{2})", "%$1", "\\"),
+        Step(r"\\u00([0-9a-f]{2})", "%$1", "\\"),
+        Step(r"&#x0*([0-9a-f]{2});?", "%$1", "&"),
+        Step(r"%u00([0-9a-f]{2})", "%$1", "%"),
+        Step("%(25)+", "%", "%"),
+        *_percent_table(),
+        Step("&#0*60;?|&lt;?", "<", "&"),
+        Step("&#0*62;?|&gt;?", ">", "&"),
+        Step("&#0*39;?|&apos;", "'", "&"),
+        Step("&#0*34;?|&quot;?", '"', "&"),
+        Step("&#0*40;?|&lpar;", "(", "&"),
+        Step("&#0*41;?|&rpar;", ")", "&"),
+        Step("&#0*58;?|&colon;", ":", "&"),
+        Step("&#0*47;?|&sol;", "/", "&"),
+        Step("&#0*92;?|&bsol;", "\\", "&"),
+        Step("&#0*59;?|&semi;", ";", "&"),
+        Step("&#0*61;?|&equals;", "=", "&"),
+        Step("&#0*9;|&#0*10;|&#0*13;|&#0*32;|&tab;|&newline;|&nbsp;", " ", "&"),
+        Step("&amp;?", "&", "&"),
+        *(Step(re.escape(chr(ord(c) + 0xFEE0)), c, chr(ord(c) + 0xFEE0)) for c in _FULLWIDTH),
+    ]
+
+
+def decode_steps() -> list[Step]:
+    """Every decoding step in order, applied after lower-casing."""
+    return [
+        Step(r"\+", " ", "+"),
+        *_one_pass(),
+        *_one_pass(),
+        Step(r"/\*!?[0-9]*|\*/", " ", "*"),
+        Step("[\t\n\v\f\r ]+", " ", None),
+    ]
+
+
+_PERCENT = re.compile(r"%[0-9a-f]{2}")
+_HEX_DIGITS = frozenset("0123456789abcdef")
+Compiled = tuple[Step, "re.Pattern[str]", Callable[["re.Match[str]"], str]]
+
+
+def _python_replacement(replacement: str) -> Callable[[re.Match[str]], str]:
+    if "$1" in replacement:
+        before, after = replacement.split("$1", 1)
+        return lambda m: before + m.group(1) + after
+    return lambda m: replacement
+
+
+@dataclass
+class _Run:
+    """Consecutive steps: either regex steps, or one run of the %NN table (``percent``)."""
+
+    percent: list[tuple[str, str]]
+    steps: list[Compiled]
+
+
+def _compile_steps() -> list[_Run]:
+    """Runs of steps: regex steps compiled with their replacement; each run of the %NN table as
+    (code, char) pairs that :func:`_percent_run` applies with exactly the same result."""
+    runs: list[_Run] = []
+    for step in decode_steps():
+        if step.group == "percent":
+            if not runs or not runs[-1].percent:
+                runs.append(_Run([], []))
+            runs[-1].percent.append((step.regex, step.replacement))
+        else:
+            if not runs or runs[-1].percent:
+                runs.append(_Run([], []))
+            runs[-1].steps.append((step, re.compile(step.regex, re.ASCII), _python_replacement(step.replacement)))
+    return runs
+
+
+def _percent_run(text: str, table: list[tuple[str, str]]) -> str:
+    """Sequential literal replacements in table order, visiting only codes that occur. A
+    replacement can create a new code only by producing a hex digit or deleting (``%00``): then
+    the set of present codes is recomputed, so the result equals the plain sequential loop."""
+    present = set(_PERCENT.findall(text))
+    if not present:
+        return text
+    for code, char in table:
+        if code in present:
+            text = text.replace(code, char)
+            present.discard(code)
+            if char == "" or char in _HEX_DIGITS:
+                present = set(_PERCENT.findall(text))
+    return text
+
+
+_RUNS = _compile_steps()
+_NEEDS_DECODING = re.compile("[%&\\\\+*\t\n\v\f\r\uff01-\uff5e]| {2}")
+
+
+def normalize(value: str) -> str:
+    """The text patterns are matched against (lower-cased, decoded as a WAF would)."""
+    text = value.lower()
+    if _NEEDS_DECODING.search(text) is None:
+        return text
+    for run in _RUNS:
+        if run.percent:
+            if "%" in text:
+                text = _percent_run(text, run.percent)
+            continue
+        for step, regex, repl in run.steps:
+            if step.trigger is None or step.trigger in text:
+                text = regex.sub(repl, text)
+    return text
+
+
+def normalize_reference(value: str) -> str:
+    """The same decoding, step by step with no shortcut (what the collector runs; for tests)."""
+    text = value.lower()
+    for step in decode_steps():
+        text = re.compile(step.regex, re.ASCII).sub(_python_replacement(step.replacement), text)
+    return text
+
+
+# --- matching ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Hit:
+    """What payload inspection found: the family, the pattern and the field name it was found in."""
+
+    family: str
+    pattern: str
+    field: str
+    name: str
+
+
+class _KindMatcher:
+    """The patterns of one field kind: one combined regex answers "anything?" on the clean path;
+    only on a match are the patterns tried one by one, in table order (as the collector does)."""
+
+    def __init__(self, patterns: list[Pattern]) -> None:
+        self.patterns = [(p, re.compile(p.regex, re.ASCII)) for p in patterns]
+        self.any = re.compile("|".join(f"(?:{p.regex})" for p in patterns), re.ASCII)
+
+    def first(self, text: str) -> Pattern | None:
+        if self.any.search(text) is None:
+            return None
+        for pattern, regex in self.patterns:
+            if regex.search(text) is not None:
+                return pattern
+        return None  # pragma: no cover - the combined regex matched, so one of them does
+
+
+_MATCHERS: dict[str, _KindMatcher] = {
+    kind: _KindMatcher([p for p in PATTERNS if kind in p.kinds]) for _, kind in INSPECTED_FIELDS
+}
+_MEMO_MAX = 4096
+_MEMO_LEN = 256
+
+
+def _utf8_len(value: str) -> int:
+    if len(value) * 4 <= BOUND_BYTES:
+        return len(value)  # cannot exceed the bound
+    return len(value.encode("utf-8", "surrogatepass"))
+
+
+class PayloadInspector:
+    """Finds the first attack pattern in a record's request fields (``None`` when clean).
+
+    Short field values are memoised (most requests repeat a few paths and user agents), so the
+    clean path of a busy service is a dictionary look-up per field.
+    """
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str, str], Pattern | None] = {}
+
+    def inspect_value(self, kind: str, value: str) -> Pattern | None:
+        key = (kind, value)
+        memo = self._memo
+        if key in memo:
+            return memo[key]
+        found = _MATCHERS[kind].first(normalize(value))
+        if len(value) <= _MEMO_LEN:
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[key] = found
+        return found
+
+    def inspect(self, attr: Callable[[str], Any]) -> Hit | None:
+        """Inspect the fields ``attr(name)`` returns (non-strings are skipped)."""
+        for name, kind in INSPECTED_FIELDS:
+            value = attr(name)
+            if not isinstance(value, str) or not value:
+                continue
+            if _utf8_len(value) > BOUND_BYTES:
+                return Hit("oversize", "oversize.field", name, FAMILIES["oversize"].description)
+            found = self.inspect_value(kind, value)
+            if found is not None:
+                return Hit(found.family, found.id, name, found.name)
+        return None
+
+
+RULESET = "otel-ext payload inspection"
+
+
+def attack_attributes(hit: Hit) -> dict[str, Any]:
+    """The ECS ``rule.*`` fields and the matched field's name for one hit (never the payload)."""
+    return {
+        "rule.id": hit.pattern,
+        "rule.name": hit.name,
+        "rule.category": FAMILIES[hit.family].category,
+        "rule.ruleset": RULESET,
+        "labels.attack_field": hit.field,
+    }
+
+
+def inspect_mapping(values: Mapping[str, Any]) -> Hit | None:
+    """Convenience for tests and tools: inspect a plain mapping of attributes."""
+    return PayloadInspector().inspect(values.get)
