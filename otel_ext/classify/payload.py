@@ -22,8 +22,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+try:  # the collector's regex engine; optional: Python's re gives the same answers, slower
+    import re2 as _re2
+except ImportError:  # pragma: no cover - google-re2 is a dependency; this is a fallback
+    _re2 = None
 
 BOUND_BYTES = 8192
 """Longest field (UTF-8 bytes) that is scanned; a longer one is reported as ``oversize``."""
@@ -151,6 +156,7 @@ PATTERNS: tuple[Pattern, ...] = (
        r"(include|inc|require|file|page|path|template|tpl|conf|config|dir|mod|module|load|src|"
        r"_conf\[[^]]{0,40}\]|mosconfig_absolute_path|_server\[document_root\])=(https?|ftps?)://",
        "URL in a file-inclusion parameter"),
+    _p("rfi.bare_scheme", "rfi", _PARAMS, r"=(https?|ftps?|file)\?", "scheme with a trailing ?"),
     _p("rfi.script", "rfi", _PARAMS, r"(https?|ftps?)://[^?& ]{1,200}\.(txt|php|phtml|sh|pl|py|cgi|asp|jsp)\?",
        "remote script with query"),
     # --- command injection -----------------------------------------------------------------------
@@ -167,8 +173,19 @@ PATTERNS: tuple[Pattern, ...] = (
        "shell command after a separator"),
     _p("cmdi.substitution", "cmdi", _ALL, r"\$\( ?[a-z/]|`[a-z/][^`]{0,80}`|\$\{ifs|\$ifs\b|\$\{path:|\$\{home",
        "command substitution / $IFS"),
+    _p("cmdi.evasion", "cmdi", _ALL,
+       r"/[a-z?*]{0,8}\[[!^]?[a-z?*/-]{1,12}\][a-z?*]{0,8}|/[?*]{2,}|\{[a-z$\"',]{0,12},[a-z$\"',]{0,12}\}|"
+       r"\$\{[a-z_#]{0,12}[#%:]|[a-z]\$[!_@*#?][a-z/]|\b[a-z]{1,6}(''|\"\")[a-z]|'[a-z]{1,4}'[a-z]{2}|"
+       r"[<>]\( ?[a-z)]|``|\(\) ?\{|\$\[[0-9]",
+       "shell globbing, brace expansion or quoting evasion"),
+    _p("cmdi.windows", "cmdi", _ALL,
+       r"\bfor( /[lfdr])?( \"[^\"]{0,40}\")? %%?[a-z~/]{1,3} in ?\(|\bif( /i)?( not)? (exist|defined|errorlevel|"
+       r"cmdextversion|%[a-z0-9]|\[|\"%)|\b(iwr|iwmi|iex|invoke-webrequest|invoke-expression|invoke-wmimethod|"
+       r"start-process|new-object|downloadstring|downloadfile|get-wmiobject|set-executionpolicy)\b|"
+       r"\bbcdboot\b|\bcertutil\b|\bbitsadmin\b|\bwmic\b|\brundll32\b|\bregsvr32\b|\bmshta\b",
+       "Windows cmd / PowerShell"),
     _p("cmdi.shell_path", "cmdi", _ALL,
-       r"/bin/[a-z]|/usr/bin/|/sbin/|\bcmd(\.exe)? ?/[ck]\b|\bpowershell(\.exe)?\b|\bnc(\.exe)? -[elvnp]|"
+       r"\bs?bin/[a-z]|/usr/bin/|/sbin/|\bcmd(\.exe)? ?/[ck]\b|\bpowershell(\.exe)?\b|\bnc(\.exe)? -[elvnp]|"
        r"\b(wget|curl) [^ ]{0,8}(https?|ftp)://|\bchmod [+0-7]|\bbash -[ci]",
        "shell / interpreter path or invocation"),
     # --- path traversal / LFI --------------------------------------------------------------------
@@ -178,13 +195,21 @@ PATTERNS: tuple[Pattern, ...] = (
        r"(/etc/(passwd|shadow|group|hosts|issue|motd|fstab|crontab|sudoers|hostname|resolv\.conf|ssh|"
        r"security|httpd|apache2|nginx|mysql|php)|/proc/(self|\d+)/|/var/(log|www|lib|mail|run)/|/root/|"
        r"/home/[a-z0-9_]+/\.|/usr/local/|/dev/(tcp|udp)|boot\.ini|win\.ini|system\.ini|/windows/|"
-       r"system32|c:\\|c:/|\\windows\\|\bwinnt\b|/inetpub|/bin/(ba|z|da|c|tc|k)?sh\b|/etc/\w)",
+       r"system32|c:\\|c:/|\\windows\\|\bwinnt\b|/inetpub|/bin/(ba|z|da|c|tc|k)?sh\b|/etc/\w|"
+       r"(^|[=/ ])\.(ssh|docker|aws|kube|gnupg|git|svn|config)/|/sys/(class|kernel|block|devices|fs)|/tmp/|"
+       r"\bid_(rsa|dsa|ecdsa|ed25519)\b|\bbackup\.(sql|zip|tar)|\.(sql|bak)\.(zip|gz|tar))",
        "operating-system file path"),
     _p("traversal.wrapper", "path_traversal", _ALL,
        r"\b(file|php|zip|phar|glob|expect|zlib|compress\.zlib|compress\.bzip2|data|ogg|rar|ssh2|input)://",
        "stream wrapper"),
     # --- code injection (PHP, JS, generic) --------------------------------------------------------
-    _p("code.php_tag", "code_injection", _ALL, r"<\?(php|=)?[ a-z$]", "PHP open tag"),
+    _p("code.php_tag", "code_injection", _ALL, r"<\?(php|=)?[ a-z$]",
+       "PHP open tag"),
+    _p("code.php_misc", "code_injection", _ALL,
+       r"[\[{]/?php[\]}]|<\?($| )|\b(posix_[a-z]{3,20}|gz(de|in|un)[a-z]{3,12}|date_[a-z]{3,12}|"
+       r"array_[a-z_]{3,20}|str_[a-z_]{3,20}|mb_[a-z_]{3,20}|ini_[a-z_]{3,10}|extension_dir)\b ?[(=]|"
+       r"\$ ?\{ ?\$?[a-z_]{1,20}\}",
+       "PHP tag, function family or variable variable"),
     _p("code.php_call", "code_injection", _ALL,
        r"\b(eval|assert|system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|"
        r"gzinflate|str_rot13|phpinfo|file_get_contents|file_put_contents|fopen|fwrite|readfile|"
@@ -201,6 +226,10 @@ PATTERNS: tuple[Pattern, ...] = (
        r"\bfunction ?\( ?\) ?\{|\bnew function\b|\bprocess\.(env|exit|kill|binding)|\beval ?\(|"
        r"\bimport ?\( ?['\"]|\bsettimeout ?\( ?['\"]|\bspawn ?\(|\bexecsync\b|\bobject\.assign\b",
        "JavaScript / Node.js code"),
+    _p("code.js_misc", "code_injection", _ALL,
+       r"\bconsole ?(\.|\[)|\bmodule\.exports|_\$\$nd_func\$\$_|__js_function|xyqktkrfrlvoqyqkxw|"
+       r"\bthis\.constructor|\bprocess ?\[|\bglobal(this)? ?[.\[]|\breq\.(query|body|params)",
+       "Node.js serialization / runtime access"),
     # --- XSS -------------------------------------------------------------------------------------
     _p("xss.script_tag", "xss", _ALL, r"<(/ ?)?script|<[a-z]{1,20}[^>]{0,200}\bscript:",
        "script tag"),
@@ -224,7 +253,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p("xss.call", "xss", _ALL,
        r"\b(alert|prompt|confirm|eval|settimeout|setinterval|fromcharcode|atob|write|writeln) ?[(`]|"
        r"document ?\. ?(cookie|domain|write|location|body|forms)|window ?\. ?(location|name|open)|"
-       r"\.innerhtml|\.outerhtml|top ?\[|\bself ?\[|\bparent ?\[|\bthis ?\[|\bstring\.fromcharcode",
+       r"\bbtoa ?\(|\+adw-|url ?\( ?['\"]?(javascript|data|vbscript)|\.innerhtml|\.outerhtml|top ?\[|\bself ?\[|\bparent ?\[|\bthis ?\[|\bstring\.fromcharcode",
        "script call or DOM sink"),
     # --- SQL injection ---------------------------------------------------------------------------
     _p("sqli.union", "sqli", _ALL, r"\bunion[ (]*(all|distinct|select)\b", "UNION SELECT"),
@@ -267,7 +296,9 @@ PATTERNS: tuple[Pattern, ...] = (
     _p("sqli.hex_or_numeric", "sqli", _ALL,
        r"\b0x[0-9a-f]{6,}\b|['\"] ?\+ ?['\"]|\|\| ?['\"(]|\b\d+ ?(and|or|xor|div|mod) ?\d+ ?(=|<|>)|"
        r"['\"] ?(and|or) ?['\"]?\d|(=|\b)-?\d+['\"] ?(and|or|union|order|group|having|;|--|#)|"
-       r"\b(and|or|having) \d+ ?(=|<|>|like)|@@[a-z_]+|\bchar ?\( ?\d+ ?[,)]",
+       r"\b(and|or|having) \d+ ?(=|<|>|like)|@@[a-z_]+|\bchar ?\( ?\d+ ?[,)]|=\d+ ?(=|<=>|!=|<>) ?\d|"
+       r"\blike null\b|\d is not \d|::(int|text|jsonb?|varchar|bigint|regclass)\b|\bstarts_with ?\(|"
+       r"\b(jsonb?_[a-z_]{3,20}|unistr|pg_[a-z_]{3,20}|sqlite_[a-z_]{3,20}) ?\(",
        "hex literal, string concatenation or numeric comparison"),
 )
 
@@ -277,70 +308,71 @@ PATTERNS: tuple[Pattern, ...] = (
 @dataclass(frozen=True)
 class Step:
     """One decoding step: replace every match of ``regex`` (RE2-compatible) by ``replacement``
-    (literal text; ``$1`` stands for the first group, as in Go). ``trigger`` is a character that
-    must occur for the step to match anything (lets Python skip it)."""
+    (literal text; ``$1`` stands for the first group, as in Go). ``triggers``: substrings one of
+    which must occur for the step to match anything (lets Python skip it); empty = always run."""
 
     regex: str
     replacement: str
-    trigger: str | None
+    triggers: tuple[str, ...]
     group: str = ""  # "percent" for the %NN table (Python runs it as one fast loop)
 
 
 def _percent_table() -> list[Step]:
     steps = [
         # overlong UTF-8, %u and percent-encoded full-width forms of the characters that matter
-        Step("%c0%ae|%e0%80%ae|%c0%2e|%ef%bc%8e|%uff0e", ".", "%"),
-        Step("%c0%af|%e0%80%af|%c0%2f|%ef%bc%8f|%uff0f", "/", "%"),
-        Step("%c1%9c|%c1%1c|%c0%5c|%ef%bc%bc|%uff3c", "\\", "%"),
-        Step("%ef%bc%9c|%uff1c|%c0%bc", "<", "%"),
-        Step("%ef%bc%9e|%uff1e|%c0%be", ">", "%"),
-        Step("%ef%bc%87|%uff07|%c0%a7", "'", "%"),
-        Step("%ef%bc%82|%uff02|%c0%a2", '"', "%"),
-        Step("%0[9abcd]", " ", "%"),
-        Step("%00", "", "%", "percent"),
+        Step("%c0%ae|%e0%80%ae|%c0%2e|%ef%bc%8e|%uff0e", ".", _OVERLONG),
+        Step("%c0%af|%e0%80%af|%c0%2f|%ef%bc%8f|%uff0f", "/", _OVERLONG),
+        Step("%c1%9c|%c1%1c|%c0%5c|%ef%bc%bc|%uff3c", "\\", _OVERLONG),
+        Step("%ef%bc%9c|%uff1c|%c0%bc", "<", _OVERLONG),
+        Step("%ef%bc%9e|%uff1e|%c0%be", ">", _OVERLONG),
+        Step("%ef%bc%87|%uff07|%c0%a7", "'", _OVERLONG),
+        Step("%ef%bc%82|%uff02|%c0%a2", '"', _OVERLONG),
+        Step("%0[9abcd]", " ", ("%0",)),
+        Step("%00", "", ("%",), "percent"),
     ]
     for code in range(0x20, 0x7F):
         if code != 0x25:
-            steps.append(Step(f"%{code:02x}", chr(code).lower(), "%", "percent"))
+            steps.append(Step(f"%{code:02x}", chr(code).lower(), ("%",), "percent"))
     return steps
 
 
+_OVERLONG = ("%c0", "%c1", "%e0", "%ef", "%uff")
 _FULLWIDTH = ".\\/<>'\"();|${}=&"
 
 
 def _one_pass() -> list[Step]:
     return [
-        Step(r"\\x([0-9a-f]{2})", "%$1", "\\"),
-        Step(r"\\u00([0-9a-f]{2})", "%$1", "\\"),
-        Step(r"&#x0*([0-9a-f]{2});?", "%$1", "&"),
-        Step(r"%u00([0-9a-f]{2})", "%$1", "%"),
-        Step("%(25)+", "%", "%"),
+        Step(r"\\x([0-9a-f]{2})", "%$1", ("\\x",)),
+        Step(r"\\u00([0-9a-f]{2})", "%$1", ("\\u00",)),
+        Step(r"&#x0*([0-9a-f]{2});?", "%$1", ("&#x",)),
+        Step(r"%u00([0-9a-f]{2})", "%$1", ("%u00",)),
+        Step("%(25)+", "%", ("%25",)),
         *_percent_table(),
-        Step("&#0*60;?|&lt;?", "<", "&"),
-        Step("&#0*62;?|&gt;?", ">", "&"),
-        Step("&#0*39;?|&apos;", "'", "&"),
-        Step("&#0*34;?|&quot;?", '"', "&"),
-        Step("&#0*40;?|&lpar;", "(", "&"),
-        Step("&#0*41;?|&rpar;", ")", "&"),
-        Step("&#0*58;?|&colon;", ":", "&"),
-        Step("&#0*47;?|&sol;", "/", "&"),
-        Step("&#0*92;?|&bsol;", "\\", "&"),
-        Step("&#0*59;?|&semi;", ";", "&"),
-        Step("&#0*61;?|&equals;", "=", "&"),
-        Step("&#0*9;|&#0*10;|&#0*13;|&#0*32;|&tab;|&newline;|&nbsp;", " ", "&"),
-        Step("&amp;?", "&", "&"),
-        *(Step(re.escape(chr(ord(c) + 0xFEE0)), c, chr(ord(c) + 0xFEE0)) for c in _FULLWIDTH),
+        Step("&#0*60;?|&lt;?", "<", ('&#', '&lt')),
+        Step("&#0*62;?|&gt;?", ">", ('&#', '&gt')),
+        Step("&#0*39;?|&apos;", "'", ('&#', '&apos')),
+        Step("&#0*34;?|&quot;?", '"', ('&#', '&quot')),
+        Step("&#0*40;?|&lpar;", "(", ('&#', '&lpar')),
+        Step("&#0*41;?|&rpar;", ")", ('&#', '&rpar')),
+        Step("&#0*58;?|&colon;", ":", ('&#', '&colon')),
+        Step("&#0*47;?|&sol;", "/", ('&#', '&sol')),
+        Step("&#0*92;?|&bsol;", "\\", ('&#', '&bsol')),
+        Step("&#0*59;?|&semi;", ";", ('&#', '&semi')),
+        Step("&#0*61;?|&equals;", "=", ('&#', '&equals')),
+        Step("&#0*9;|&#0*10;|&#0*13;|&#0*32;|&tab;|&newline;|&nbsp;", " ", ('&#', '&tab', '&newline', '&nbsp')),
+        Step("&amp;?", "&", ("&amp",)),
+        *(Step(re.escape(chr(ord(c) + 0xFEE0)), c, (chr(ord(c) + 0xFEE0),)) for c in _FULLWIDTH),
     ]
 
 
 def decode_steps() -> list[Step]:
     """Every decoding step in order, applied after lower-casing."""
     return [
-        Step(r"\+", " ", "+"),
+        Step(r"\+", " ", ("+",)),
         *_one_pass(),
         *_one_pass(),
-        Step(r"/\*!?[0-9]*|\*/", " ", "*"),
-        Step("[\t\n\v\f\r ]+", " ", None),
+        Step(r"/\*!?[0-9]*|\*/", " ", ("/*", "*/")),
+        Step("[\t\n\v\f\r ]+", " ", ("\t", "\n", "\v", "\f", "\r", "  ")),
     ]
 
 
@@ -362,6 +394,9 @@ class _Run:
 
     percent: list[tuple[str, str]]
     steps: list[Compiled]
+    gate: re.Pattern[str] | None = None  # finds the triggers of ``steps`` that occur
+    by_trigger: dict[str, list[int]] = field(default_factory=dict)  # trigger -> indices in steps
+    order: dict[str, int] = field(default_factory=dict)  # %NN code -> index in percent
 
 
 def _compile_steps() -> list[_Run]:
@@ -377,22 +412,53 @@ def _compile_steps() -> list[_Run]:
             if not runs or runs[-1].percent:
                 runs.append(_Run([], []))
             runs[-1].steps.append((step, re.compile(step.regex, re.ASCII), _python_replacement(step.replacement)))
+    for run in runs:
+        run.order = {code: i for i, (code, _) in enumerate(run.percent)}
+        for i, (step, _, _) in enumerate(run.steps):
+            assert step.triggers, step  # every regex step names its triggers
+            for trigger in step.triggers:
+                run.by_trigger.setdefault(trigger, []).append(i)
+        if run.steps:
+            run.gate = re.compile("|".join(re.escape(t) for t in sorted(run.by_trigger, key=len, reverse=True)))
     return runs
 
 
-def _percent_run(text: str, table: list[tuple[str, str]]) -> str:
+def _percent_run(text: str, table: list[tuple[str, str]], order: dict[str, int]) -> str:
     """Sequential literal replacements in table order, visiting only codes that occur. A
     replacement can create a new code only by producing a hex digit or deleting (``%00``): then
-    the set of present codes is recomputed, so the result equals the plain sequential loop."""
-    present = set(_PERCENT.findall(text))
-    if not present:
-        return text
-    for code, char in table:
-        if code in present:
-            text = text.replace(code, char)
-            present.discard(code)
-            if char == "" or char in _HEX_DIGITS:
-                present = set(_PERCENT.findall(text))
+    the codes present are recomputed, so the result equals the plain sequential loop."""
+    pending = sorted(order[c] for c in set(_PERCENT.findall(text)) if c in order)
+    k = 0
+    while k < len(pending):
+        i = pending[k]
+        code, char = table[i]
+        text = text.replace(code, char)
+        if char == "" or char in _HEX_DIGITS:
+            pending = sorted(order[c] for c in set(_PERCENT.findall(text)) if c in order and order[c] > i)
+            k = 0
+        else:
+            k += 1
+    return text
+
+
+def _regex_run(text: str, run: _Run) -> str:
+    """The run's regex steps in order, skipping those none of whose triggers occur (recomputed
+    whenever a step changes the text), so the result equals running every step."""
+    assert run.gate is not None
+    present = set(run.gate.findall(text))
+    pending = sorted({i for t in present for i in run.by_trigger[t]})
+    k = 0
+    while k < len(pending):
+        i = pending[k]
+        _, regex, repl = run.steps[i]
+        changed = regex.sub(repl, text)
+        if changed != text:
+            text = changed
+            present = set(run.gate.findall(text))
+            pending = sorted({j for t in present for j in run.by_trigger[t] if j > i})
+            k = 0
+        else:
+            k += 1
     return text
 
 
@@ -408,11 +474,9 @@ def normalize(value: str) -> str:
     for run in _RUNS:
         if run.percent:
             if "%" in text:
-                text = _percent_run(text, run.percent)
-            continue
-        for step, regex, repl in run.steps:
-            if step.trigger is None or step.trigger in text:
-                text = regex.sub(repl, text)
+                text = _percent_run(text, run.percent, run.order)
+        else:
+            text = _regex_run(text, run)
     return text
 
 
@@ -437,20 +501,31 @@ class Hit:
 
 
 class _KindMatcher:
-    """The patterns of one field kind: one combined regex answers "anything?" on the clean path;
-    only on a match are the patterns tried one by one, in table order (as the collector does)."""
+    """The patterns of one field kind. With google-re2 (the collector's regex engine) they form
+    one ``re2.Set``: one linear pass over the text says which patterns match, and the first in
+    table order wins, as in the collector. Without it, Python ``re`` tries them in order."""
 
     def __init__(self, patterns: list[Pattern]) -> None:
-        self.patterns = [(p, re.compile(p.regex, re.ASCII)) for p in patterns]
-        self.any = re.compile("|".join(f"(?:{p.regex})" for p in patterns), re.ASCII)
+        self.patterns = patterns
+        self.compiled = [re.compile(p.regex, re.ASCII) for p in patterns]
+        self.set: Any = None
+        if _re2 is not None:
+            options = _re2.Options()
+            options.never_capture = True
+            regex_set = _re2.Set.SearchSet(options)
+            for pattern in patterns:
+                regex_set.Add(pattern.regex)
+            regex_set.Compile()
+            self.set = regex_set
 
     def first(self, text: str) -> Pattern | None:
-        if self.any.search(text) is None:
-            return None
-        for pattern, regex in self.patterns:
+        if self.set is not None:
+            found = self.set.Match(text)
+            return self.patterns[min(found)] if found else None
+        for pattern, regex in zip(self.patterns, self.compiled, strict=True):
             if regex.search(text) is not None:
                 return pattern
-        return None  # pragma: no cover - the combined regex matched, so one of them does
+        return None
 
 
 _MATCHERS: dict[str, _KindMatcher] = {
