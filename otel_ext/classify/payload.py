@@ -253,7 +253,8 @@ PATTERNS: tuple[Pattern, ...] = (
     _p("xss.call", "xss", _ALL,
        r"\b(alert|prompt|confirm|eval|settimeout|setinterval|fromcharcode|atob|write|writeln) ?[(`]|"
        r"document ?\. ?(cookie|domain|write|location|body|forms)|window ?\. ?(location|name|open)|"
-       r"\bbtoa ?\(|\+adw-|url ?\( ?['\"]?(javascript|data|vbscript)|\.innerhtml|\.outerhtml|top ?\[|\bself ?\[|\bparent ?\[|\bthis ?\[|\bstring\.fromcharcode",
+       r"\bbtoa ?\(|\+adw-|url ?\( ?['\"]?(javascript|data|vbscript)|"
+       r"\.innerhtml|\.outerhtml|top ?\[|\bself ?\[|\bparent ?\[|\bthis ?\[|\bstring\.fromcharcode",
        "script call or DOM sink"),
     # --- SQL injection ---------------------------------------------------------------------------
     _p("sqli.union", "sqli", _ALL, r"\bunion[ (]*(all|distinct|select)\b", "UNION SELECT"),
