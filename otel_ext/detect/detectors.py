@@ -197,7 +197,8 @@ class AttackSource(CountPerKey):
     defaults = {"threshold": 10, "window_s": 60}
 
     def matches(self, event: Event) -> bool:
-        return event.event_class == "security" and bool(event.action) and event.action.startswith("malicious_")
+        action = event.action
+        return event.event_class == "security" and action is not None and action.startswith("malicious_")
 
 
 class ScannerBurst(CountPerKey):
