@@ -276,6 +276,23 @@ def test_fast_normalize_equals_the_step_by_step_reference() -> None:
         assert normalize(text) == normalize_reference(text), text
 
 
+def test_numeric_path_segments_share_a_verdict() -> None:
+    """The memo keys plain paths with all-digit segments collapsed: check that no pattern's verdict
+    depends on which digits such a segment holds."""
+    from otel_ext.classify.payload import _MATCHERS
+
+    paths = {r["uri"].partition("?")[0] for r in crs_rows() + csic_rows()} | {
+        "/proc/1/environ", "/proc/12345/cmdline", "/api/orders/17", "/0x41414141", "/wp-admin/1", "/1.bak",
+        "/etc/passwd/0", "/v1/2130706433/x", "/backup/2024/db.sql"}
+    for path in paths:
+        if re.fullmatch(r"[A-Za-z0-9/_.-]*", path) is None:
+            continue
+        verdict = _MATCHERS["path"].first(normalize(path))
+        for digits in ("0", "7", "99999", "123456789012"):
+            other = re.sub(r"/[0-9]+(?=/|$)", "/" + digits, path)
+            assert _MATCHERS["path"].first(normalize(other)) == verdict, (path, other)
+
+
 def test_every_pattern_and_decoding_step_is_re2_compatible() -> None:
     re2 = pytest.importorskip("re2")
     for pattern in PATTERNS:

@@ -532,6 +532,8 @@ class _KindMatcher:
 _MATCHERS: dict[str, _KindMatcher] = {
     kind: _KindMatcher([p for p in PATTERNS if kind in p.kinds]) for _, kind in INSPECTED_FIELDS
 }
+_SIMPLE_PATH = re.compile(r"[A-Za-z0-9/_.-]*")
+_NUMERIC_SEGMENT = re.compile(r"/[0-9]+(?=/|$)")
 _MEMO_MAX = 4096
 _MEMO_LEN = 256
 
@@ -553,7 +555,12 @@ class PayloadInspector:
         self._memo: dict[tuple[str, str], Pattern | None] = {}
 
     def inspect_value(self, kind: str, value: str) -> Pattern | None:
-        key = (kind, value)
+        if kind == "path" and _SIMPLE_PATH.fullmatch(value) is not None:
+            # `/api/orders/17` and `/api/orders/18` share one memo entry: no pattern tells one
+            # all-digit segment of a plain path from another (a test checks this on the corpora)
+            key = (kind, _NUMERIC_SEGMENT.sub("/0", value))
+        else:
+            key = (kind, value)
         memo = self._memo
         if key in memo:
             return memo[key]

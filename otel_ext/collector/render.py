@@ -23,7 +23,7 @@ from otel_ext.classify import payload
 from otel_ext.classify.engine import RuleSet
 from otel_ext.classify.fields import AGENT_PATTERN, CLIENT_PATTERN, REQUEST_LINE_PATTERN
 from otel_ext.classify.rules import SEVERITY_BY_NAME, Rule
-from otel_ext.classify.vocabulary import CLASS_PRIORITY, EVENT_CLASSES
+from otel_ext.classify.vocabulary import CLASS_PRIORITY, ECS_CATEGORY_TYPES, EVENT_CLASSES
 
 _FIELD_PATHS = {
     "status": 'cache["status"]', "method": 'cache["method"]', "route": 'cache["route"]', "path": 'cache["path"]',
@@ -242,9 +242,6 @@ def render_statements(ruleset: RuleSet) -> Rendered:
         for cat in rule.category:
             add(f'append(cache["category"], {q(cat)})', f'{flag} == true and cache["cat.{cat}"] == nil')
             add(f'set(cache["cat.{cat}"], true)', f"{flag} == true")
-        for typ in rule.type:
-            add(f'append(cache["type"], {q(typ)})', f'{flag} == true and cache["typ.{typ}"] == nil')
-            add(f'set(cache["typ.{typ}"], true)', f"{flag} == true")
         if rule.outcome:
             add(f'set(cache["outcome"], {q(rule.outcome)})', f'{flag} == true and cache["outcome"] == nil')
         if rule.action:
@@ -254,6 +251,13 @@ def render_statements(ruleset: RuleSet) -> Rendered:
         if rule.min_severity is not None:
             add(f'set(cache["floor"], {rule.min_severity})',
                 f'{flag} == true and (cache["floor"] == nil or cache["floor"] < {rule.min_severity})')
+    # event.type after every category is known: only types ECS expects for one of them
+    for rule, flag in flags:
+        for typ in rule.type:
+            allowed = " or ".join(f'cache["cat.{c}"] == true' for c, types in ECS_CATEGORY_TYPES.items()
+                                  if typ in types)
+            add(f'append(cache["type"], {q(typ)})', f'{flag} == true and cache["typ.{typ}"] == nil and ({allowed})')
+            add(f'set(cache["typ.{typ}"], true)', f"{flag} == true and ({allowed})")
     add('set(attributes["labels.event_class"], cache["class"])', 'cache["class"] != nil')
     add('set(attributes["labels.event_class"], "application")', 'cache["class"] == nil')
     for event_class in EVENT_CLASSES:
