@@ -29,11 +29,10 @@ from otel_ext.telemetry import Counters
 
 CORPUS = Path(__file__).parent / "attack_corpus"
 _SIMPLE_PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
-URL_GOAL = 0.95  # the goal; not reached yet (see README "Payload inspection")
-# Floors measured on the committed corpus: a regression guard, not the goal.
-URL_FLOOR = {"lfi": 0.95, "scanner": 1.0, "xss": 0.80, "sqli": 0.75, "rce": 0.60, "php": 0.60, "generic": 0.50,
-             "rfi": 0.50}
-OVERALL_FLOOR = 0.65
+URL_GOAL = 0.95  # the goal, over all families
+# Per-family floors at the measured rates on the committed corpus (a regression guard).
+URL_FLOOR = {"lfi": 1.0, "scanner": 1.0, "xss": 1.0, "sqli": 0.98, "rce": 0.95, "php": 0.95, "generic": 0.92,
+             "rfi": 0.85}
 FP_LIMIT = 0.005
 
 
@@ -97,7 +96,7 @@ def test_crs_payloads_in_the_url_are_detected_per_family() -> None:
     assert set(rates) >= {"sqli", "xss", "lfi", "rfi", "rce", "scanner"}
     for family, (n, detected) in rates.items():
         assert detected / n >= URL_FLOOR[family], (family, report)
-    assert found / total >= OVERALL_FLOOR, report
+    assert found / total >= URL_GOAL, report
 
 
 BENIGN = [

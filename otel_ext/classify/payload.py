@@ -95,6 +95,48 @@ def _p(pid: str, family: str, kinds: frozenset[str], regex: str, name: str) -> P
     return Pattern(pid, family, kinds, regex, name)
 
 
+# High-risk PHP function names: the OWASP Core Rule Set's php-function-names-933150.data
+# (coreruleset 2cbd1d0, Apache-2.0), matched as a call (`name(`, `name (`, `name #c (`).
+_PHP_FUNCTIONS = (
+    "array_diff_uassoc|array_diff_ukey|array_filter|array_intersect_uassoc|array_intersect_ukey|"
+    "array_key_exists|array_map|array_push|array_reduce|array_shift|array_udiff|array_udiff_assoc|"
+    "array_udiff_uassoc|array_uintersect|array_uintersect_assoc|array_uintersect_uassoc|array_values|"
+    "base64_decode|base64_encode|bson_decode|bson_encode|bzdecompress|bzopen|call_user_func|"
+    "class_exists|convert_uuencode|curl_exec|curl_file_create|curl_init|debug_backtrace|dirname|"
+    "error_reporting|escapeshellarg|escapeshellcmd|exif_imagetype|exif_read_data|exif_tagname|"
+    "exif_thumbnail|fclose|file_exists|file_get_contents|finfo_open|fsockopen|ftp_connect|ftp_get|"
+    "ftp_nb_get|ftp_nb_put|ftp_put|function_exists|fwrite|get_cfg_var|get_class|get_class_methods|"
+    "get_class_vars|get_current_user|get_defined_constants|get_defined_functions|get_defined_vars|"
+    "get_meta_tags|getcwd|getenv|getimagesize|getlastmod|getmygid|getmyinode|getmypid|getmyuid|"
+    "gzcompress|gzdecode|gzdeflate|gzencode|gzfile|gzinflate|gzopen|gzread|gzuncompress|gzwrite|"
+    "hash_file|hash_hmac_file|hash_update_file|header_register_callback|hex2bin|highlight_file|"
+    "html_entity_decode|htmlentities|htmlspecialchars|htmlspecialchars_decode|image2wbmp|"
+    "imagecreatefromgif|imagecreatefromjpeg|imagecreatefrompng|imagecreatefromwbmp|"
+    "imagecreatefromxbm|imagecreatefromxpm|imagegd|imagegd2|ini_get|ini_get_all|ini_set|iptcembed|"
+    "is_array|is_dir|is_executable|is_file|is_null|is_numeric|is_object|is_readable|is_writable|"
+    "is_writeable|iterator_apply|json_decode|json_encode|mb_ereg|mb_ereg_match|mb_ereg_replace|"
+    "mb_ereg_replace_callback|mb_eregi|mb_eregi_replace|mb_parse_str|md5_file|method_exists|"
+    "move_uploaded_file|mysql_query|number_format|ob_clean|ob_end_clean|ob_end_flush|ob_flush|"
+    "ob_get_clean|ob_get_contents|ob_get_flush|ob_start|odbc_connect|odbc_exec|odbc_execute|"
+    "odbc_result|odbc_result_all|parse_ini_file|parse_str|parse_url|pfsockopen|pg_connect|pg_execute|"
+    "pg_prepare|pg_query|php_strip_whitespace|php_uname|phpversion|posix_getegid|posix_geteuid|"
+    "posix_getgid|posix_getlogin|posix_getpwnam|posix_getpwuid|posix_kill|posix_mkfifo|posix_mknod|"
+    "posix_ttyname|preg_match|preg_match_all|preg_replace|preg_replace_callback|"
+    "preg_replace_callback_array|preg_split|print_r|proc_close|proc_get_status|proc_nice|proc_open|"
+    "proc_terminate|putenv|rawurldecode|rawurlencode|read_exif_data|readdir|readgzfile|"
+    "register_shutdown_function|register_tick_function|rename_function|runkit_constant_add|"
+    "runkit_constant_redefine|runkit_function_add|runkit_function_copy|runkit_function_redefine|"
+    "runkit_function_rename|runkit_method_add|runkit_method_copy|runkit_method_redefine|"
+    "runkit_method_rename|session_set_save_handler|session_start|set_error_handler|"
+    "set_exception_handler|set_include_path|set_magic_quotes_runtime|setdefaultstub|settype|"
+    "sha1_file|shell_exec|show_source|simplexml_load_file|simplexml_load_string|socket_connect|"
+    "socket_create|spl_autoload_register|sqlite_array_query|sqlite_create_aggregate|"
+    "sqlite_create_function|sqlite_exec|sqlite_open|sqlite_popen|sqlite_query|sqlite_single_query|"
+    "sqlite_unbuffered_query|str_replace|stream_context_create|stream_socket_client|stripcslashes|"
+    "stripslashes|strlen|strpos|strrev|strtolower|strtotime|strtoupper|uasort|ucfirst|uksort|"
+    "urldecode|urlencode|var_dump|zlib_decode"
+)
+
 _TOOLS = (
     "sqlmap|nikto|nmap|masscan|zgrab|w3af|acunetix|netsparker|arachni|skipfish|wpscan|whatweb|dirbuster|"
     "gobuster|feroxbuster|wfuzz|fuzz faster|ffuf|nuclei|openvas|nessus|qualysguard|n-stalker|appspider|"
@@ -141,9 +183,13 @@ PATTERNS: tuple[Pattern, ...] = (
        "template / expression-language injection"),
     # --- SSRF --------------------------------------------------------------------------------------
     _p("ssrf.internal", "ssrf", _PARAMS,
-       r"(https?|gopher|dict|ftp|ldap|tftp|sftp|file|jar|netdoc)://(\[[^]]{0,40}\]|localhost|127\.|0\.0\.0\.0|"
+       r"[a-z][a-z0-9+.-]{1,10}:/{0,2}(\[[^]]{0,60}\]|"
+       r"localhost|127\.|0\.0\.0\.0|0[0-7]{1,4}\.|0x[0-9a-f]{1,2}\.|\d{1,3}\.\d{5,}|\\\\|"
        r"0x7f|2130706433|017700000001|169\.254\.|metadata\.google|metadata\.azure|100\.100\.100\.200|"
-       r"10\.\d|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|0/|0:|0\.|\d{8,10}(/|$|:| ))",
+       r"10\.\d|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|0/|0:|0\.|\d{8,10}(/|$|:| ))|@ ?(127\.|localhost|169\.254|"
+       r"0\.0\.0\.0|\[)|\b(localhost4?|ipv6-localhost|host\.docker\.internal|kubernetes\.docker\.internal|"
+       r"kubernetes\.default\.svc|localtest\.me|metadata\.google\.internal|metadata\.packet\.net|ip6-loopback|"
+       r"gateway\.docker\.internal|host\.containers\.internal|lvh\.me)\b|://0[0-9]{9,}",
        "URL to loopback, link-local, metadata or private address"),
     _p("ssrf.scheme", "ssrf", _PARAMS, r"(^|[=( ])(gopher|dict|ldap|tftp|jar|netdoc|sftp)://",
        "non-web URL scheme"),
@@ -157,6 +203,11 @@ PATTERNS: tuple[Pattern, ...] = (
        r"_conf\[[^]]{0,40}\]|mosconfig_absolute_path|_server\[document_root\])=(https?|ftps?)://",
        "URL in a file-inclusion parameter"),
     _p("rfi.bare_scheme", "rfi", _PARAMS, r"=(https?|ftps?|file)\?", "scheme with a trailing ?"),
+    _p("rfi.userinfo", "rfi", _PARAMS,
+       r"://[^ ?#&]{0,100}/:?[^ ?#&/]{0,40}@|://[^ /?#&]{1,100}@|\bjar:(https?|file):|\blocal_file://",
+       "URL with user-info host confusion or a jar:/local_file: scheme"),
+    _p("rfi.port_ftp", "rfi", _PARAMS, r"=(https?|ftps?)://[^/?#& ]{1,100}:[0-9]{2,5}(/|$)|=ftps?://",
+       "URL with an explicit port, or an FTP URL, as a parameter value"),
     _p("rfi.script", "rfi", _PARAMS, r"(https?|ftps?)://[^?& ]{1,200}\.(txt|php|phtml|sh|pl|py|cgi|asp|jsp)\?",
        "remote script with query"),
     # --- command injection -----------------------------------------------------------------------
@@ -174,8 +225,8 @@ PATTERNS: tuple[Pattern, ...] = (
     _p("cmdi.substitution", "cmdi", _ALL, r"\$\( ?[a-z/]|`[a-z/][^`]{0,80}`|\$\{ifs|\$ifs\b|\$\{path:|\$\{home",
        "command substitution / $IFS"),
     _p("cmdi.evasion", "cmdi", _ALL,
-       r"/[a-z?*]{0,8}\[[!^]?[a-z?*/-]{1,12}\][a-z?*]{0,8}|/[?*]{2,}|\{[a-z$\"',]{0,12},[a-z$\"',]{0,12}\}|"
-       r"\$\{[a-z_#]{0,12}[#%:]|[a-z]\$[!_@*#?][a-z/]|\b[a-z]{1,6}(''|\"\")[a-z]|'[a-z]{1,4}'[a-z]{2}|"
+       r"/[a-z?*]{0,8}\[[!^]?[a-z?*/-]{1,12}\][a-z?*]{0,8}|/[?*]{2,}|\{[a-z0-9$\"',/?.]{0,20},[a-z0-9$\"',/?.]{0,30}\}|"
+       r"\$\{[a-z_#]{0,12}[#%:]|[a-z]\$[!_@*#?-][a-z/]|\b[a-z]{1,6}(''|\"\")[a-z]|'[a-z]{1,4}'[a-z]{2}|"
        r"[<>]\( ?[a-z)]|``|\(\) ?\{|\$\[[0-9]",
        "shell globbing, brace expansion or quoting evasion"),
     _p("cmdi.windows", "cmdi", _ALL,
@@ -184,6 +235,17 @@ PATTERNS: tuple[Pattern, ...] = (
        r"start-process|new-object|downloadstring|downloadfile|get-wmiobject|set-executionpolicy)\b|"
        r"\bbcdboot\b|\bcertutil\b|\bbitsadmin\b|\bwmic\b|\brundll32\b|\bregsvr32\b|\bmshta\b",
        "Windows cmd / PowerShell"),
+    _p("cmdi.more", "cmdi", _ALL,
+       r"\bfor( ?/[a-z])* ?%[^ ]{1,20} in ?\(|\bif ?(/i)?( not)? [^&]{0,40}(==|\b(equ|neq|lss|leq|gtr|geq)\b)|"
+       r"\b(sh|bash|ksh|zsh|dash|csh) -c\b|\balias [a-z+-]|\b(pip|npm|gem|apt|apt-get|aptitude|yum|apk) "
+       r"install\b|&aptitude\b|\$\(\)|=(ls|whoami|uname|ifconfig|wget|curl|nc|bash|sh|zsh|ksh|python[0-9.]*|perl|"
+       r"nslookup|bsdtar|powershell|cmd) [-/a-z.$\"']|\\n\.(shell|system|databases|tables|dump|import|load)\b|"
+       r"\((ba|z|k|c)?sh\)|= (ehlo|helo|mail from:|rcpt to:|quit$|retr \d|apop |a\d{3} (examine|select|login|"
+       r"fetch)|list \d|auth [a-z]|data$|help [a-z]|top \d)|\btime (sh|who|bsdtar|curl|wget)\b|\$\[\]|\$\(\(|"
+       r"\$shell\b|\$[a-z_]{1,10} -c\b|\bbusybox\b|;\.sh\b|\|vi\b|\|\$[a-z_]{1,10} [a-z]|\baa-disable\b|"
+       r"\brc [a-z0-9_-]{1,40}\.sh\b|;\$[a-z_]{1,10} [a-z]|(^|[=&])~[+-]?[0-9]?($|&)|\{[a-z],-|\{,[a-z]|"
+       r"(^|[=&])!(-[0-9]|!)|;at [0-9]",
+       "Windows FOR/IF, shell -c, package installs, protocol (SMTP/IMAP/POP) injection"),
     _p("cmdi.shell_path", "cmdi", _ALL,
        r"\bs?bin/[a-z]|/usr/bin/|/sbin/|\bcmd(\.exe)? ?/[ck]\b|\bpowershell(\.exe)?\b|\bnc(\.exe)? -[elvnp]|"
        r"\b(wget|curl) [^ ]{0,8}(https?|ftp)://|\bchmod [+0-7]|\bbash -[ci]",
@@ -197,13 +259,13 @@ PATTERNS: tuple[Pattern, ...] = (
        r"/home/[a-z0-9_]+/\.|/usr/local/|/dev/(tcp|udp)|boot\.ini|win\.ini|system\.ini|/windows/|"
        r"system32|c:\\|c:/|\\windows\\|\bwinnt\b|/inetpub|/bin/(ba|z|da|c|tc|k)?sh\b|/etc/\w|"
        r"(^|[=/ ])\.(ssh|docker|aws|kube|gnupg|git|svn|config)/|/sys/(class|kernel|block|devices|fs)|/tmp/|"
-       r"\bid_(rsa|dsa|ecdsa|ed25519)\b|\bbackup\.(sql|zip|tar)|\.(sql|bak)\.(zip|gz|tar))",
+       r"/@(fs|id)/|\bid_(rsa|dsa|ecdsa|ed25519)\b|\bbackup\.(sql|zip|tar)|\.(sql|bak)\.(zip|gz|tar))",
        "operating-system file path"),
     _p("traversal.wrapper", "path_traversal", _ALL,
        r"\b(file|php|zip|phar|glob|expect|zlib|compress\.zlib|compress\.bzip2|data|ogg|rar|ssh2|input)://",
        "stream wrapper"),
     # --- code injection (PHP, JS, generic) --------------------------------------------------------
-    _p("code.php_tag", "code_injection", _ALL, r"<\?(php|=)?[ a-z$]",
+    _p("code.php_tag", "code_injection", _ALL, r"<\?(php\b|=|[ a-z$])",
        "PHP open tag"),
     _p("code.php_misc", "code_injection", _ALL,
        r"[\[{]/?php[\]}]|<\?($| )|\b(posix_[a-z]{3,20}|gz(de|in|un)[a-z]{3,12}|date_[a-z]{3,12}|"
@@ -217,18 +279,33 @@ PATTERNS: tuple[Pattern, ...] = (
        r"call_user_func|call_user_func_array|array_map|unserialize|var_dump|print_r|mail|"
        r"move_uploaded_file|getenv|putenv|ini_set|set_time_limit|chr|ord|hex2bin|bin2hex) ?\(",
        "PHP function call"),
+    _p("code.php_function", "code_injection", _ALL,
+       f"({_PHP_FUNCTIONS}|exec|system|passthru|popen|assert_options|file|filegroup|unpack|strip_tags|printf|"
+       r"intval|checkdate|chroot|symlink|serialize|touch|pi|range|crypt|substr|return ?\"system\")"
+       r"( ?(#|//)[^ (]{0,20})? ?\(",
+       "high-risk PHP function called"),
+    _p("code.php_more", "code_injection", _ALL,
+       r"\b(exec|system|passthru|shell_exec|popen|eval|assert)( [a-z]{1,20}){1,2} ?\(|"
+       r"\b(ldap|sodium|tidy|openssl|mysqli|sqlite|simplexml|socket|stream|proc|posix|pcntl)_[a-z0-9_]{2,60} ?\(",
+       "PHP call behind a comment, or from a risky extension"),
+    _p("code.php_config", "code_injection", _ALL,
+       r"\b(memory_limit|allow_url_include|allow_url_fopen|auto_prepend_file|auto_append_file|open_basedir|"
+       r"disable_functions|safe_mode|extension_dir|display_errors) ?=|\$ ?\{ ?['\"a-z_@$]|"
+       r"\$[a-z_{@$'\"\[][^ ()=&]{0,40} ?\(|[\[{][\\/]?php[\]}]|@ ?\{ ?\[|\bwhile ?\( ?[!(]",
+       "PHP ini directive, variable function, Perl interpolation"),
     _p("code.php_var", "code_injection", _ALL,
        r"\$_(get|post|cookie|request|server|files|env|session)\b|\$globals\b|php://|\bphpinfo\b|"
        r"\b(o|a|s|c):\d+:[\"{]",
        "PHP superglobal, wrapper or serialized object"),
     _p("code.js", "code_injection", _ALL,
-       r"\b(require|process\.mainmodule)\b ?[.(]|child_process|__proto__|constructor ?\.? ?prototype|"
+       r"\b(require|process\.mainmodule)\b ?[.(]|child_process|__proto__|constructor ?[.\]\[]{0,3} ?prototype|"
        r"\bfunction ?\( ?\) ?\{|\bnew function\b|\bprocess\.(env|exit|kill|binding)|\beval ?\(|"
        r"\bimport ?\( ?['\"]|\bsettimeout ?\( ?['\"]|\bspawn ?\(|\bexecsync\b|\bobject\.assign\b",
        "JavaScript / Node.js code"),
     _p("code.js_misc", "code_injection", _ALL,
        r"\bconsole ?(\.|\[)|\bmodule\.exports|_\$\$nd_func\$\$_|__js_function|xyqktkrfrlvoqyqkxw|"
-       r"\bthis\.constructor|\bprocess ?\[|\bglobal(this)? ?[.\[]|\breq\.(query|body|params)",
+       r"\bthis\.constructor|\bprocess ?\[|\$[0-9a-z]{1,3}:[a-z_]{1,20}:prototype|"
+       r"\bglobal(this)? ?[.\[]|\breq\.(query|body|params)",
        "Node.js serialization / runtime access"),
     # --- XSS -------------------------------------------------------------------------------------
     _p("xss.script_tag", "xss", _ALL, r"<(/ ?)?script|<[a-z]{1,20}[^>]{0,200}\bscript:",
@@ -247,7 +324,7 @@ PATTERNS: tuple[Pattern, ...] = (
        r"foreignobject|dialog|slot|portal|plaintext|listing|xmp|noscript)[ />\x00]",
        "HTML tag"),
     _p("xss.uri", "xss", _ALL,
-       r"(javascript|vbscript|livescript|mocha) ?:|data: ?text/html|data: ?[a-z/+-]{1,40};base64|"
+       r"(javascript|vbscript|livescript|mocha) ?:|data: ?text/|<%[^>]{0,80}%>|data: ?[a-z/+-]{1,40};base64|"
        r"-moz-binding|\bexpression ?\(|\bsrcdoc ?=|\bformaction ?=|\bxlink:href|behavior ?:",
        "script URI / CSS expression"),
     _p("xss.call", "xss", _ALL,
@@ -256,6 +333,10 @@ PATTERNS: tuple[Pattern, ...] = (
        r"\bbtoa ?\(|\+adw-|url ?\( ?['\"]?(javascript|data|vbscript)|"
        r"\.innerhtml|\.outerhtml|top ?\[|\bself ?\[|\bparent ?\[|\bthis ?\[|\bstring\.fromcharcode",
        "script call or DOM sink"),
+    _p("xss.misc", "xss", _ALL,
+       r"<[a-z]( [a-z]){3,}|\bdata: ?,|<(import|[a-z]{1,10} ?: ?script)|< ?[a-z]{1,10} ?: ?script|\bvalueof ?=|"
+       r"\$\{ ?(alert|prompt|confirm|eval)\b|\bcall ?`|\.sort ?\. ?call|\{%[^%]{0,80}%\}",
+       "spaced tags, template-literal calls, data URIs"),
     # --- SQL injection ---------------------------------------------------------------------------
     _p("sqli.union", "sqli", _ALL, r"\bunion[ (]*(all|distinct|select)\b", "UNION SELECT"),
     _p("sqli.time", "sqli", _ALL,
@@ -301,6 +382,13 @@ PATTERNS: tuple[Pattern, ...] = (
        r"\blike null\b|\d is not \d|::(int|text|jsonb?|varchar|bigint|regclass)\b|\bstarts_with ?\(|"
        r"\b(jsonb?_[a-z_]{3,20}|unistr|pg_[a-z_]{3,20}|sqlite_[a-z_]{3,20}) ?\(",
        "hex literal, string concatenation or numeric comparison"),
+    _p("sqli.misc", "sqli", _ALL,
+       r"union ?(all ?)?select|\bif ?\( ?\d+ ?=|\bexecute immediate\b|\bhaving count ?\(|\blike ['\"]( |$|%)|"
+       r"\bpg_sleep\b|\[\$(ne|eq|gt|gte|lt|lte|in|nin|regex|where|exists|not|or|and|elemmatch|expr|size|type|"
+       r"mod|all)\]|\bdiv ?\( ?-?\d|\blo_(get|import|export) ?\(|::double precision|\bexcept ?(select|values)\b|"
+       r"\bxor ?\d|\b(msdasql|sqloledb)\b|\b(or|and) \{if\b|\?[|&] ?array\[|' ?\? ?'|\b4294967296\b|"
+       r"2\.2250738585072011e-308|\|\||\bglob \d|[,(]\d+=\d|\b(or|and) \+[a-z]",
+       "SQL dialect features, NoSQL operators and magic values"),
 )
 
 # --- decoding ----------------------------------------------------------------------------------
@@ -363,6 +451,7 @@ def _one_pass() -> list[Step]:
         Step("&#0*9;|&#0*10;|&#0*13;|&#0*32;|&tab;|&newline;|&nbsp;", " ", ('&#', '&tab', '&newline', '&nbsp')),
         Step("&amp;?", "&", ("&amp",)),
         *(Step(re.escape(chr(ord(c) + 0xFEE0)), c, (chr(ord(c) + 0xFEE0),)) for c in _FULLWIDTH),
+        Step("\u3002|\uff61", ".", ("\u3002", "\uff61")),  # ideographic full stops in host names
     ]
 
 
@@ -464,7 +553,9 @@ def _regex_run(text: str, run: _Run) -> str:
 
 
 _RUNS = _compile_steps()
-_NEEDS_DECODING = re.compile("[%&\\\\+*\t\n\v\f\r\uff01-\uff5e]| {2}")
+# any trigger of any step: a value without one is already in normal form
+_NEEDS_DECODING = re.compile("|".join(re.escape(t) for t in sorted(
+    {t for step in decode_steps() for t in step.triggers}, key=len, reverse=True)))
 
 
 def normalize(value: str) -> str:
