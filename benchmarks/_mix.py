@@ -55,3 +55,34 @@ def make_events(seed: int = 7) -> list[Event]:
         else:
             events.append(lambda: app.warning("upstream call failed password=hunter2 token=abcd1234efgh"))
     return events
+
+
+def make_scanner_events(seed: int = 11) -> list[Event]:
+    """A scanner-heavy mix: a third attack payloads in access lines (CRS regression payloads), a
+    tenth probes of sensitive paths and attack-tool user agents, the rest ordinary traffic."""
+    import json
+    from pathlib import Path
+
+    rnd = random.Random(seed)
+    access = logging.getLogger("gunicorn.access")
+    corpus = Path(__file__).resolve().parents[1] / "tests" / "attack_corpus" / "crs.jsonl"
+    uris = [row["uri"] for row in map(json.loads, corpus.read_text().splitlines())
+            if row["expect"] and " " not in row["uri"] and '"' not in row["uri"]]
+    probes = ["/.env", "/.git/config", "/wp-login.php", "/phpmyadmin/index.php", "/backup.zip", "/server-status"]
+    agents = ["Mozilla/5.0 (X11; Linux x86_64)", "sqlmap/1.7.2#stable",
+              "Mozilla/5.0 (compatible; Nmap Scripting Engine)", "Mozilla/5.0 (compatible; w3af.org)"]
+    ordinary = make_events(seed)
+    events: list[Event] = []
+    for _ in range(2000):
+        p = rnd.random()
+        client = f"203.0.113.{rnd.randint(1, 20)}"
+        if p < 0.33:
+            uri, status, agent = rnd.choice(uris), rnd.choice([200, 403, 404]), agents[0]
+        elif p < 0.43:
+            uri, status, agent = rnd.choice(probes), 404, rnd.choice(agents)
+        else:
+            events.append(rnd.choice(ordinary))
+            continue
+        line = f'{client} - - [26/Nov/2026:10:00:00 +0000] "GET {uri} HTTP/1.1" {status} 0 "-" "{agent}"'
+        events.append(lambda line=line: access.info(line))
+    return events

@@ -26,9 +26,10 @@ from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _mix import make_events
+from _mix import make_events, make_scanner_events
 
-from otel_ext.classify import EventClassifierProcessor
+from otel_ext.classify import EventClassifierProcessor, build_ruleset
+from otel_ext.classify.builtin import builtin_rules
 from otel_ext.deferred import DeferredProcessingExporter
 from otel_ext.detect import DetectionEngine, DetectorProcessor
 from otel_ext.redact import RedactionProcessor, Redactor
@@ -69,6 +70,13 @@ def classify_only(lp: LoggerProvider, exp: Discard) -> None:
     lp.add_log_record_processor(BatchLogRecordProcessor(exp, max_queue_size=100_000))
 
 
+def classify_no_payload(lp: LoggerProvider, exp: Discard) -> None:
+    """The classifier without the payload-inspection rules (attack.*): the anchor for their cost."""
+    off = [{"id": r["id"], "enabled": False} for r in builtin_rules() if r["id"].startswith("attack.")]
+    lp.add_log_record_processor(EventClassifierProcessor(build_ruleset(rules=off, use_env=False)))
+    lp.add_log_record_processor(BatchLogRecordProcessor(exp, max_queue_size=100_000))
+
+
 def redact_only(lp: LoggerProvider, exp: Discard) -> None:
     lp.add_log_record_processor(RedactionProcessor())
     lp.add_log_record_processor(BatchLogRecordProcessor(exp, max_queue_size=100_000))
@@ -95,6 +103,7 @@ def deferred(lp: LoggerProvider, exp: Discard) -> None:
 VARIANTS: dict[str, Variant] = {
     "bare": bare,
     "classify (inline)": classify_only,
+    "classify, no payload rules": classify_no_payload,
     "redact (inline)": redact_only,
     "all three (inline)": inline,
     "all three (deferred to worker)": deferred,
@@ -103,7 +112,7 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def run(variant: Variant, n: int) -> tuple[float, float, float]:
+def run(variant: Variant, n: int, mix: str = "realistic") -> tuple[float, float, float]:
     """(total µs/record until exported, median emit µs, p99 emit µs) over ``n`` records."""
     lp = LoggerProvider()
     exp = Discard()
@@ -112,7 +121,7 @@ def run(variant: Variant, n: int) -> tuple[float, float, float]:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    events = make_events()
+    events = make_scanner_events() if mix == "scanner" else make_events()
     clock = time.perf_counter
     samples: list[float] = []
     start = clock()
@@ -162,6 +171,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--strings", type=int, default=0, help="also time redaction of N unique strings")
+    parser.add_argument("--mix", choices=["realistic", "scanner"], default="realistic",
+                        help="scanner: a third attack payloads, a tenth probes and attack-tool agents")
     args = parser.parse_args()
     results: dict[str, list[tuple[float, float, float]]] = {
         name: [] for name in VARIANTS if not args.only or name in args.only
@@ -172,14 +183,14 @@ def main() -> None:
     per_kind: dict[str, list[float]] = {kind: [] for kind in strings}
     for _ in range(args.rounds):  # interleave variants so drift hits all alike
         for name in results:
-            results[name].append(run(VARIANTS[name], args.records))
+            results[name].append(run(VARIANTS[name], args.records, args.mix))
         for kind, texts in strings.items():
             per_kind[kind].append(per_string(texts))
 
     def med(name: str, i: int) -> float:
         return statistics.median(v[i] for v in results[name])
 
-    print(f"records={args.records} rounds={args.rounds} (medians; ratio = variant / bare, same run)")
+    print(f"mix={args.mix} records={args.records} rounds={args.rounds} (medians; ratio = variant / bare, same run)")
     print(f"{'variant':34} {'total us/rec':>12} {'ratio':>6} {'emit p50 us':>11} {'ratio':>6} {'emit p99 us':>11}")
     for name in results:
         print(

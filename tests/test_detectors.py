@@ -72,7 +72,8 @@ def test_brute_force_per_account_fires_once_per_window_and_re_arms() -> None:
     assert r.fired() == Counter({("brute_force_account", "alice"): 1})
     alert = r.alerts()[0]
     assert alert["event.action"] == "authn_login_fail_max" and alert["user.id"] == "alice"
-    assert alert["labels.alert_count"] == 10 and alert["labels.alert_window_s"] == 600
+    assert alert["labels.alert_count"] == "10" and alert["labels.alert_window_s"] == "600"  # ECS: keyword strings
+    assert alert["otel_ext.alert.count"] == 10 and alert["otel_ext.alert.window_s"] == 600
     assert alert["labels.event_class"] == "security" and tuple(alert["event.category"]) == ("authentication",)
     sev = [x.log_record.severity_text for x in r.exporter.get_finished_logs() if x.log_record.event_name ==
            "authn_login_fail_max"]
@@ -314,3 +315,52 @@ def test_webhook_timeout_is_bounded() -> None:
         sink.close()
     finally:
         server.close()
+
+
+def attack(r: Replay, at_s: float, client: str, query: str, agent: str = "Mozilla/5.0", status: int = 404) -> None:
+    r.logger.emit(LogRecord(timestamp=T0 + int(at_s * S), severity_number=SeverityNumber.INFO, body="request",
+                            attributes={"http.request.method": "GET", "url.path": "/search", "url.query": query,
+                                        "http.response.status_code": status, "client.address": client,
+                                        "user_agent.original": agent}))
+
+
+def test_attack_source_fires_on_malicious_events_from_one_client() -> None:
+    r = Replay()
+    for i in range(9):  # below the threshold of 10 within 60 s
+        attack(r, i, "203.0.113.5", "q=1%27%20or%201=1--")
+    for i in range(9):  # another source: counted on its own
+        attack(r, i, "203.0.113.6", "q=%3Cscript%3Ealert(1)%3C/script%3E")
+    for i in range(30):  # clean traffic from the first source does not count
+        r.request(10 + i * 0.1, 200, client="203.0.113.5")
+    assert ("attack_source", "203.0.113.5") not in r.fired()
+    attack(r, 20, "203.0.113.5", "f=../../etc/passwd")
+    assert r.fired()[("attack_source", "203.0.113.5")] == 1
+    assert ("attack_source", "203.0.113.6") not in r.fired()
+    alert = next(a for a in r.alerts() if a["rule.id"] == "attack_source")
+    assert alert["event.action"] == "malicious_attack_tool"
+    assert tuple(alert["event.category"]) == ("intrusion_detection", "web")
+    assert alert["source.ip"] == "203.0.113.5"
+    assert all(isinstance(v, str) for k, v in alert.items() if k.startswith("labels."))
+
+
+def test_scanner_user_agent_burst_is_one_alert_per_source_and_agent() -> None:
+    r = Replay()
+    for i in range(4):
+        attack(r, i, "203.0.113.9", "page=1", agent="sqlmap/1.7.2#stable")
+    assert not any(rule == "scanner_user_agent" for rule, _ in r.fired())
+    for i in range(10):
+        attack(r, 5 + i, "203.0.113.9", "page=2", agent="sqlmap/1.7.2#stable")
+        r.request(5 + i, 200, client="203.0.113.9")  # same source, ordinary agent: no effect
+    fired = [key for rule, key in r.fired() if rule == "scanner_user_agent"]
+    assert fired == ["203.0.113.9 sqlmap/1.7.2#stable"]
+    alert = next(a for a in r.alerts() if a["rule.id"] == "scanner_user_agent")
+    assert alert["source.ip"] == "203.0.113.9" and alert["user_agent.original"] == "sqlmap/1.7.2#stable"
+
+
+def test_alert_extras_live_under_a_namespace() -> None:
+    r = Replay(DetectorConfig.parse({"latency_slo": {"min_samples": 5}}))
+    for i in range(10):
+        r.request(i, 200, "/api/slow", duration_s=2.0)
+    alert = next(a for a in r.alerts() if a["rule.id"] == "latency_slo")
+    assert "samples" not in alert and alert["otel_ext.alert.samples"] >= 5
+    assert all(isinstance(v, str) for k, v in alert.items() if k.startswith("labels."))

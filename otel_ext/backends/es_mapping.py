@@ -69,11 +69,15 @@ _RESOURCE_ECS: dict[str, tuple[str | None, bool, bool]] = {
     "faas.instance": ("faas.id", False, False),
     "faas.trigger": ("faas.trigger.type", False, False),
 }
-# model.go ecsModeEncoder.encodeLog recordAttrsConversionMap
+# Where our ecs mode deliberately differs from the collector's elasticsearchexporter (v0.145.0):
+# it writes `error.stacktrace`, a field ECS does not have; ECS spells it `error.stack_trace`
+# (a wildcard field with a `.text` multi-field), which Kibana and detection rules read.
+ECS_DEVIATIONS: dict[str, str] = {"error.stacktrace": "error.stack_trace"}
+# model.go ecsModeEncoder.encodeLog recordAttrsConversionMap (with ECS_DEVIATIONS applied)
 _RECORD_ECS: dict[str, tuple[str | None, bool, bool]] = {
     "event.name": ("event.action", False, False),
     "exception.message": ("error.message", False, False),
-    "exception.stacktrace": ("error.stacktrace", False, False),
+    "exception.stacktrace": ("error.stack_trace", False, False),
     "exception.type": ("error.type", False, False),
     "exception.escaped": ("event.error.exception.handled", False, False),
     "http.response.body.size": ("http.response.encoded_body_size", False, False),

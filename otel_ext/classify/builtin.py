@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_ext.classify.vocabulary import OWASP_VOCABULARY
+from otel_ext.classify.payload import FAMILIES
+from otel_ext.classify.vocabulary import OTEL_EXT_VOCABULARY, OWASP_VOCABULARY
 
 LOGIN_ROUTE = (
     r"(?i)/(log-?in|sign-?in|sign_in|authenticate|auth(/login|/token)?|oauth2?/token|token|sessions?)/?$"
@@ -37,19 +38,49 @@ SECURITY_LOGGERS = (
 def _vocabulary_rules() -> list[dict[str, Any]]:
     """One rule per OWASP vocabulary name: an app that logs ``event.action`` is honoured."""
     rules: list[dict[str, Any]] = []
-    for name, ev in OWASP_VOCABULARY.items():
-        rules.append(
-            {
-                "id": f"owasp.{name}",
-                "when": {"event_action": name},
-                "class": ev.event_class,
-                "category": list(ev.category),
-                "type": list(ev.type),
-                "outcome": ev.outcome,
-                "action": name,
-                "severity": ev.severity,
-            }
-        )
+    for name, ev in (*OWASP_VOCABULARY.items(), *OTEL_EXT_VOCABULARY.items()):
+        spec: dict[str, Any] = {
+            "id": f"{'owasp' if name in OWASP_VOCABULARY else 'otel_ext'}.{name}",
+            "when": {"event_action": name},
+            "class": ev.event_class,
+            "category": list(ev.category),
+            "type": list(ev.type),
+            "outcome": ev.outcome,
+            "action": name,
+            "severity": ev.severity,
+        }
+        if not ev.category:
+            del spec["category"], spec["type"]
+        rules.append(spec)
+    return rules
+
+
+def _attack_rules() -> list[dict[str, Any]]:
+    """Three rules per payload-inspection family: the server refused the request (4xx/5xx), answered
+    it (1xx-3xx: the attack may have worked, so the severity is higher), or no status is known."""
+    rules: list[dict[str, Any]] = []
+    for family in FAMILIES.values():
+        vocabulary = OWASP_VOCABULARY if family.owasp else OTEL_EXT_VOCABULARY
+        level = vocabulary[family.action].severity
+        base = {"class": "security", "category": ["intrusion_detection", "web"], "action": family.action}
+        rules.append({
+            "id": f"attack.{family.name}.refused",
+            "description": f"{family.description}; the server refused it",
+            "when": {"attack": family.name, "status": {"gte": 400}},
+            **base, "type": ["denied"], "outcome": "failure", "severity": "WARN",
+        })
+        rules.append({
+            "id": f"attack.{family.name}.answered",
+            "description": f"{family.description}; the server answered it (it may have worked)",
+            "when": {"attack": family.name, "status": {"lt": 400}},
+            **base, "type": ["info"], "outcome": "success", "severity": "FATAL" if level == "CRITICAL" else "ERROR",
+        })
+        rules.append({
+            "id": f"attack.{family.name}",
+            "description": f"{family.description}; no response status known",
+            "when": {"attack": family.name, "status": {"exists": False}},
+            **base, "type": ["info"], "outcome": "unknown", "severity": "WARN",
+        })
     return rules
 
 
@@ -234,4 +265,4 @@ LOG_RULES: list[dict[str, Any]] = [
 
 def builtin_rules() -> list[dict[str, Any]]:
     """A fresh copy of the built-in rule table."""
-    return [dict(r) for r in (*_vocabulary_rules(), *HTTP_RULES, *LOG_RULES)]
+    return [dict(r) for r in (*_vocabulary_rules(), *_attack_rules(), *HTTP_RULES, *LOG_RULES)]

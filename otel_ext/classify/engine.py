@@ -19,7 +19,7 @@ from opentelemetry.util.types import AnyValue
 from otel_ext._linear import scan_text
 from otel_ext.classify.fields import FieldSettings, RecordFields
 from otel_ext.classify.rules import Rule, compile_rule
-from otel_ext.classify.vocabulary import CLASS_PRIORITY
+from otel_ext.classify.vocabulary import CLASS_PRIORITY, ECS_CATEGORY_TYPES
 
 _CACHE_MAX = 8192
 _WORD = re.compile(r"[a-z0-9]+")
@@ -161,12 +161,16 @@ class RuleSet:
         if not ordered:
             return APPLICATION
         severities = [r.min_severity for r in ordered if r.min_severity is not None]
+        category = tuple(dict.fromkeys(c for r in ordered for c in r.category))
         return Classification(
             event_class=ordered[0].event_class,
             tags=tuple(dict.fromkeys(r.event_class for r in ordered)),
             kind="alert" if any(r.kind == "alert" for r in ordered) else ordered[0].kind,
-            category=tuple(dict.fromkeys(c for r in ordered for c in r.category)),
-            type=tuple(dict.fromkeys(t for r in ordered for t in r.type)),
+            category=category,
+            # ECS: every event.type must be expected for one of the record's categories; a type no
+            # merged category allows (e.g. `error` of an exception outside a request) is left out
+            type=tuple(t for t in dict.fromkeys(t for r in ordered for t in r.type)
+                       if any(t in ECS_CATEGORY_TYPES[c] for c in category)),
             outcome=next((r.outcome for r in ordered if r.outcome), None),
             action=next((r.action for r in ordered if r.action), None),
             min_severity=max(severities) if severities else None,

@@ -16,6 +16,8 @@ from typing import Any
 
 from opentelemetry.util.types import AnyValue
 
+from otel_ext.classify.payload import Hit, PayloadInspector
+
 DEFAULT_ACCESS_LOGGERS: tuple[str, ...] = (
     "uvicorn.access",
     "gunicorn.access",
@@ -26,14 +28,23 @@ DEFAULT_ACCESS_LOGGERS: tuple[str, ...] = (
 )
 
 # `"GET /path?q HTTP/1.1" 200` as written by every common access logger, found anywhere in the
-# message (a formatter may prefix it, e.g. `INFO:uvicorn.access:`).
-_REQUEST_LINE = re.compile(r'"(?P<method>[A-Z]{3,10}) (?P<path>\S+) HTTP/[\d.]+"\s+(?P<status>\d{3})\b')
-# The client is the address token followed by ` - ` before the request line
-# (uvicorn `1.2.3.4:5678 - "GET`, gunicorn/werkzeug `10.0.0.9 - - [date] "GET`).
-_CLIENT = re.compile(
-    r"(?:^|[\s:])(?P<client>(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?|\[[0-9A-Fa-f:.]+\](?::\d+)?|[0-9A-Fa-f]*:[0-9A-Fa-f:.]+)"
-    r"\s+-\s"
+# message (a formatter may prefix it, e.g. `INFO:uvicorn.access:`). The whole message is read: a
+# padded request line is no way around parsing (and payload inspection bounds its own work).
+REQUEST_LINE_PATTERN = (
+    r'"(?P<method>[A-Z]{3,10}) (?P<path>[^\s?]+)(?:\?(?P<query>\S*))? HTTP/[0-9.]+"[ \t]+(?P<status>[0-9]{3})\b'
 )
+_REQUEST_LINE = re.compile(REQUEST_LINE_PATTERN, re.ASCII)
+# The client is the address token before the request line, followed by ` - ` (uvicorn
+# `1.2.3.4:5678 - "GET`, gunicorn/werkzeug `10.0.0.9 - - [date] "GET`) or by the `[date]` of
+# aiohttp's default `%a %t "%r" %s %b "%{Referer}i" "%{User-Agent}i"`.
+CLIENT_PATTERN = (
+    r"(?:^|[\s:])(?P<client>(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?::[0-9]+)?|\[[0-9A-Fa-f:.]+\](?::[0-9]+)?|"
+    r"[0-9A-Fa-f]*:[0-9A-Fa-f:.]+)[ \t]+(?:-[ \t]|\[)"
+)
+_CLIENT = re.compile(CLIENT_PATTERN, re.ASCII)
+# After `"<request>" <status> <size>` the combined format carries `"<referrer>" "<user agent>"`.
+AGENT_PATTERN = r'[ \t]+\S+[ \t]+"(?P<referrer>[^"]*)"[ \t]+"(?P<agent>[^"]*)"'
+_AGENT = re.compile(AGENT_PATTERN, re.ASCII)
 # `client.address` of a uvicorn line carries `:port`; strip it (IPv4 and bracketed IPv6).
 _PORT_SUFFIX = re.compile(r"^(\d+\.\d+\.\d+\.\d+):\d+$|^\[([0-9A-Fa-f:.]+)\]:\d+$")
 
@@ -55,21 +66,29 @@ class FieldSettings:
 
 
 def parse_access_line(body: str) -> dict[str, AnyValue] | None:
-    """Parse method, path, status and client from a classic access-log line, or None."""
-    head = body[:2048]
-    match = _REQUEST_LINE.search(head)
+    """Parse method, path, query, status, client, referrer and user agent from a classic
+    access-log line, or None. The whole line is read, however long."""
+    match = _REQUEST_LINE.search(body)
     if match is None:
         return None
     parsed: dict[str, AnyValue] = {
         "http.request.method": match["method"],
-        "url.path": match["path"].split("?", 1)[0],
+        "url.path": match["path"],
         "http.response.status_code": int(match["status"]),
     }
-    found = _CLIENT.search(head, 0, match.start())
+    if match["query"]:
+        parsed["url.query"] = match["query"]
+    found = _CLIENT.search(body, 0, match.start())
     if found is not None:
         client = found["client"]
         port = _PORT_SUFFIX.match(client)
         parsed["client.address"] = (port[1] or port[2]) if port else client.strip("[]")
+    agent = _AGENT.match(body, match.end())
+    if agent is not None:
+        if agent["referrer"] not in ("", "-"):
+            parsed["http.request.referrer"] = agent["referrer"]
+        if agent["agent"] not in ("", "-"):
+            parsed["user_agent.original"] = agent["agent"]
     return parsed
 
 
@@ -186,6 +205,17 @@ class RecordFields:
             return body[:4096].decode("utf-8", "replace")
         return None  # structured bodies are matched through attributes, not as text
 
+    def _attack(self) -> str | None:
+        hit = _INSPECTOR.inspect(self.attr)
+        self._cache["attack_hit"] = hit
+        return hit.family if hit is not None else None
+
+    @property
+    def attack_hit(self) -> Hit | None:
+        """What payload inspection found (after the ``attack`` field was read), else None."""
+        hit = self._cache.get("attack_hit")
+        return hit if isinstance(hit, Hit) else None
+
     def _str_attr(self, key: str) -> str | None:
         value = self.attr(key)
         return value if isinstance(value, str) else None
@@ -198,4 +228,6 @@ _EXTRACTORS: dict[str, Callable[[RecordFields], Any]] = {
     "user_agent": lambda f: f._str_attr("user_agent.original"),
     "duration_ms": RecordFields._duration_ms,
     "body": RecordFields._body_text,
+    "attack": RecordFields._attack,
 }
+_INSPECTOR = PayloadInspector()

@@ -13,6 +13,7 @@ from otel_ext._attrs import read_view, set_many
 from otel_ext.classify.engine import Classification, RuleSet
 from otel_ext.classify.fields import RecordFields
 from otel_ext.classify.loader import build_ruleset
+from otel_ext.classify.payload import attack_attributes
 from otel_ext.telemetry import Counters, ensure_published, register_counters
 
 _logger = logging.getLogger(__name__)
@@ -77,6 +78,9 @@ class EventClassifierProcessor(LogRecordProcessor):
         values = result.attributes()
         if fields.parsed:
             values.update(fields.parsed)
+        hit = fields.attack_hit
+        if hit is not None and any(rid.startswith("attack.") for rid in result.rule_ids):
+            values.update(attack_attributes(hit))
         if fields.get("slow") is not None:
             values["event.duration"] = int(fields.get("duration_ms") * 1_000_000)
         explicit = fields.get("event_action")

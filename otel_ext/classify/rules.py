@@ -7,7 +7,8 @@ record is a handful of dictionary look-ups and comparisons.
 
 Fields a condition can read (see :mod:`otel_ext.classify.fields`): ``status``, ``method``,
 ``route``, ``path``, ``client``, ``user``, ``user_agent``, ``duration_ms``, ``slow``, ``logger``,
-``severity``, ``body``, ``exception``, ``event_action`` and ``attributes.<key>`` for any attribute.
+``severity``, ``body``, ``exception``, ``event_action``, ``attack`` (the payload-inspection family,
+see :mod:`otel_ext.classify.payload`) and ``attributes.<key>`` for any attribute.
 
 Conditions: a scalar (equals), a list (one of), or a mapping of operators — ``equals``, ``in``,
 ``not_in``, ``matches`` (regex search), ``not_matches``, ``contains`` (case-insensitive substring, or any of
@@ -51,6 +52,7 @@ FIELDS = frozenset(
         "body",
         "exception",
         "event_action",
+        "attack",
     }
 )
 OPERATORS = frozenset(

@@ -19,16 +19,18 @@ from typing import Any
 
 import yaml
 
+from otel_ext.classify import payload
 from otel_ext.classify.engine import RuleSet
+from otel_ext.classify.fields import AGENT_PATTERN, CLIENT_PATTERN, REQUEST_LINE_PATTERN
 from otel_ext.classify.rules import SEVERITY_BY_NAME, Rule
-from otel_ext.classify.vocabulary import CLASS_PRIORITY, EVENT_CLASSES
+from otel_ext.classify.vocabulary import CLASS_PRIORITY, ECS_CATEGORY_TYPES, EVENT_CLASSES
 
 _FIELD_PATHS = {
     "status": 'cache["status"]', "method": 'cache["method"]', "route": 'cache["route"]', "path": 'cache["path"]',
     "client": 'cache["client"]', "user": 'cache["user"]', "user_agent": 'cache["user_agent"]',
     "duration_ms": 'cache["duration_ms"]', "slow": 'cache["slow"]', "logger": "instrumentation_scope.name",
     "severity": "severity_number", "body": 'cache["body"]', "exception": 'cache["exception"]',
-    "event_action": 'cache["event_action"]',
+    "event_action": 'cache["event_action"]', "attack": 'cache["attack"]',
 }
 _RE2_UNSUPPORTED = re.compile(r"\(\?[=!]|\(\?<[=!]|\\[1-9]|\(\?P=|[*+?}]\+|\(\?>")
 _SEVERITY_TEXT = {SEVERITY_BY_NAME["INFO"]: "INFO", SEVERITY_BY_NAME["WARN"]: "WARN",
@@ -113,6 +115,37 @@ def _glob_regex(glob: str) -> str:
     return "^" + re.escape(glob).replace(r"\*", ".*").replace(r"\?", ".") + "$"
 
 
+def _render_payload(add: Any) -> None:
+    """Payload inspection as OTTL: the inspected fields are copied, lower-cased, into one map;
+    every decoding step is one ``replace_all_patterns`` over that map (the same regex and
+    replacement as Python, in the same order); then, field by field in the same order, the byte
+    bound and the patterns in table order. The first hit wins, as in Python."""
+    for name, _ in payload.INSPECTED_FIELDS:
+        add(f'set(cache["nf"][{q(name)}], ConvertCase(attributes[{q(name)}], "lower"))',
+            f'IsString(attributes[{q(name)}]) and attributes[{q(name)}] != ""')
+    any_field = 'cache["nf"] != nil'
+    for step in payload.decode_steps():
+        where = any_field
+        add(f'replace_all_patterns(cache["nf"], "value", {q(step.regex)}, {q(step.replacement)})', where)
+    for name, kind in payload.INSPECTED_FIELDS:
+        value = f'cache["nf"][{q(name)}]'
+        add('set(cache["hit.rule"], "oversize.field")',
+            f'cache["hit.rule"] == nil and IsString(attributes[{q(name)}]) and '
+            f'Len(attributes[{q(name)}]) > {payload.BOUND_BYTES}')
+        for pattern in payload.PATTERNS:
+            if kind in pattern.kinds:
+                add(f'set(cache["hit.rule"], {q(pattern.id)})',
+                    f'cache["hit.rule"] == nil and {value} != nil and IsMatch({value}, {q(pattern.regex)})')
+        add(f'set(cache["hit.field"], {q(name)})', 'cache["hit.rule"] != nil and cache["hit.field"] == nil')
+    oversize = payload.FAMILIES["oversize"]
+    for pid, family, name in (("oversize.field", oversize, oversize.description),
+                              *((p.id, payload.FAMILIES[p.family], p.name) for p in payload.PATTERNS)):
+        match = f'cache["hit.rule"] == {q(pid)}'
+        add(f'set(cache["attack"], {q(family.name)})', match)
+        add(f'set(cache["hit.name"], {q(name)})', match)
+        add(f'set(cache["hit.category"], {q(family.category)})', match)
+
+
 @dataclass
 class Rendered:
     statements: list[str]
@@ -133,12 +166,12 @@ def render_statements(ruleset: RuleSet) -> Rendered:
     # 1. classic access lines: method, path, status, client from the body
     loggers = " or ".join(f"instrumentation_scope.name == {q(name)}" for name in settings.access_loggers)
     parse_when = f'attributes["http.response.status_code"] == nil and IsString(body) and ({loggers})'
-    add('set(cache["line"], ExtractPatterns(body, '
-        + q(r'"(?P<method>[A-Z]{3,10}) (?P<path>[^\s?]+)\S* HTTP/[\d.]+"\s+(?P<status>\d{3})\b') + "))",
-        parse_when)
-    add('set(cache["peer"], ExtractPatterns(body, '
-        + q(r'(?:^|[\s:])(?P<client>(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?|\[[0-9A-Fa-f:.]+\](?::\d+)?|[0-9A-Fa-f]*:'
-            r'[0-9A-Fa-f:.]+)\s+-\s.*"[A-Z]{3,10} ') + "))",
+    add(f'set(cache["line"], ExtractPatterns(body, {q(REQUEST_LINE_PATTERN)}))', parse_when)
+    peer = q(CLIENT_PATTERN + '.*"[A-Z]{3,10} ')
+    add(f'set(cache["peer"], ExtractPatterns(body, {peer}))',
+        f'cache["line"]["status"] != nil and {parse_when}')
+    bare_line = re.sub(r"\(\?P<\w+>", "(", REQUEST_LINE_PATTERN)
+    add(f'set(cache["agent"], ExtractPatterns(body, {q(bare_line + AGENT_PATTERN)}))',
         f'cache["line"]["status"] != nil and {parse_when}')
     add('replace_pattern(cache["peer"]["client"], "^(\\\\d+\\\\.\\\\d+\\\\.\\\\d+\\\\.\\\\d+):\\\\d+$", "$1")',
         'cache["peer"]["client"] != nil')
@@ -146,8 +179,14 @@ def render_statements(ruleset: RuleSet) -> Rendered:
         'cache["peer"]["client"] != nil')
     add('set(attributes["http.request.method"], cache["line"]["method"])', 'cache["line"]["status"] != nil')
     add('set(attributes["url.path"], cache["line"]["path"])', 'cache["line"]["status"] != nil')
+    add('set(attributes["url.query"], cache["line"]["query"])',
+        'cache["line"]["status"] != nil and cache["line"]["query"] != nil and cache["line"]["query"] != ""')
     add('set(attributes["http.response.status_code"], Int(cache["line"]["status"]))', 'cache["line"]["status"] != nil')
     add('set(attributes["client.address"], cache["peer"]["client"])', 'cache["peer"]["client"] != nil')
+    for group, attr in (("referrer", "http.request.referrer"), ("agent", "user_agent.original")):
+        add(f'set(attributes[{q(attr)}], cache["agent"][{q(group)}])',
+            f'cache["agent"][{q(group)}] != nil and cache["agent"][{q(group)}] != "" and '
+            f'cache["agent"][{q(group)}] != "-"')
     # 2. fields
     add('set(cache["status"], Int(attributes["http.response.status_code"]))',
         'attributes["http.response.status_code"] != nil and (IsInt(attributes["http.response.status_code"]) or '
@@ -182,6 +221,8 @@ def render_statements(ruleset: RuleSet) -> Rendered:
         'IsString(attributes["event.action"])')
     add('replace_pattern(cache["event_action"], "^\\\\s*([^:]*?)\\\\s*(:.*)?$", "$1")', 'cache["event_action"] != nil')
     add('delete_key(cache, "event_action")', 'cache["event_action"] == ""')
+    # 2b. payload inspection (otel_ext.classify.payload): the same decoding steps and patterns
+    _render_payload(add)
     # 3. one match flag per rule, in the engine's merge order
     ordered = sorted(ruleset.rules, key=lambda r: (CLASS_PRIORITY[r.event_class], ruleset._order[r.id]))
     flags: list[tuple[Rule, str]] = []
@@ -201,16 +242,22 @@ def render_statements(ruleset: RuleSet) -> Rendered:
         for cat in rule.category:
             add(f'append(cache["category"], {q(cat)})', f'{flag} == true and cache["cat.{cat}"] == nil')
             add(f'set(cache["cat.{cat}"], true)', f"{flag} == true")
-        for typ in rule.type:
-            add(f'append(cache["type"], {q(typ)})', f'{flag} == true and cache["typ.{typ}"] == nil')
-            add(f'set(cache["typ.{typ}"], true)', f"{flag} == true")
         if rule.outcome:
             add(f'set(cache["outcome"], {q(rule.outcome)})', f'{flag} == true and cache["outcome"] == nil')
         if rule.action:
             add(f'set(cache["action"], {q(rule.action)})', f'{flag} == true and cache["action"] == nil')
+        if rule.id.startswith("attack."):
+            add('set(cache["attack.labelled"], true)', f"{flag} == true")
         if rule.min_severity is not None:
             add(f'set(cache["floor"], {rule.min_severity})',
                 f'{flag} == true and (cache["floor"] == nil or cache["floor"] < {rule.min_severity})')
+    # event.type after every category is known: only types ECS expects for one of them
+    for rule, flag in flags:
+        for typ in rule.type:
+            allowed = " or ".join(f'cache["cat.{c}"] == true' for c, types in ECS_CATEGORY_TYPES.items()
+                                  if typ in types)
+            add(f'append(cache["type"], {q(typ)})', f'{flag} == true and cache["typ.{typ}"] == nil and ({allowed})')
+            add(f'set(cache["typ.{typ}"], true)', f"{flag} == true and ({allowed})")
     add('set(attributes["labels.event_class"], cache["class"])', 'cache["class"] != nil')
     add('set(attributes["labels.event_class"], "application")', 'cache["class"] == nil')
     for event_class in EVENT_CLASSES:
@@ -227,6 +274,12 @@ def render_statements(ruleset: RuleSet) -> Rendered:
     add('set(attributes["event.action"], cache["action"])', 'cache["action"] != nil')
     add('set(event_name, cache["action"])', 'cache["action"] != nil and event_name == ""')
     add('set(attributes["event.duration"], Int(cache["duration_ms"] * 1000000.0))', 'cache["duration_ms"] != nil')
+    labelled = 'cache["attack.labelled"] == true'
+    add('set(attributes["rule.id"], cache["hit.rule"])', labelled)
+    add('set(attributes["rule.name"], cache["hit.name"])', labelled)
+    add('set(attributes["rule.category"], cache["hit.category"])', labelled)
+    add(f'set(attributes["rule.ruleset"], {q(payload.RULESET)})', labelled)
+    add('set(attributes["labels.attack_field"], cache["hit.field"])', labelled)
     for floor, text in sorted(_SEVERITY_TEXT.items()):
         add(f'set(severity_text, {q(text)})', f'cache["floor"] == {floor} and severity_number < {floor}')
     add('set(severity_number, cache["floor"])', 'cache["floor"] != nil and severity_number < cache["floor"]')

@@ -32,6 +32,7 @@ class Event:
     client: str | None
     user: str | None
     duration_ms: float | None
+    user_agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,46 @@ class Fuzzing(CountPerKey):
 
     def matches(self, event: Event) -> bool:
         return event.status in (404, 403)
+
+
+class AttackSource(CountPerKey):
+    """≥ ``threshold`` malicious events (payload inspection or an app's own ``malicious_*`` action)
+    from one source within ``window_s``: someone is attacking, whatever the tool."""
+
+    rule_id = "attack_source"
+    rule_name = "Attack traffic from one source"
+    action = "malicious_attack_tool"
+    field_name = "client"
+    key_field = "source.ip"
+    category = ("intrusion_detection", "web")
+    type = ("info",)
+    severity = "ERROR"
+    defaults = {"threshold": 10, "window_s": 60}
+
+    def matches(self, event: Event) -> bool:
+        action = event.action
+        return event.event_class == "security" and action is not None and action.startswith("malicious_")
+
+
+class ScannerBurst(CountPerKey):
+    """A burst of ≥ ``threshold`` requests from one source with one user agent that payload inspection
+    labels an attack tool (``malicious_attack_tool``) within ``window_s``: a scanner run."""
+
+    rule_id = "scanner_user_agent"
+    rule_name = "Scanner run (attack-tool user agent burst)"
+    action = "malicious_attack_tool"
+    field_name = "client"
+    key_field = "source.ip"
+    category = ("intrusion_detection", "web")
+    type = ("info",)
+    severity = "ERROR"
+    defaults = {"threshold": 5, "window_s": 60}
+
+    def matches(self, event: Event) -> bool:
+        return event.action == "malicious_attack_tool" and bool(event.user_agent)
+
+    def key_of(self, event: Event) -> str | None:
+        return f"{event.client} {event.user_agent}" if event.client else None
 
 
 class PasswordSpray(Detector):
@@ -369,5 +410,5 @@ class LatencySlo(Detector):
 DETECTORS: dict[str, type[Detector]] = {
     cls.rule_id: cls
     for cls in (BruteForceAccount, BruteForceSource, PasswordSpray, SuccessAfterFailures, Fuzzing, ErrorSpike,
-                LatencySlo)
+                LatencySlo, AttackSource, ScannerBurst)
 }

@@ -102,6 +102,12 @@ def _positive_int(value: Any, source: str) -> int:
     return value
 
 
+def _extras(extra: dict[str, Any]) -> dict[str, Any]:
+    """Alert extras: ECS fields (dotted names, e.g. ``client.address``) as they are, our own
+    (``samples``, ``baseline``) under ``otel_ext.alert.`` rather than at the document root."""
+    return {(k if "." in k else f"otel_ext.alert.{k}"): v for k, v in extra.items() if v is not None}
+
+
 def _int(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -145,6 +151,7 @@ class DetectionEngine:
                 client=str(attrs["client.address"]) if attrs.get("client.address") else None,
                 user=str(attrs.get("user.id") or attrs.get("enduser.id") or "") or None,
                 duration_ms=duration / 1e6 if isinstance(duration, (int, float)) else None,
+                user_agent=agent if isinstance(agent := attrs.get("user_agent.original"), str) else None,
             )
             alerts = [a for detector in self.detectors for a in detector.observe(event)]
         except Exception:  # noqa: BLE001 - detection must never break logging
@@ -170,13 +177,19 @@ class DetectionEngine:
             "event.action": alert.action,
             "rule.id": alert.rule_id,
             "rule.name": alert.rule_name,
+            # ECS labels are keyword strings; the numbers stay numeric under our namespace
             "labels.alert_key": alert.key,
             "labels.alert_key_field": alert.key_field,
-            "labels.alert_count": alert.count,
-            "labels.alert_window_s": alert.window_s,
-            alert.key_field: alert.key,
-            **{k: v for k, v in alert.extra.items() if v is not None},
+            "labels.alert_count": f"{alert.count:g}",
+            "labels.alert_window_s": f"{alert.window_s:g}",
+            "otel_ext.alert.count": alert.count,
+            "otel_ext.alert.window_s": alert.window_s,
+            **_extras(alert.extra),
         }
+        if alert.key_field == "source.ip" and " " in alert.key:  # scanner bursts key on "ip agent"
+            attributes["source.ip"], attributes["user_agent.original"] = alert.key.split(" ", 1)
+        else:
+            attributes[alert.key_field] = alert.key
         try:
             self._logger.emit(LogRecord(timestamp=alert.ts_ns, observed_timestamp=time.time_ns(),
                                         severity_number=_SEVERITY[alert.severity], severity_text=alert.severity,
