@@ -272,3 +272,39 @@ def test_files_planted_by_another_user_or_as_symlinks_are_never_adopted(tmp_path
     assert set(seqs(backend)) == {7}  # nothing forged was delivered as ours
     assert planted.exists() and planted.stat().st_uid == 4242
     exp.shutdown()
+
+
+# --- bounded duplicates ------------------------------------------------------------------------
+
+ADOPT_THEN_DIE = """
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from otel_ext.queue.ownership import claim_new, orphans, prepare_dir
+from otel_ext.queue.store import PersistentQueue
+directory = prepare_dir(sys.argv[2])
+claim = claim_new(directory)
+q = PersistentQueue(claim.db_path)
+q.register_lanes(["main"])
+for orphan in orphans(directory, exclude=claim.db_path):
+    q.adopt(orphan.db_path)  # committed ...
+    os.kill(os.getpid(), signal.SIGKILL)  # ... and killed before the orphan is removed
+"""
+
+
+def test_adopter_killed_between_commit_and_removal_causes_no_duplicates(tmp_path: Path) -> None:
+    directory = prepare_dir(tmp_path / "q")
+    first = orphan_file(directory, 500, 10)
+    for _ in range(2):  # two adopters in a row die at the worst moment
+        done = subprocess.run([sys.executable, "-c", ADOPT_THEN_DIE, str(ROOT), str(directory)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == -9, done.stderr
+    assert first.exists()  # the original is still there, and so are two copies
+    backend = MemoryBackend()
+    exp = exporter(backend, directory)
+    assert wait_for(lambda: len(seqs(backend)) == 500)
+    assert exp.force_flush(5000)
+    got = seqs(backend)
+    assert set(got) == set(range(500)) and max(got.values()) == 1, Counter(got.values())
+    exp.shutdown()
+    assert list(directory.glob("q-*.db")) == []

@@ -205,7 +205,10 @@ class FailoverLogExporter(LogRecordExporter):
                 continue
             orphan.release(remove=True)
             adopted += result.records
-            if result.damaged:
+            if result.already_in is not None:  # its adopter died before removing it
+                _logger.warning("otel-ext: removed %s: its records were already adopted into %s",
+                                orphan.db_path.name, result.already_in.name)
+            elif result.damaged:
                 _logger.error("otel-ext: queue file %s was damaged (%s): moved to %s; salvaged %d records "
                               "(%d dead-lettered), %d unreadable entries", orphan.db_path.name, result.damaged,
                               result.quarantined_to, result.records, result.dead_letter_records, result.skipped)
@@ -215,6 +218,8 @@ class FailoverLogExporter(LogRecordExporter):
         if adopted:
             for lane in self.lanes:
                 lane.wake.set()
+        with contextlib.suppress(Exception):
+            self.queue.forget_adopted(p.name for p in self.queue_dir.glob("q-*.db"))
         return adopted
 
     # --- LogRecordExporter ---------------------------------------------------------------------

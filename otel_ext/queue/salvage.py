@@ -44,6 +44,7 @@ class Contents:
     entries: list[Row] = field(default_factory=list)
     dead_letters: list[DeadRow] = field(default_factory=list)
     skipped: int = 0  # entry ids that could not be read (salvage only)
+    adopted_files: list[str] = field(default_factory=list)  # files whose rows this one already holds
 
     @property
     def records(self) -> int:
@@ -229,7 +230,39 @@ def read_sound(db: Path) -> Contents:
             for r in conn.execute(f"SELECT {_DEAD_COLUMNS} FROM dead_letters ORDER BY id"):
                 out.dead_letters.append((int(r[1]), int(r[2]), str(r[3]), str(r[4]), int(r[5]), str(r[6]),
                                          bytes(r[7])))
+        out.adopted_files = _adopted_files(conn)
     return out
+
+
+ADOPTED_PREFIX = "adopted:"
+
+
+def _adopted_files(conn: sqlite3.Connection) -> list[str]:
+    try:
+        return [str(r[0])[len(ADOPTED_PREFIX):] for r in
+                conn.execute("SELECT key FROM meta WHERE key LIKE 'adopted:%'")]
+    except sqlite3.Error:
+        return []
+
+
+def adopted_elsewhere(directory: Path, name: str, skip: tuple[Path, ...]) -> Path | None:
+    """The queue file in ``directory`` that already holds the rows of queue file ``name`` (its
+    adopter died between its commit and removing ``name``), or None."""
+    for db in sorted(directory.glob("q-*.db")):
+        if db.name == name or db in skip:
+            continue
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)
+        except sqlite3.Error:
+            continue
+        try:
+            if conn.execute("SELECT 1 FROM meta WHERE key = ?", (ADOPTED_PREFIX + name,)).fetchone():
+                return db
+        except sqlite3.Error:
+            continue
+        finally:
+            conn.close()
+    return None
 
 
 def _read_skipping(conn: sqlite3.Connection, table: str, columns: str, after: int,
@@ -301,6 +334,7 @@ def salvage(db: Path, workdir: Path) -> Contents:
             for r in rows:
                 with contextlib.suppress(TypeError, ValueError):
                     out.entries.append((int(r[1]), int(r[2]), int(r[3]), str(r[4]), bytes(r[5])))
+            out.adopted_files = _adopted_files(conn)
             dead, _ = _read_skipping(conn, "dead_letters", _DEAD_COLUMNS, 0, deadline)
             for r in dead:
                 with contextlib.suppress(TypeError, ValueError):

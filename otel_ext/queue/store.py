@@ -28,7 +28,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from otel_ext.queue.salvage import DamagedFile, check_file, quarantine, read_sound, salvage
+from otel_ext.queue.salvage import (
+    ADOPTED_PREFIX,
+    DamagedFile,
+    adopted_elsewhere,
+    check_file,
+    quarantine,
+    read_sound,
+    salvage,
+)
 from otel_ext.telemetry import Counters, register_counters
 
 _logger = logging.getLogger(__name__)
@@ -152,6 +160,7 @@ class Adopted:
     damaged: str | None = None
     quarantined_to: Path | None = None
     skipped: int = 0
+    already_in: Path | None = None  # another queue file already holds these rows (nothing moved)
 
 
 class PersistentQueue:
@@ -521,7 +530,14 @@ class PersistentQueue:
         whatever rows are still readable are salvaged. The caller owns ``other``'s lock; after a
         return the caller may remove what is left of ``other``. Raises :class:`QueueError` only when
         *this* queue cannot take the rows (``other`` is then left as it was, for a later attempt).
+
+        If an earlier adopter committed ``other``'s rows but died before removing it, the rows are
+        not taken again: ``already_in`` names the file that holds them (the caller removes ``other``).
         """
+        holder = self.path if self.holds_rows_of(other.name) else adopted_elsewhere(
+            other.parent, other.name, skip=(self.path,))
+        if holder is not None:
+            return Adopted(0, 0, already_in=holder)
         damaged: str | None = None
         target: Path | None = None
         try:
@@ -544,8 +560,34 @@ class PersistentQueue:
             self._conn.executemany(
                 "INSERT INTO dead_letters (created_ns, failed_ns, backend, reason, records, classes, payload) "
                 "VALUES (?,?,?,?,?,?,?)", contents.dead_letters)
+            # in the same transaction: "this file now holds other's rows" (and those other held),
+            # so if we die before other is removed, its next adopter removes it instead of
+            # delivering it twice
+            now = str(time.time_ns())
+            for name in (other.name, *contents.adopted_files):
+                self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (ADOPTED_PREFIX + name, now))
         self.counters.add("adopted", "", contents.records)
         return Adopted(contents.records, contents.dead_records, damaged, target, contents.skipped)
+
+    def holds_rows_of(self, name: str) -> bool:
+        """True if this queue already adopted the queue file called ``name``."""
+        with self._lock:
+            if self._closed:
+                return False
+            row = self._conn.execute("SELECT 1 FROM meta WHERE key = ?", (ADOPTED_PREFIX + name,)).fetchone()
+            return row is not None
+
+    def forget_adopted(self, keep: Iterable[str]) -> None:
+        """Drop the adoption markers of files that no longer exist (best effort)."""
+        keep_keys = {ADOPTED_PREFIX + n for n in keep}
+        with self._lock:
+            if self._closed:
+                return
+            keys = [str(r[0]) for r in self._conn.execute("SELECT key FROM meta WHERE key LIKE 'adopted:%'")]
+            stale = [k for k in keys if k not in keep_keys]
+            if stale:
+                with contextlib.suppress(QueueError), self._write():
+                    self._conn.executemany("DELETE FROM meta WHERE key = ?", [(k,) for k in stale])
 
     def absorb(self, other: Path) -> tuple[int, int]:
         """:meth:`adopt`, returning (records, dead-letter records) moved."""
