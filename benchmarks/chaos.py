@@ -9,6 +9,7 @@ tests/faults.py, real SQLite files damaged on disk, a real tmpfs for disk full):
 - ``corrupt_<kind>``: an orphaned queue file damaged on disk (truncated, bad header, bad page, bad
   WAL, truncated WAL) is adopted by a healthy process.
 - ``backend_kill_restart``: the receiver is killed mid-stream and restarted on the same port.
+- ``slow_backend``: every chunk to the receiver is delayed past the attempt timeout half the time.
 - ``all_down_then_back``: every backend refuses connections for a while, then returns.
 
 Prints: scenario | acknowledged | delivered | lost | duplicates | max app emit latency, where
@@ -23,14 +24,11 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import random
-import signal
-import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +36,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from durable_helpers import damage, fill, orphan_file, tmpfs  # noqa: E402
+from durable_helpers import damage, fill, orphan_file, storm, tmpfs  # noqa: E402
 from faults import TcpProxy  # noqa: E402
 from opentelemetry._logs import SeverityNumber  # noqa: E402
-from opentelemetry.sdk._logs import LoggerProvider  # noqa: E402
-from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor  # noqa: E402
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord  # noqa: E402
+from opentelemetry.sdk._logs.export import (  # noqa: E402
+    BatchLogRecordProcessor,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
 from peers import Rotel, wait_until  # noqa: E402
 
 from otel_ext.export import FailoverLogExporter  # noqa: E402
@@ -66,67 +68,12 @@ def tally(name: str, acked: set[str], seen: list[str], max_emit_ms: float) -> Ro
                sum(c - 1 for c in counts.values()), max_emit_ms)
 
 
-WRITER = textwrap.dedent("""
-    import sys, time
-    sys.path.insert(0, sys.argv[1])
-    from opentelemetry._logs import SeverityNumber
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-    from otel_ext.export import FailoverLogExporter
-    print("ready", flush=True)  # adoption of the earlier writers' files starts now
-    exp = FailoverLogExporter([sys.argv[2]], queue_dir=sys.argv[3], shutdown_timeout=2)
-    provider = LoggerProvider()
-    provider.add_log_record_processor(BatchLogRecordProcessor(exp, schedule_delay_millis=20,
-                                      max_export_batch_size=200, max_queue_size=100_000))
-    logger = provider.get_logger("chaos")
-    tag, i, worst = sys.argv[4], 0, 0.0
-    drain = tag == "drain"
-    while not drain:
-        for _ in range(50):
-            t = time.perf_counter()
-            logger.emit(body="chaos record", severity_number=SeverityNumber.INFO,
-                        attributes={"seq": f"{tag}-{i}", "labels.event_class": "access"})
-            worst = max(worst, time.perf_counter() - t)
-            i += 1
-        provider.force_flush(10_000)  # everything emitted so far is durable: acknowledged
-        print(f"acked {tag} {i} {worst * 1000:.3f}", flush=True)
-        time.sleep(0.005)
-    ok = exp.force_flush(60_000)
-    print(f"drained {ok}", flush=True)
-    exp.shutdown()
-""")
-
-
 def kill_storm(work: Path, writers: int, backend_up: bool, seed: int = 7) -> Row:
-    """Writers (each killed at a random moment after it started logging, adoption of the earlier
-    writers' files included) run the code at $CHAOS_CODE (default: this checkout), to compare
-    revisions. With ``backend_up`` False the writers' backend refuses connections until the drain."""
-    code = os.environ.get("CHAOS_CODE", str(ROOT))
-    rng = random.Random(seed)
+    """Writers run the code at $CHAOS_CODE (default: this checkout), to compare revisions."""
     rx = Rotel(work, f"storm-{backend_up}").start()
-    queue_dir = prepare_dir(work / f"q-storm-{backend_up}")
-    from peers import free_port
-
-    target = rx.grpc_url if backend_up else f"otlp+grpc://127.0.0.1:{free_port()}?name=storm-{rx.name}"
-    acked: set[str] = set()
-    worst = 0.0
     try:
-        for n in range(writers):
-            proc = subprocess.Popen([sys.executable, "-c", WRITER, code, target, str(queue_dir), f"w{n}"],
-                                    stdout=subprocess.PIPE, text=True)
-            assert proc.stdout is not None
-            first = proc.stdout.readline()  # imports done: adoption, then logging
-            time.sleep(rng.uniform(0.0, 1.0))
-            os.kill(proc.pid, signal.SIGKILL)
-            out, _ = proc.communicate(10)
-            out = first + out
-            last = [line.split() for line in out.splitlines() if line.startswith("acked")]
-            if last:
-                acked.update(f"w{n}-{i}" for i in range(int(last[-1][2])))
-                worst = max(worst, max(float(x[3]) for x in last))
-        done = subprocess.run([sys.executable, "-c", WRITER, code, rx.grpc_url, str(queue_dir), "drain"],
-                              capture_output=True, text=True, timeout=120)
-        assert "drained True" in done.stdout, done.stdout + done.stderr
+        acked, worst = storm(work / f"q-storm-{backend_up}", writers, rx.grpc_url if backend_up else None,
+                             rx.grpc_url, os.environ.get("CHAOS_CODE", str(ROOT)), seed)
         seen = settled_values(rx, len(acked))
     finally:
         rx.kill()
@@ -138,40 +85,65 @@ def settled_values(rx: Rotel, expected: int, timeout: float = 30.0) -> list[str]
     wait_until(lambda: len(set(rx.attribute_values("seq"))) >= expected, timeout)
     last = -1
     while True:
-        values = rx.attribute_values("seq")
+        values: list[str] = rx.attribute_values("seq")
         if len(values) == last:
             return values
         last = len(values)
         time.sleep(0.2)
 
 
+class Acknowledging(LogRecordExporter):
+    """Between the SDK batch processor and FailoverLogExporter: notes the ``seq`` of every record
+    in a batch that export() made durable (SUCCESS), i.e. what the app was promised."""
+
+    def __init__(self, inner: FailoverLogExporter) -> None:
+        self.inner = inner
+        self.acked: set[str] = set()
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        result = self.inner.export(batch)
+        if result is LogRecordExportResult.SUCCESS:
+            self.acked.update(str((r.log_record.attributes or {}).get("seq")) for r in batch)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
 class App:
-    """In-process app: every record through export() synchronously; emit latency measured."""
+    """In-process app behind the SDK's BatchLogRecordProcessor, as in production; the emit
+    latency measured is what the app thread pays per log call."""
 
     def __init__(self, backends: list[str], queue_dir: Path, tag: str) -> None:
         self.exp = FailoverLogExporter(backends, queue_dir=queue_dir, counters=Counters("c"),
                                        queue_counters=Counters("cq"), shutdown_timeout=2, probe_interval=0.05)
+        self.ack = Acknowledging(self.exp)
         self.provider = LoggerProvider()
-        self.provider.add_log_record_processor(SimpleLogRecordProcessor(self.exp))
+        self.provider.add_log_record_processor(BatchLogRecordProcessor(
+            self.ack, schedule_delay_millis=20, max_export_batch_size=20, max_queue_size=100_000))
         self.logger = self.provider.get_logger("chaos")
         self.tag = tag
         self.i = 0
-        self.acked: set[str] = set()
         self.worst = 0.0
 
+    @property
+    def acked(self) -> set[str]:
+        return self.ack.acked
+
     def emit(self, n: int, body: int = 100) -> int:
-        ok = 0
+        """Emit ``n`` records and wait until they went through export(); returns how many were made durable."""
+        before = len(self.ack.acked)
         for _ in range(n):
-            before = self.exp.counters.get("export_failed")
             t = time.perf_counter()
             self.logger.emit(body="c" * body, severity_number=SeverityNumber.INFO,
                              attributes={"seq": f"{self.tag}-{self.i}", "labels.event_class": "access"})
             self.worst = max(self.worst, time.perf_counter() - t)
-            if self.exp.counters.get("export_failed") == before:
-                self.acked.add(f"{self.tag}-{self.i}")
-                ok += 1
             self.i += 1
-        return ok
+        self.provider.force_flush(30_000)
+        return len(self.ack.acked) - before
 
 
 def disk_full(work: Path) -> Row:
@@ -210,7 +182,6 @@ def corrupt(work: Path, kind: str) -> Row:
         app.emit(100)
         assert app.exp.force_flush(30_000)
         app.exp.shutdown()
-        seen = rx.attribute_values("seq") + [str(v) for v in rx_ints(rx)]
         seen = settled_values(rx, 1) + [f"orphan-{v}" for v in rx_ints(rx)]
     finally:
         rx.kill()
@@ -241,6 +212,27 @@ def backend_kill_restart(work: Path) -> Row:
     return tally("backend kill -9 and restart", app.acked, seen, app.worst * 1000)
 
 
+def slow_backend(work: Path) -> Row:
+    """Every chunk to the backend waits 0.3 s (over the 0.25 s attempt timeout half the time):
+    the app must not notice, nothing may be lost."""
+    rx = Rotel(work, "slow").start()
+    proxy = TcpProxy(rx.grpc_port)
+    proxy.delay = 0.3
+    try:
+        app = App([f"otlp+grpc://127.0.0.1:{proxy.port}?name=slow&timeout=250ms"], work / "q-slow", "slow")
+        for _ in range(20):
+            app.emit(100)
+            time.sleep(0.05)
+        proxy.delay = 0.0
+        assert app.exp.force_flush(60_000)
+        app.exp.shutdown()
+        seen = settled_values(rx, len(app.acked))
+    finally:
+        proxy.close()
+        rx.kill()
+    return tally("slow backend (0.3 s per chunk, 0.25 s timeout)", app.acked, seen, app.worst * 1000)
+
+
 def all_down_then_back(work: Path, seconds: float) -> Row:
     rx_a, rx_b = Rotel(work, "da").start(), Rotel(work, "db").start()
     pa, pb = TcpProxy(rx_a.grpc_port), TcpProxy(rx_b.grpc_port)
@@ -268,7 +260,7 @@ def all_down_then_back(work: Path, seconds: float) -> Row:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", help="run one scenario (kill_storm, disk_full, corrupt, kill_restart, down)")
+    parser.add_argument("--only", help="run one scenario (kill_storm, disk_full, corrupt, kill_restart, slow, down)")
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--down-seconds", type=float, default=5.0)
     args = parser.parse_args()
@@ -282,6 +274,7 @@ def main() -> None:
             *[("corrupt", functools.partial(corrupt, work, kind))
               for kind in ("truncated", "bad_header", "bad_page", "bad_wal", "truncated_wal")],
             ("kill_restart", lambda: backend_kill_restart(work)),
+            ("slow", lambda: slow_backend(work)),
             ("down", lambda: all_down_then_back(work, args.down_seconds)),
         ]
         for name, run in plan:

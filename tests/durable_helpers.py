@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
+from otel_ext.queue.ownership import prepare_dir
 from otel_ext.queue.store import NewEntry
 
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -126,3 +129,65 @@ def damage(db: Path, kind: str) -> None:
         os.truncate(wal, wal.stat().st_size * 2 // 3 + 17)
     else:  # pragma: no cover
         raise ValueError(kind)
+
+
+STORM_WRITER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, sys.argv[1])
+    from opentelemetry._logs import SeverityNumber
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from otel_ext.export import FailoverLogExporter
+    print("ready", flush=True)  # adoption of the earlier writers' files starts now
+    exp = FailoverLogExporter([sys.argv[2]], queue_dir=sys.argv[3], shutdown_timeout=2)
+    provider = LoggerProvider()
+    provider.add_log_record_processor(BatchLogRecordProcessor(exp, schedule_delay_millis=20,
+                                      max_export_batch_size=200, max_queue_size=100_000))
+    logger = provider.get_logger("chaos")
+    tag, i, worst = sys.argv[4], 0, 0.0
+    drain = tag == "drain"
+    while not drain:
+        for _ in range(50):
+            t = time.perf_counter()
+            logger.emit(body="chaos record", severity_number=SeverityNumber.INFO,
+                        attributes={"seq": f"{tag}-{i}", "labels.event_class": "access"})
+            worst = max(worst, time.perf_counter() - t)
+            i += 1
+        provider.force_flush(10_000)  # everything emitted so far is durable: acknowledged
+        print(f"acked {tag} {i} {worst * 1000:.3f}", flush=True)
+        time.sleep(0.005)
+    ok = exp.force_flush(60_000)
+    print(f"drained {ok}", flush=True)
+    exp.shutdown()
+""")
+
+
+def storm(queue_dir: Path, writers: int, writers_backend: str | None, drain_backend: str,
+          code: str = ROOT, seed: int = 7) -> tuple[set[str], float]:
+    """Writer processes one after another on ``queue_dir``, each killed with SIGKILL at a random
+    moment after its imports (adoption of the earlier writers' files included), then one drain
+    process. ``writers_backend`` None: a port nobody listens on. Returns (acknowledged record
+    ``seq`` values, worst emit latency in ms)."""
+    from peers import free_port
+
+    rng = random.Random(seed)
+    directory = prepare_dir(queue_dir)
+    target = writers_backend or f"otlp+grpc://127.0.0.1:{free_port()}?name=down"
+    acked: set[str] = set()
+    worst = 0.0
+    for n in range(writers):
+        proc = subprocess.Popen([sys.executable, "-c", STORM_WRITER, code, target, str(directory), f"w{n}"],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # imports done: adoption, then logging
+        time.sleep(rng.uniform(0.0, 1.0))
+        os.kill(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate(10)
+        lines = [line.split() for line in (first + out).splitlines() if line.startswith("acked")]
+        if lines:
+            acked.update(f"w{n}-{i}" for i in range(int(lines[-1][2])))
+            worst = max([worst] + [float(x[3]) for x in lines])
+    done = subprocess.run([sys.executable, "-c", STORM_WRITER, code, drain_backend, str(directory), "drain"],
+                          capture_output=True, text=True, timeout=120)
+    assert "drained True" in done.stdout, done.stdout + done.stderr
+    return acked, worst

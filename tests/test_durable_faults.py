@@ -192,8 +192,10 @@ def test_damaged_orphan_is_quarantined_salvaged_and_never_stops_us(tmp_path: Pat
     assert exp.queue_counters.get("adopted") == len(salvaged)
     if kind == "bad_header":
         assert len(salvaged) == total  # only the magic string was broken
+    elif kind == "bad_wal":
+        assert len(salvaged) >= total * 0.9  # committed frames after the bad one are replayed from a copy
     else:
-        assert 0 < len(salvaged) < total
+        assert 0 < len(salvaged) < total  # the bytes are gone; what remains is delivered
     status = subprocess.run([sys.executable, "-m", "otel_ext.cli", "queue", "status", "--queue-dir", str(directory)],
                             capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr

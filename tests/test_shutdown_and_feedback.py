@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry._logs import SeverityNumber
@@ -116,5 +117,39 @@ def test_idle_pipeline_with_root_at_debug_does_not_feed_itself(tmp_path: Path,
         assert pipeline.force_flush(10_000)
         assert first == 1 and len(records_in(tmp_path / "out" / "logs.jsonl")) == first
         assert exporter.stats()["counters"]["delivered"][exporter.backends[0].name] == 1
+    finally:
+        root.setLevel(old_level)
+
+
+@pytest.mark.peers
+def test_root_at_info_with_elasticsearch_idle_10_s_does_not_grow(es_server: Any, tmp_path: Path,
+                                                                pipeline_cleanup: list[otel_ext.Pipeline]) -> None:
+    """Issue 12: one app record, then idle, produced 98 documents in 10 s (the client's INFO lines
+    about our own bulk requests were captured and shipped, which made more requests...)."""
+    import urllib3
+
+    http = urllib3.PoolManager(retries=False)
+
+    def count() -> int:
+        http.request("POST", f"{es_server.url}/logs-*-feedback/_refresh?expand_wildcards=all&ignore_unavailable=true")
+        resp = http.request("GET", f"{es_server.url}/logs-*-feedback/_count?expand_wildcards=all&ignore_unavailable=true")
+        return int(json.loads(resp.data).get("count", 0))
+
+    root = logging.getLogger()
+    old_level = root.level
+    root.setLevel(logging.INFO)  # as the README asks users to
+    try:
+        pipeline = otel_ext.configure(backends=f"elasticsearch+http://127.0.0.1:{es_server.port}?namespace=feedback",
+                                      queue_dir=str(tmp_path / "q"))
+        pipeline_cleanup.append(pipeline)
+        logging.getLogger("app").warning("one app record")
+        assert pipeline.force_flush(30_000)
+        deadline = time.monotonic() + 30
+        while count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        first = count()
+        time.sleep(10)
+        assert pipeline.force_flush(30_000)
+        assert first == 1 and count() == first
     finally:
         root.setLevel(old_level)

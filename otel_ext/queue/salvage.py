@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
 SQLITE_HEADER = b"SQLite format 3\x00"
 WAL_MAGIC_LE, WAL_MAGIC_BE = 0x377F0682, 0x377F0683
 QUARANTINE = "quarantine"
@@ -182,7 +184,7 @@ def check_file(db: Path) -> None:
     try:
         result = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
         if result != ["ok"]:
-            raise DamagedFile("quick_check: " + "; ".join(str(r) for r in result))
+            raise DamagedFile("quick_check: " + "; ".join(str(r) for r in result).replace("\n", "; "))
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not {"entries", "lanes"} <= tables:
             raise DamagedFile(f"not a queue file (tables: {sorted(tables)})")
@@ -317,6 +319,47 @@ def _repair_copy(copy: Path) -> None:
         f.write(header)
 
 
+def _payload_intact(payload: bytes, records: int) -> bool:
+    """A salvaged payload must still parse as an OTLP request with the records it was stored
+    with (SQLite has no row checksums: a damaged page can yield a readable, altered row)."""
+    try:
+        request = ExportLogsServiceRequest.FromString(payload)
+    except Exception:  # noqa: BLE001 - protobuf raises DecodeError and friends
+        return False
+    return sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs) == records
+
+
+def _repair_wal_copy(wal: Path, shm: Path) -> None:
+    """Re-chain the checksums of the committed frames of a WAL copy, so SQLite replays every
+    committed frame instead of stopping at the first damaged one (the damaged pages then fail row
+    by row and are stepped over). Frames past the index's last commit are left alone."""
+    try:
+        data = bytearray(wal.read_bytes())
+    except OSError:
+        return
+    if len(data) < 32:
+        return
+    magic, _version, page_size, _seq, salt1, salt2 = struct.unpack(">6I", data[:24])
+    if magic not in (WAL_MAGIC_LE, WAL_MAGIC_BE) or page_size < 512 or page_size & (page_size - 1):
+        return
+    committed = _shm_committed_frames(shm, salt1, salt2)
+    if not committed:
+        return
+    big = magic == WAL_MAGIC_BE
+    s0, s1 = _checksum(bytes(data[:24]), big, 0, 0)
+    data[24:32] = struct.pack(">II", s0, s1)
+    frame = 24 + page_size
+    for index in range(committed):
+        offset = 32 + index * frame
+        if offset + frame > len(data):
+            break
+        data[offset + 8:offset + 16] = struct.pack(">II", salt1, salt2)
+        s0, s1 = _checksum(bytes(data[offset:offset + 8]), big, s0, s1)
+        s0, s1 = _checksum(bytes(data[offset + 24:offset + frame]), big, s0, s1)
+        data[offset + 16:offset + 24] = struct.pack(">II", s0, s1)
+    wal.write_bytes(bytes(data))
+
+
 def salvage(db: Path, workdir: Path) -> Contents:
     """Every row still readable from a damaged queue file (read from a copy in ``workdir``)."""
     out = Contents()
@@ -326,14 +369,23 @@ def salvage(db: Path, workdir: Path) -> Contents:
         shutil.copyfile(db, copy)
         if Path(f"{db}-wal").exists():
             shutil.copyfile(f"{db}-wal", f"{copy}-wal")
+            if Path(f"{db}-shm").exists():
+                _repair_wal_copy(Path(f"{copy}-wal"), Path(f"{db}-shm"))
         _repair_copy(copy)
         deadline = time.monotonic() + _SALVAGE_SECONDS
         with _open(copy) as conn:
             after = _min_cursor(conn)
             rows, out.skipped = _read_skipping(conn, "entries", _ENTRY_COLUMNS, after, deadline)
             for r in rows:
-                with contextlib.suppress(TypeError, ValueError):
-                    out.entries.append((int(r[1]), int(r[2]), int(r[3]), str(r[4]), bytes(r[5])))
+                try:
+                    row = (int(r[1]), int(r[2]), int(r[3]), str(r[4]), bytes(r[5]))
+                except (TypeError, ValueError):
+                    out.skipped += 1
+                    continue
+                if _payload_intact(row[4], row[2]):
+                    out.entries.append(row)
+                else:
+                    out.skipped += 1
             out.adopted_files = _adopted_files(conn)
             dead, _ = _read_skipping(conn, "dead_letters", _DEAD_COLUMNS, 0, deadline)
             for r in dead:
