@@ -119,9 +119,15 @@ def suppressed() -> Iterator[None]:
         context.detach(token)
 
 
+THREAD_PREFIX = "otel-ext-"  # every thread we start is named so (lanes, prober, bulk senders)
+
+
 def own_records_filter(record: logging.LogRecord) -> bool:
-    """False for records a capturing handler must not ship (ours, or emitted while suppressed)."""
+    """False for records a capturing handler must not ship: ours, emitted while instrumentation is
+    suppressed, or emitted on one of our threads."""
     name = record.name
     if name == LOGGER_NAME or name.startswith(LOGGER_NAME + "."):
+        return False
+    if (record.threadName or "").startswith(THREAD_PREFIX):
         return False
     return not is_suppressed()
