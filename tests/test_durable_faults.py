@@ -166,6 +166,19 @@ def test_every_write_rolls_back_and_the_connection_stays_usable(tmp_path: Path) 
         q.close()
 
 
+def test_overflow_drops_are_counted_per_class_and_said_once(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    counters = Counters("q")
+    q = PersistentQueue(tmp_path / "q.db", max_bytes=20_000, counters=counters)
+    for i in range(200):
+        q.append([entry([i], "access" if i % 2 else "error", body_bytes=500)])
+    snapshot = counters.snapshot()["dropped"]
+    assert snapshot["access:queue_full"] + snapshot.get("error:queue_full", 0) > 100
+    lines = [line for line in capsys.readouterr().err.splitlines() if "at its bound" in line]
+    assert len(lines) == 1, lines
+    q.close()
+
+
 # --- corruption contained ----------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import sqlite3
+import stat
 import struct
 import time
 from collections.abc import Iterator
@@ -406,6 +407,9 @@ def quarantine(db: Path, reason: str) -> Path:
     """Move ``db`` and its WAL/SHM into ``quarantine/`` beside it, with a ``.reason`` file."""
     folder = db.parent / QUARANTINE
     folder.mkdir(mode=0o700, exist_ok=True)
+    info = os.lstat(folder)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise OSError(f"{folder} is not a directory of ours; not moving {db.name} there")
     stamp = time.strftime("%Y%m%dT%H%M%S")
     target = folder / f"{db.stem}.{stamp}{db.suffix}"
     n = 1

@@ -37,6 +37,8 @@ from otel_ext.queue.salvage import (
     read_sound,
     salvage,
 )
+from otel_ext.selflog import install as install_selflog
+from otel_ext.selflog import say_every
 from otel_ext.telemetry import Counters, register_counters
 
 _logger = logging.getLogger(__name__)
@@ -188,6 +190,8 @@ class PersistentQueue:
         self.counters = counters
         self._lock = threading.RLock()
         self._closed = False
+        self._dropped_full = 0
+        install_selflog()
         self.quarantined_to: Path | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._conn = self._open_or_quarantine()
@@ -254,6 +258,12 @@ class PersistentQueue:
         self._bytes += delta.bytes
         for classes, reason in delta.dropped:
             self._count_dropped(classes, reason)
+        if delta.dropped:
+            self._dropped_full += sum(sum(c.values()) for c, r in delta.dropped if r == "queue_full")
+            if self._dropped_full:
+                say_every(60.0, f"queue-full:{self.path}", "otel-ext: queue %s is at its bound (max_bytes=%d): "
+                          "%d records dropped so far to make room, lowest class first, counted as "
+                          "queue.dropped{reason=queue_full}", self.path.name, self.max_bytes, self._dropped_full)
         if delta.appended:
             self.counters.add("appended", "", delta.appended)
 
