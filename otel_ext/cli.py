@@ -23,9 +23,14 @@ def _age(seconds: float | None) -> str:
 
 def _cmd_queue_status(args: argparse.Namespace) -> int:
     from otel_ext.queue import list_queue_files, read_stats
+    from otel_ext.queue.ownership import dir_problem
+    from otel_ext.queue.salvage import list_quarantine
 
     directory = _queue_dir(args)
-    files = list_queue_files(directory) if directory.exists() else []
+    problem = dir_problem(directory) if directory.exists() or directory.is_symlink() else None
+    if problem:
+        print(f"warning: queue directory {directory} {problem}; otel-ext refuses to use it", file=sys.stderr)
+    files = list_queue_files(directory) if directory.is_dir() else []
     print(f"queue dir {directory}: {len(files)} queue file(s)")
     print(f"{'file':32} {'owner':>8} {'state':8} {'records':>9} {'bytes':>11} {'oldest':>8} {'dead':>6}")
     total = 0
@@ -40,6 +45,11 @@ def _cmd_queue_status(args: argparse.Namespace) -> int:
         print(f"{info.db_path.name:32} {info.owner_pid or '?':>8} {state:8} {st.records:>9} {st.bytes:>11} "
               f"{_age(st.oldest_age_s):>8} {st.dead_letter_records:>6}")
     print(f"total pending records: {total}")
+    quarantined = list_quarantine(directory) if directory.is_dir() else []
+    if quarantined:
+        print(f"quarantined (damaged, kept for inspection in {directory / 'quarantine'}): {len(quarantined)} file(s)")
+        for item in quarantined:
+            print(f"  {item.path.name} ({item.bytes} bytes): {item.reason}")
     return 0
 
 
@@ -203,8 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="otel-ext: %(message)s")
+    from otel_ext.selflog import suppressed
+
     try:
-        return int(args.func(args))
+        with suppressed():  # nothing we do here is captured by instrumentation in this process
+            return int(args.func(args))
     except (RuleFileError, ValueError) as exc:
         print(f"otel-ext: error: {exc}", file=sys.stderr)
         return 2

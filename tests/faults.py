@@ -1,7 +1,8 @@
 """Fault injection on the wire, on loopback only, bounded in time.
 
 - :class:`TcpProxy`: forwards TCP to an upstream port; can switch to ``blackhole`` (accept, never
-  answer), ``reset`` (accept and close at once) or ``pass``. Real sockets, real timeouts.
+  answer), ``reset`` (accept and close at once) or ``pass``, and add a ``delay`` per forwarded
+  chunk. Real sockets, real timeouts.
 - :class:`HttpFaultProxy`: an HTTP/1.1 proxy in front of an OTLP/HTTP receiver that answers a
   scripted status (429 with Retry-After, 503, 400 …) for the next N requests, else forwards.
 """
@@ -22,6 +23,7 @@ class TcpProxy:
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.mode = "pass"
+        self.delay = 0.0  # seconds added before each forwarded chunk
         self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._server.bind(("127.0.0.1", 0))
@@ -69,6 +71,8 @@ class TcpProxy:
                     break
                 if self.mode == "blackhole":
                     continue  # swallowed: neither side hears anything from now on
+                if self.delay:
+                    time.sleep(self.delay)  # a slow link or a slow backend
                 dst.sendall(data)
         except OSError:
             pass

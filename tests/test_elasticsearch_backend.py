@@ -330,9 +330,12 @@ def test_kill_9_of_elasticsearch_mid_stream_loses_nothing(tmp_path: Path) -> Non
         app = make_app([f"elasticsearch+http://127.0.0.1:{server.port}?name=es&namespace=crash&timeout=2s"],
                        tmp_path / "q")
         total = 6000
+        killed = threading.Event()
 
         def produce() -> None:
-            while app.emitted < total:  # ~2,000 records/s for 3 s
+            while app.emitted < total:  # ~2,000 records/s
+                if app.emitted >= total - 1000:
+                    killed.wait(60)  # the last 1,000 only after the kill: it always lands mid-stream
                 app.emit(100)
                 time.sleep(0.05)
 
@@ -340,7 +343,8 @@ def test_kill_9_of_elasticsearch_mid_stream_loses_nothing(tmp_path: Path) -> Non
         producer.start()
         assert wait_until(lambda: search.count("logs-access-crash") >= 500, 60, interval=0.05)
         server.kill()
-        assert producer.is_alive()  # killed mid-stream: the app is still logging
+        assert app.emitted < total  # killed mid-stream: the app still has records to log
+        killed.set()
         producer.join(60)
         app.flush_to_queue()  # everything emitted is on our disk, ES is still down
         server.start()

@@ -10,23 +10,35 @@ import sys
 from typing import Any
 
 from opentelemetry._logs import get_logger_provider
-from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk._logs import LoggerProvider
 
+from otel_ext._sdk_compat import OTEL_CONFIG_FILE, SDKConfigurator
 from otel_ext.auto import exit as exit_flush
 from otel_ext.auto.pipeline import Pipeline, build_parts, set_current
 from otel_ext.auto.settings import ConfigError, load_settings
 from otel_ext.handler import install_for_instrumentation
 
 
-class OtelExtConfigurator(_OTelSDKConfigurator):
+class OtelExtConfigurator(SDKConfigurator):
     """Configures the SDK from env vars and installs otel-ext's processors.
 
     A configuration error stops the process at start-up with one line naming the variable or file
     (``OTEL_EXT_ON_CONFIG_ERROR=continue`` starts the app without otel-ext instead).
+    ``OTEL_CONFIG_FILE`` (the SDK's declarative configuration, which ignores the processors we pass)
+    is refused the same way rather than reporting a pipeline that is not there.
     """
 
     def _configure(self, **kwargs: Any) -> None:
+        if os.environ.get(OTEL_CONFIG_FILE):
+            print(f"otel-ext: configuration error: {OTEL_CONFIG_FILE} is set: the SDK's file configuration "
+                  "would run without otel-ext's processors; unset it to use otel-ext (or set "
+                  "OTEL_EXT_ON_CONFIG_ERROR=continue to run with the file configuration and without otel-ext)",
+                  file=sys.stderr, flush=True)
+            if os.environ.get("OTEL_EXT_ON_CONFIG_ERROR") == "continue":
+                super()._configure(**kwargs)  # type: ignore[no-untyped-call]
+                return
+            sys.stdout.flush()
+            os._exit(2)
         try:
             settings = load_settings()
             parts = build_parts(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -114,13 +115,25 @@ class Pipeline:
         return ok
 
     def shutdown(self) -> None:
+        """Flush what is buffered, then shut down. Records produced by that flush (detector
+        alerts computed from the last batch) are flushed too, before the provider closes."""
         with self._lock:
             if self.closed:
                 return
             self.closed = True
         if self.handler is not None:
             logging.getLogger().removeHandler(self.handler)
+        budget = int(self.parts.settings.shutdown_timeout * 1000)
+        for _ in range(3):  # a flush may emit alerts; the next one makes them durable
+            before = DETECT_COUNTERS.get("alerts")
+            self.provider.force_flush(budget)
+            if DETECT_COUNTERS.get("alerts") == before:
+                break
         self.provider.shutdown()
+
+
+def _inert_parts() -> tuple[EventClassifierProcessor, RedactionProcessor, VolumePolicy]:
+    return EventClassifierProcessor(), RedactionProcessor(), VolumePolicy.parse(None, None)
 
 
 _CURRENT: Pipeline | None = None
@@ -141,8 +154,10 @@ def configure(**overrides: Any) -> Pipeline:
     install the logging handler on the root logger and return its handle.
 
     Calling it again returns the pipeline already running (a warning says so if overrides differ).
-    Configuration errors raise :class:`~otel_ext.auto.settings.ConfigError` naming the variable or
-    file, before anything is started.
+    Configuration errors raise one :class:`~otel_ext.auto.settings.ConfigError` naming the variable
+    or file, before anything is started; with ``OTEL_EXT_ON_CONFIG_ERROR=continue`` (or
+    ``on_config_error="continue"``) one line goes to stderr instead and the returned pipeline does
+    nothing.
     """
     global _CURRENT
     with _CURRENT_LOCK:
@@ -151,10 +166,21 @@ def configure(**overrides: Any) -> Pipeline:
                 _logger.warning("otel_ext.configure() was already called; keeping the running pipeline")
             return _CURRENT
         from otel_ext.export import FailoverLogExporter
+        from otel_ext.selflog import install as install_selflog
+        from otel_ext.selflog import own_records_filter
 
-        settings = load_settings(**overrides)
-        parts = build_parts(settings)
-        exporter = FailoverLogExporter(settings=settings)
+        install_selflog()
+        try:
+            settings = load_settings(**overrides)
+            parts = build_parts(settings)
+            exporter = FailoverLogExporter(settings=settings)
+        except (ConfigError, ValueError) as exc:
+            choice = overrides.get("on_config_error") or os.environ.get("OTEL_EXT_ON_CONFIG_ERROR")
+            if choice == "continue":
+                print(f"otel-ext: configuration error: {exc}; continuing without otel-ext", file=sys.stderr,
+                      flush=True)
+                return Pipeline(LoggerProvider(), [], None, Parts(Settings(), *_inert_parts()), closed=False)
+            raise ConfigError(str(exc)) from None
         provider = LoggerProvider(resource=Resource.create())
         if parts.detection is not None:
             parts.detection.bind(provider)
@@ -166,6 +192,7 @@ def configure(**overrides: Any) -> Pipeline:
         else:
             set_logger_provider(provider)
         handler = OtelExtLoggingHandler(logger_provider=provider)
+        handler.addFilter(own_records_filter)  # our own logs and our threads' client logs stay out
         logging.getLogger().addHandler(handler)
         _CURRENT = Pipeline(provider, [exporter], handler, parts)
         exit_flush.install(lambda: provider.force_flush(int(settings.shutdown_timeout * 1000)) and exporter.force_flush(

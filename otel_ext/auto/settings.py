@@ -39,6 +39,7 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "OTEL_EXT_PROCESSING": ("processing", "str"),
     "OTEL_EXT_BUFFER_SIZE": ("buffer_size", "int"),
     "OTEL_EXT_ON_CONFIG_ERROR": ("on_config_error", "str"),
+    "OTEL_EXT_QUEUE_INSECURE_DIR": ("queue_insecure_dir", "bool"),
 }
 FILE_KEYS = {key for key, _ in ENV_KEYS.values()}
 
@@ -57,7 +58,8 @@ class Settings:
     min_severity: str | None = None
     processing: str = "deferred"  # or "inline"
     buffer_size: int = 16384  # in-memory records between the app and the queue (SDK batch processor)
-    on_config_error: str = "exit"  # or "continue" (zero-code only)
+    on_config_error: str = "exit"  # or "continue"
+    queue_insecure_dir: bool = False  # accept a queue dir that is a symlink / shared / not ours
     state_dir: str = field(default_factory=lambda: str(state_dir()))
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -83,6 +85,15 @@ def _convert(value: Any, kind: str, source: str) -> Any:
             if number <= 0:
                 raise ValueError
             return number
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
         if kind == "float":
             seconds = float(value)
             if seconds <= 0:
@@ -90,7 +101,8 @@ def _convert(value: Any, kind: str, source: str) -> Any:
             return seconds
         return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{source}: expected a positive {kind}, got {value!r}") from None
+        expected = "true or false" if kind == "bool" else f"a positive {kind}"
+        raise ConfigError(f"{source}: expected {expected}, got {value!r}") from None
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -98,6 +110,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     config_file = overrides.pop("config_file", None) or env.get("OTEL_EXT_CONFIG_FILE")
+    explicit = {key for key, value in overrides.items() if value is not None}
     if config_file:
         try:
             doc = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
@@ -112,9 +125,13 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             raise ConfigError(f"{config_file}: unknown key(s) {sorted(unknown)} (allowed: {sorted(FILE_KEYS)})")
         kinds = {key: kind for key, kind in ENV_KEYS.values()}
         for key, value in doc.items():
+            if key in explicit:
+                continue
             values[key] = _convert(value, kinds[key], f"{config_file}: {key}")
             sources[key] = f"{config_file}: {key}"
     for var, (key, kind) in ENV_KEYS.items():
+        if key in explicit:
+            continue  # an explicit argument wins; a bad env value for it is not even read
         if env.get(var):
             values[key] = _convert(env[var], kind, var)
             sources[key] = var

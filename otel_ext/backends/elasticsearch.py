@@ -14,6 +14,7 @@ mapped to the sender's outcome classes so failover works across ES and OTLP.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import time
@@ -175,7 +176,9 @@ class ElasticsearchBackend(Backend):
             for chunk in self._chunks(self._renderer.render(payload)):
                 if in_flight is not None and (outcome := in_flight.result()) is not None:
                     return outcome
-                in_flight = self._sender.submit(self._send_chunk, chunk, rejected)
+                # the caller's context travels along (our lanes suppress instrumentation, so the
+                # client's lines about this request are not captured)
+                in_flight = self._sender.submit(contextvars.copy_context().run, self._send_chunk, chunk, rejected)
         except Exception as exc:  # noqa: BLE001 - an undecodable payload is permanent
             if in_flight is not None:
                 in_flight.result()

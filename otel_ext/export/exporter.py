@@ -6,8 +6,12 @@ Guarantees:
   counted reason (``export_failed``); it never waits on the network and never raises.
 - An entry leaves the queue only when a backend acknowledged it (``replicate``: every backend, each
   with its own cursor) or when it was moved to the dead-letter store after a permanent rejection.
-- ``shutdown()`` is bounded (``shutdown_timeout``, default 5 s); what is not delivered stays on disk
-  and is adopted by the next process that opens the same queue directory.
+- ``shutdown()`` is bounded (``shutdown_timeout``, default 5 s, the final in-flight request
+  included); what is not delivered stays on disk and is adopted by the next process that opens the
+  same queue directory. The queue file is deleted only when a query inside the deleting transaction
+  proves it holds nothing.
+- At least once: after a crash, the records of the request that was in flight on each lane (and,
+  while the disk is full, of the requests delivered but not yet recorded) may be delivered again.
 - Fork-safe: a forked child starts with its own empty queue file and its own threads.
 """
 
@@ -33,6 +37,8 @@ from otel_ext.export.policy import POLICIES, Policy
 from otel_ext.export.sender import EXPORT_COUNTERS, Lane, Prober
 from otel_ext.queue.ownership import ClaimedFile, claim_new, orphans, prepare_dir
 from otel_ext.queue.store import QUEUE_COUNTERS, PersistentQueue, QueueError
+from otel_ext.selflog import install as install_selflog
+from otel_ext.selflog import say_every
 from otel_ext.telemetry import Counters, ensure_published, register_gauge
 
 _logger = logging.getLogger(__name__)
@@ -87,17 +93,23 @@ class FailoverLogExporter(LogRecordExporter):
         fsync: str | None = None,
         shutdown_timeout: float | None = None,
         timeout: float | None = None,
+        queue_insecure_dir: bool | None = None,
         probe_interval: float = 0.25,
         recover_after: int = 2,
         settings: Settings | None = None,
         counters: Counters = EXPORT_COUNTERS,
         queue_counters: Counters = QUEUE_COUNTERS,
     ) -> None:
-        settings = settings or load_settings()
+        if policy is not None and policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+        # an explicit argument always wins over the environment (a bad env value for a parameter
+        # given here is not even read)
+        settings = settings or load_settings(
+            failover_policy=policy, queue_dir=None if queue_dir is None else str(queue_dir),
+            queue_max_bytes=queue_max_bytes, queue_fsync=fsync, shutdown_timeout=shutdown_timeout,
+            timeout=timeout, queue_insecure_dir=queue_insecure_dir)
         self.settings = settings
         self.policy_name = policy or settings.failover_policy
-        if self.policy_name not in POLICIES:
-            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy_name!r}")
         attempt_timeout = timeout or settings.timeout
         given = list(backends) if backends is not None else list(settings.effective_backends)
         if not given:
@@ -108,7 +120,8 @@ class FailoverLogExporter(LogRecordExporter):
         names = [b.name for b in self.backends]
         if len(set(names)) != len(names):
             raise ValueError(f"backend names must be unique, got {names} (add ?name=... to a URL)")
-        self.queue_dir = prepare_dir(queue_dir or settings.effective_queue_dir)
+        insecure = queue_insecure_dir if queue_insecure_dir is not None else settings.queue_insecure_dir
+        self.queue_dir = prepare_dir(queue_dir or settings.effective_queue_dir, allow_insecure=insecure)
         self.queue_max_bytes = queue_max_bytes or settings.queue_max_bytes
         self.fsync = fsync or settings.queue_fsync
         self.shutdown_timeout = shutdown_timeout if shutdown_timeout is not None else settings.shutdown_timeout
@@ -116,7 +129,9 @@ class FailoverLogExporter(LogRecordExporter):
         self.recover_after = recover_after
         self.counters = counters
         self.queue_counters = queue_counters
+        install_selflog()
         self._shutdown = False
+        self._unwritable = 0
         self._lock = threading.Lock()
         self._start()
         _LIVE.add(self)
@@ -151,7 +166,7 @@ class FailoverLogExporter(LogRecordExporter):
             ]
         self.queue.register_lanes(lane.lane for lane in self.lanes)
         self.adopt_orphans()
-        self.prober = Prober([lane.policy for lane in self.lanes], housekeeping=self.adopt_orphans)
+        self.prober = Prober([lane.policy for lane in self.lanes], housekeeping=self._housekeeping)
         for lane in self.lanes:
             lane.start()
         self.prober.start()
@@ -166,24 +181,45 @@ class FailoverLogExporter(LogRecordExporter):
             backend.reset_after_fork()
         self._start()
 
+    def _housekeeping(self) -> None:
+        self.queue.maintain()
+        self.adopt_orphans()
+
     def adopt_orphans(self) -> int:
-        """Move the pending entries of queue files whose owner died into this queue."""
+        """Move the pending entries of queue files whose owner died into this queue.
+
+        A damaged orphan is quarantined (its readable rows salvaged); one that is a symlink or
+        belongs to another user is never touched. Our own queue keeps working whatever happens."""
         adopted = 0
-        for orphan in orphans(self.queue_dir, exclude=self._claim.db_path):
+
+        def refused(path: os.PathLike[str], why: str) -> None:
+            say_every(60.0, f"refused:{path}", "otel-ext: not adopting %s: it %s", path, why)
+
+        for orphan in orphans(self.queue_dir, exclude=self._claim.db_path, refused=refused):
             try:
-                records, dead = self.queue.absorb(orphan.db_path)
-            except Exception:  # leave the orphan for a later attempt
-                _logger.exception("otel-ext: could not adopt queue file %s", orphan.db_path)
+                result = self.queue.adopt(orphan.db_path)
+            except Exception as exc:  # noqa: BLE001 - our queue cannot take it now: leave it for later
+                say_every(60.0, "adopt-failed", "otel-ext: could not adopt queue file %s yet: %s",
+                          orphan.db_path.name, exc)
                 orphan.release(remove=False)
                 continue
             orphan.release(remove=True)
-            adopted += records
-            if records or dead:
+            adopted += result.records
+            if result.already_in is not None:  # its adopter died before removing it
+                _logger.warning("otel-ext: removed %s: its records were already adopted into %s",
+                                orphan.db_path.name, result.already_in.name)
+            elif result.damaged:
+                _logger.error("otel-ext: queue file %s was damaged (%s): moved to %s; salvaged %d records "
+                              "(%d dead-lettered), %d unreadable entries", orphan.db_path.name, result.damaged,
+                              result.quarantined_to, result.records, result.dead_letter_records, result.skipped)
+            elif result.records or result.dead_letter_records:
                 _logger.warning("otel-ext: adopted %d queued records (%d dead-lettered) from %s",
-                                records, dead, orphan.db_path.name)
+                                result.records, result.dead_letter_records, orphan.db_path.name)
         if adopted:
             for lane in self.lanes:
                 lane.wake.set()
+        with contextlib.suppress(Exception):
+            self.queue.forget_adopted(p.name for p in self.queue_dir.glob("q-*.db"))
         return adopted
 
     # --- LogRecordExporter ---------------------------------------------------------------------
@@ -206,22 +242,41 @@ class FailoverLogExporter(LogRecordExporter):
             self.queue.append(entries)
         except QueueError as exc:
             self.counters.add("export_failed", "queue", len(batch))
-            _logger.error("otel-ext: could not queue %d records: %s", len(batch), exc)
+            classes: dict[str, int] = {}
+            for e in entries:
+                for name, count in e.classes.items():
+                    classes[name] = classes.get(name, 0) + count
+            self.queue.count_unwritable(classes)
+            self._unwritable += len(batch)
+            say_every(60.0, "cannot-write", "otel-ext: the queue in %s cannot store records (%s): %d dropped "
+                      "so far, counted per class as queue.dropped{reason=cannot_write}",
+                      self.queue_dir, exc, self._unwritable)
             return LogRecordExportResult.FAILURE
         for lane in self.lanes:
             lane.wake.set()
         return LogRecordExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Wait until every queued record is delivered (or dead-lettered), up to the timeout."""
+        """Wait until every queued record is delivered (or dead-lettered), up to the timeout.
+
+        "Delivered" is judged against the queue file and the lanes' delivered ranges, never
+        against an in-memory total."""
         deadline = time.monotonic() + timeout_millis / 1000
-        while time.monotonic() < deadline:
-            if self.queue.pending_records == 0:
+        while True:
+            if self._flushed():
                 return True
+            if time.monotonic() >= deadline or self._shutdown:
+                return False
             for lane in self.lanes:
                 lane.wake.set()
             time.sleep(0.01)
-        return self.queue.pending_records == 0
+
+    def _flushed(self) -> bool:
+        try:
+            last = self.queue.last_id()
+        except QueueError:
+            return False
+        return all(lane.delivered_upto() >= last for lane in self.lanes)
 
     def shutdown(self, timeout_millis: float | None = None) -> None:
         with self._lock:
@@ -232,19 +287,25 @@ class FailoverLogExporter(LogRecordExporter):
         budget = self.shutdown_timeout
         if timeout_millis is not None:
             budget = min(budget, max(0.0, timeout_millis / 1000))
-        deadline = time.monotonic() + budget
-        for lane in self.lanes:
-            lane.stop(budget)
-        for lane in self.lanes:
-            lane.join(max(0.0, deadline - time.monotonic()) + 0.5)
+        start = time.monotonic()
+        # lanes stop starting requests a little before the bound, so the one in flight (bounded by
+        # the attempt timeout) can still be acknowledged; a request that outlives the bound is
+        # abandoned and stays queued (it may be delivered twice: at least once)
+        deadline = start + budget
         self.prober.stop()
-        self.prober.join(1.0)
-        stats = self.queue.stats()
-        self.queue.close()
-        keep = stats.records > 0 or stats.dead_letters > 0
-        self._claim.release(remove=not keep)
-        if stats.records:
-            _logger.warning("otel-ext: %d records not yet delivered stay queued in %s", stats.records, self.queue_dir)
+        for lane in self.lanes:
+            lane.stop(max(0.0, budget - min(0.25, budget / 4)))
+        for lane in self.lanes:
+            lane.join(max(0.0, deadline - time.monotonic()))
+        for lane in self.lanes:
+            lane.settle()  # a cursor the full disk refused: one last try
+        pending = 0
+        with contextlib.suppress(QueueError):
+            pending = self.queue.pending()
+        removed = self.queue.close(remove_if_empty=True)
+        self._claim.release(remove=removed)
+        if pending:
+            _logger.warning("otel-ext: %d records not yet delivered stay queued in %s", pending, self.queue_dir)
         for backend in self.backends:
             with contextlib.suppress(Exception):
                 backend.close()

@@ -5,6 +5,11 @@ customer data) and adopts orphaned queue files.
 Queued entries are coalesced into one request by concatenating their serialized
 ``ExportLogsServiceRequest`` bytes (protobuf concatenation merges the repeated ``resource_logs``),
 so nothing is decoded or re-encoded on the way out.
+
+Disk full is a state, not an error loop: a lane that delivered a request but cannot write its
+cursor keeps the delivered range in memory (it never resends it), retries the write with backoff
+(checkpointing the WAL to free space) and says so once a minute. Both threads run with OTel
+instrumentation suppressed, so nothing they do is captured back into the pipeline.
 """
 
 from __future__ import annotations
@@ -16,16 +21,18 @@ from collections.abc import Callable
 
 from otel_ext.backends.outcome import Outcome, OutcomeKind
 from otel_ext.export.policy import BackendHealth, Policy
-from otel_ext.queue.store import Entry, PersistentQueue
+from otel_ext.queue.store import Entry, PersistentQueue, QueueError
+from otel_ext.selflog import say_every, suppressed
 from otel_ext.telemetry import Counters, register_counters
 
 _logger = logging.getLogger(__name__)
 
 EXPORT_COUNTERS = register_counters(Counters("exporter"), {
     "delivered": ("backend",), "attempts": ("backend", "outcome"), "failovers": ("transition",),
-    "partially_rejected": ("backend",), "export_failed": ("reason",)})
+    "partially_rejected": ("backend",), "export_failed": ("reason",), "unrecorded_retries": ("lane",)})
 """``delivered`` per backend, ``attempts`` per ``backend:outcome``, ``failovers`` per ``from->to``,
-``partially_rejected`` per backend, ``export_failed`` per reason."""
+``partially_rejected`` per backend, ``export_failed`` per reason, ``unrecorded_retries`` per lane
+(cursor writes the queue file refused, e.g. disk full)."""
 
 
 class Lane(threading.Thread):
@@ -55,6 +62,12 @@ class Lane(threading.Thread):
         self._last_backend: str | None = None
         self._failed_on: str | None = None  # backend the pending request last failed on
         self._auth_logged: set[str] = set()
+        # what was delivered (or dead-lettered) and what the queue file knows of it
+        self._delivered: int | None = None
+        self._recorded = 0
+        self._owed_dead: list[tuple[Entry, str, str]] = []  # dead letters not yet written
+        self._retry_at = 0.0
+        self._backoff = 0.0
 
     # --- control -------------------------------------------------------------------------------
 
@@ -69,25 +82,75 @@ class Lane(threading.Thread):
     # --- loop ----------------------------------------------------------------------------------
 
     def run(self) -> None:
+        with suppressed():
+            self._run()
+
+    def _run(self) -> None:
         while not self._stopping():
             try:
                 if not self._step():
-                    if self._stop_at is not None:
+                    if self._stop_at is not None and not self.unrecorded:
                         break  # drained
                     self.idle.set()
-                    self.wake.wait(0.5)
+                    self.wake.wait(min(0.5, max(0.01, self._retry_at - time.monotonic()))
+                                   if self.unrecorded else 0.5)
                     self.wake.clear()
-            except Exception:  # the lane must survive anything and keep the data queued
-                _logger.exception("otel-ext: delivery lane %s hit an unexpected error; retrying", self.lane)
+            except Exception as exc:  # noqa: BLE001 - the lane must survive anything, data stays queued
+                say_every(60.0, f"lane-error:{self.lane}", "otel-ext: delivery lane %s hit an error (%s: %s); "
+                          "retrying, the data stays queued", self.lane, type(exc).__name__, exc)
                 self._pending = []
                 time.sleep(0.2)
         self.idle.set()
 
+    def delivered_upto(self) -> int:
+        """Highest entry id this lane has delivered or dead-lettered (recorded in the file or not)."""
+        if self._delivered is None:
+            self._delivered = self._recorded = self.queue.cursor(self.lane)
+        return self._delivered
+
+    @property
+    def unrecorded(self) -> bool:
+        """Delivered entries (or dead letters) the queue file does not know about yet."""
+        return bool(self._owed_dead) or (self._delivered or 0) > self._recorded
+
+    def settle(self, force: bool = False) -> bool:
+        """Write what the file does not know yet (dead letters, then the cursor). True if done.
+
+        Failures back off (0.1 s doubling to 5 s); the WAL is checkpointed to free disk space."""
+        if not self.unrecorded:
+            return True
+        now = time.monotonic()
+        if not force and now < self._retry_at:
+            return False
+        try:
+            while self._owed_dead:
+                entry, backend, reason = self._owed_dead[0]
+                self.queue.dead_letter(entry, backend, reason)
+                self._owed_dead.pop(0)
+            upto = self.delivered_upto()
+            self.queue.advance(self.lane, upto)
+            self._recorded = upto
+        except QueueError as exc:
+            self._backoff = min(max(self._backoff * 2, 0.1), 5.0)
+            self._retry_at = time.monotonic() + self._backoff
+            self.queue.checkpoint()
+            self.counters.add("unrecorded_retries", self.lane)
+            say_every(60.0, f"unrecorded:{self.lane}", "otel-ext: lane %s delivered records up to entry %d but "
+                      "cannot record it in the queue file (%s); keeping the range in memory (not resending) "
+                      "and retrying", self.lane, self.delivered_upto(), exc)
+            return False
+        if self._backoff:
+            say_every(0.0, f"recorded:{self.lane}", "otel-ext: lane %s can record its progress again", self.lane,
+                      level=logging.INFO)
+        self._backoff = 0.0
+        return True
+
     def _step(self) -> bool:
         """One request. False when there is nothing to send."""
+        self.settle()
         if not self._pending:
             self._pending = self.queue.read_after(
-                self.queue.cursor(self.lane), self.max_request_records, self.max_request_bytes
+                self.delivered_upto(), self.max_request_records, self.max_request_bytes
             )
             if not self._pending:
                 return False
@@ -124,7 +187,7 @@ class Lane(threading.Thread):
                 if outcome.dead_letter is not None:  # keep exactly the rejected records, replayable
                     kept = Entry(0, take[0].created_ns, max(e.tier for e in take), outcome.rejected,
                                  take[0].classes, outcome.dead_letter)
-                    self.queue.dead_letter(kept, name, outcome.message)
+                    self._owed_dead.append((kept, name, outcome.message))
                 _logger.warning("otel-ext: %s accepted a request but rejected %d records: %s",
                                 name, outcome.rejected, outcome.message)
             self._acknowledge(take)
@@ -133,7 +196,7 @@ class Lane(threading.Thread):
             if len(take) > 1:
                 self._split = len(take)  # find the bad entries: resend one by one
                 return
-            self.queue.dead_letter(take[0], name, outcome.message)
+            self._owed_dead.append((take[0], name, outcome.message))
             _logger.error("otel-ext: %s permanently rejected %d records (kept in the dead-letter store): %s",
                           name, take[0].records, outcome.message)
             self._acknowledge(take)
@@ -152,8 +215,9 @@ class Lane(threading.Thread):
         self.policy.mark_down(health, outcome.message, auth=auth)
 
     def _acknowledge(self, take: list[Entry]) -> None:
-        self.queue.advance(self.lane, take[-1].id)
+        self._delivered = max(self.delivered_upto(), take[-1].id)
         del self._pending[: len(take)]
+        self.settle(force=not self._backoff)
         if self._split:
             self._split = max(0, self._split - len(take))
 
@@ -177,6 +241,10 @@ class Prober(threading.Thread):
         self._halt.set()
 
     def run(self) -> None:
+        with suppressed():
+            self._run()
+
+    def _run(self) -> None:
         next_housekeeping = time.monotonic() + self.housekeeping_interval
         while not self._halt.wait(0.05):
             now = time.monotonic()
@@ -191,5 +259,6 @@ class Prober(threading.Thread):
                 next_housekeeping = now + self.housekeeping_interval
                 try:
                     self.housekeeping()
-                except Exception:
-                    _logger.exception("otel-ext: queue housekeeping failed")
+                except Exception as exc:  # noqa: BLE001
+                    say_every(60.0, "housekeeping", "otel-ext: queue housekeeping failed: %s: %s",
+                              type(exc).__name__, exc)

@@ -2,7 +2,11 @@
 sibling ``.lock`` file for the life of the process. The kernel releases the lock when the owner
 dies (even by kill -9), so a file whose lock can be taken is an orphan that may be adopted.
 
-The queue directory is created 0700; lock and database files are 0600.
+The queue directory is created 0700; lock and database files are 0600. Like OpenSSH's
+StrictModes, an existing directory that is a symlink, belongs to another user or is writable by
+group or others is refused with one line naming it (unless the user opts in with
+``OTEL_EXT_QUEUE_INSECURE_DIR=true``); we never chmod a directory we did not create, and never adopt
+a file that is a symlink or belongs to another user, opted in or not.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import contextlib
 import fcntl
 import os
 import secrets
-from collections.abc import Iterator
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +31,7 @@ class ClaimedFile:
 
     def release(self, remove: bool = False) -> None:
         if remove:
-            for suffix in ("", "-wal", "-shm"):
+            for suffix in ("", "-wal", "-shm", ".reserve"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f"{self.db_path}{suffix}")
             with contextlib.suppress(FileNotFoundError):
@@ -42,15 +47,65 @@ class ClaimedFile:
         self.lock_fd = -1
 
 
-def prepare_dir(path: str | os.PathLike[str]) -> Path:
+class UnsafeQueueDir(ValueError):
+    """The queue directory could be read or planted into by someone else; the message names it."""
+
+
+def prepare_dir(path: str | os.PathLike[str], allow_insecure: bool = False) -> Path:
+    """Create the queue directory 0700, or check an existing one (see module docstring)."""
     directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(directory, 0o700)
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        old_umask = os.umask(0o077)
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:  # created meanwhile by a sibling process: check it below
+            pass
+        finally:
+            os.umask(old_umask)
+        info = os.lstat(directory)
+    problem = dir_problem(directory, info)
+    if problem and not allow_insecure:
+        raise UnsafeQueueDir(f"queue directory {directory} {problem}; refusing to use it "
+                             "(fix it, choose another OTEL_EXT_QUEUE_DIR, or set OTEL_EXT_QUEUE_INSECURE_DIR=true)")
+    if not directory.is_dir():
+        raise UnsafeQueueDir(f"queue directory {directory} is not a directory")
     return directory
 
 
+def dir_problem(directory: Path, info: os.stat_result | None = None) -> str | None:
+    info = info or os.lstat(directory)
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symlink"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a directory"
+    if info.st_uid != os.geteuid():
+        return f"belongs to uid {info.st_uid}, not to us (uid {os.geteuid()})"
+    if info.st_mode & 0o022:
+        who = " and ".join(w for bit, w in ((0o020, "group"), (0o002, "others")) if info.st_mode & bit)
+        return f"is writable by {who} (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None
+
+
+def foreign_file(path: Path) -> str | None:
+    """Why ``path`` must not be adopted (a symlink, not a regular file, another user's), or None."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symlink"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if info.st_uid != os.geteuid():
+        return f"belongs to uid {info.st_uid}"
+    return None
+
+
 def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -71,12 +126,22 @@ def claim_new(directory: Path) -> ClaimedFile:
     return ClaimedFile(directory / f"{stem}.db", lock_path, fd)
 
 
-def orphans(directory: Path, exclude: Path | None = None) -> Iterator[ClaimedFile]:
-    """Lock and yield every queue file in ``directory`` whose owner is gone."""
+def orphans(directory: Path, exclude: Path | None = None,
+            refused: Callable[[Path, str], None] | None = None) -> Iterator[ClaimedFile]:
+    """Lock and yield every queue file in ``directory`` whose owner is gone.
+
+    Files that are symlinks or belong to another user (the db, its WAL or its lock) are never
+    yielded; ``refused(path, why)`` is told about them."""
     for db_path in sorted(directory.glob("q-*.db")):
         if exclude is not None and db_path == exclude:
             continue
         lock_path = db_path.with_suffix(".lock")
+        why = next(((p, w) for p in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm"), lock_path)
+                    if (w := foreign_file(p))), None)
+        if why is not None:
+            if refused is not None:
+                refused(*why)
+            continue
         try:
             fd = _try_lock(lock_path)
         except OSError:

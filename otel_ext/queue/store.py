@@ -18,15 +18,27 @@ class.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from otel_ext.queue.salvage import (
+    ADOPTED_PREFIX,
+    DamagedFile,
+    adopted_elsewhere,
+    check_file,
+    quarantine,
+    read_sound,
+    salvage,
+)
+from otel_ext.selflog import install as install_selflog
+from otel_ext.selflog import say_every
 from otel_ext.telemetry import Counters, register_counters
 
 _logger = logging.getLogger(__name__)
@@ -38,6 +50,10 @@ QUEUE_COUNTERS = register_counters(Counters("queue"), {
 
 TIER_BY_CLASS = {"access": 0, "performance": 0, "application": 0, "error": 1, "security": 2}
 SCHEMA_VERSION = 1
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
+# disk space set aside beside each queue file: given back when the disk is full so that a lane can
+# still record what it delivered (which frees pages for new entries), taken again when space returns
+RESERVE_BYTES = 1024 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -126,8 +142,36 @@ def _secure_file(path: Path) -> None:
         os.chmod(path, 0o600)
 
 
+@dataclass
+class _Delta:
+    """Changes to the in-memory totals made by one write transaction, applied only after COMMIT."""
+
+    entries: int = 0
+    records: int = 0
+    bytes: int = 0
+    dropped: list[tuple[dict[str, int], str]] = field(default_factory=list)
+    appended: int = 0
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """Outcome of :meth:`PersistentQueue.adopt`: records moved, and the reason if the file was damaged."""
+
+    records: int
+    dead_letter_records: int
+    damaged: str | None = None
+    quarantined_to: Path | None = None
+    skipped: int = 0
+    already_in: Path | None = None  # another queue file already holds these rows (nothing moved)
+
+
 class PersistentQueue:
-    """A durable, bounded queue of OTLP payloads in one SQLite file (thread-safe)."""
+    """A durable, bounded queue of OTLP payloads in one SQLite file (thread-safe).
+
+    Every write is one transaction that is rolled back on any error; the in-memory totals change
+    only after a COMMIT succeeded and are re-read from the file after a failed one, so a decision
+    (overflow, flush, delete the file) never rests on a number the file does not hold.
+    """
 
     def __init__(
         self,
@@ -146,13 +190,15 @@ class PersistentQueue:
         self.counters = counters
         self._lock = threading.RLock()
         self._closed = False
+        self._dropped_full = 0
+        install_selflog()
         self.quarantined_to: Path | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._conn = self._open_or_quarantine()
-        row = self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(LENGTH(payload)), 0) FROM entries"
-        ).fetchone()
-        self._entries, self._records, self._bytes = int(row[0]), int(row[1]), int(row[2])
+        self._entries = self._records = self._bytes = 0
+        self._reload_totals()
+        self.reserve_path = Path(f"{self.path}.reserve")
+        self._take_reserve()
 
     # --- opening -------------------------------------------------------------------------------
 
@@ -162,6 +208,8 @@ class PersistentQueue:
             conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={'FULL' if self.fsync == 'always' else 'NORMAL'}")
+            # the WAL is cut back to this size whenever it restarts after a checkpoint
+            conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             conn.executescript(_SCHEMA)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         finally:
@@ -172,23 +220,67 @@ class PersistentQueue:
 
     def _open_or_quarantine(self) -> sqlite3.Connection:
         try:
-            conn = self._connect()
-            check = conn.execute("PRAGMA quick_check").fetchone()
-            if check is None or check[0] != "ok":
-                conn.close()
-                raise sqlite3.DatabaseError(f"quick_check: {check}")
-            return conn
-        except sqlite3.DatabaseError as exc:
-            target = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-            for suffix in ("", "-wal", "-shm"):
-                source = Path(f"{self.path}{suffix}")
-                if source.exists():
-                    os.replace(source, Path(f"{target}{suffix}"))
+            if self.path.exists():
+                check_file(self.path)
+            return self._connect()
+        except (DamagedFile, sqlite3.DatabaseError) as exc:
+            target = quarantine(self.path, str(exc))
             self.counters.add("quarantined")
-            _logger.error("otel-ext: queue file %s is corrupt (%s); moved to %s, starting a fresh queue",
+            _logger.error("otel-ext: queue file %s is damaged (%s); moved to %s, starting a fresh queue",
                           self.path, exc, target)
             self.quarantined_to = target
             return self._connect()
+
+    # --- transactions --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[_Delta]:
+        """One write transaction: COMMIT, or ROLLBACK on any error and re-read the totals from the
+        file. sqlite3 errors leave as :class:`QueueError`. Call with ``self._lock`` held."""
+        if self._closed:
+            raise QueueError("queue is closed")
+        delta = _Delta()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise QueueError(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            yield delta
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback()
+            self._reload_totals()
+            if isinstance(exc, sqlite3.Error):
+                raise QueueError(f"{type(exc).__name__}: {exc}") from exc
+            raise
+        self._entries += delta.entries
+        self._records += delta.records
+        self._bytes += delta.bytes
+        for classes, reason in delta.dropped:
+            self._count_dropped(classes, reason)
+        if delta.dropped:
+            self._dropped_full += sum(sum(c.values()) for c, r in delta.dropped if r == "queue_full")
+            if self._dropped_full:
+                say_every(60.0, f"queue-full:{self.path}", "otel-ext: queue %s is at its bound (max_bytes=%d): "
+                          "%d records dropped so far to make room, lowest class first, counted as "
+                          "queue.dropped{reason=queue_full}", self.path.name, self.max_bytes, self._dropped_full)
+        if delta.appended:
+            self.counters.add("appended", "", delta.appended)
+
+    def _rollback(self) -> None:
+        # SQLite may already have rolled back (disk full, I/O error): "no transaction is active"
+        # must not hide the error that got us here
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    def _reload_totals(self) -> None:
+        """The totals as the file holds them (keeps the last known ones if even reading fails)."""
+        with contextlib.suppress(sqlite3.Error):
+            row = self._conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(LENGTH(payload)), 0) FROM entries"
+            ).fetchone()
+            self._entries, self._records, self._bytes = int(row[0]), int(row[1]), int(row[2])
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -197,45 +289,37 @@ class PersistentQueue:
         if not batch:
             return
         with self._lock:
-            if self._closed:
-                raise QueueError("queue is closed")
             now = time.time_ns()
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for entry in batch:
-                        size = len(entry.payload)
-                        if not self._make_room(size, entry.tier):
-                            self._count_dropped(entry.classes, "queue_full")
-                            continue
-                        self._conn.execute(
-                            "INSERT INTO entries (created_ns, tier, records, classes, payload) VALUES (?,?,?,?,?)",
-                            (now, entry.tier, entry.records, encode_classes(entry.classes), entry.payload),
-                        )
-                        self._entries += 1
-                        self._records += entry.records
-                        self._bytes += size
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    self._reload_totals()
-                    raise
-            except sqlite3.Error as exc:
-                raise QueueError(f"{type(exc).__name__}: {exc}") from exc
-        for entry in batch:
-            self.counters.add("appended", "", entry.records)
+            with self._write() as delta:
+                for entry in batch:
+                    size = len(entry.payload)
+                    if not self._make_room(size, entry.tier, delta):
+                        delta.dropped.append((entry.classes, "queue_full"))
+                        continue
+                    self._conn.execute(
+                        "INSERT INTO entries (created_ns, tier, records, classes, payload) VALUES (?,?,?,?,?)",
+                        (now, entry.tier, entry.records, encode_classes(entry.classes), entry.payload),
+                    )
+                    delta.entries += 1
+                    delta.records += entry.records
+                    delta.bytes += size
+                    delta.appended += entry.records
 
     def _count_dropped(self, classes: dict[str, int], reason: str) -> None:
         for name, count in classes.items():
             self.counters.add("dropped", f"{name}:{reason}", count)
 
-    def _make_room(self, size: int, tier: int) -> bool:
+    def count_unwritable(self, classes: dict[str, int], reason: str = "cannot_write") -> None:
+        """Count records that could not be stored at all (disk full, I/O error) per class."""
+        self._count_dropped(classes, reason)
+
+    def _make_room(self, size: int, tier: int, delta: _Delta) -> bool:
         """Evict lower-or-equal tiers, oldest first, until ``size`` fits. False if it cannot fit."""
-        if self._bytes + size <= self.max_bytes:
+        if self._bytes + delta.bytes + size <= self.max_bytes:
             return True
         if size > self.max_bytes:
             return False
-        while self._bytes + size > self.max_bytes:
+        while self._bytes + delta.bytes + size > self.max_bytes:
             row = self._conn.execute(
                 "SELECT id, records, classes, LENGTH(payload) FROM entries WHERE tier <= ? ORDER BY tier, id LIMIT 1",
                 (tier,),
@@ -243,35 +327,29 @@ class PersistentQueue:
             if row is None:
                 return False
             self._conn.execute("DELETE FROM entries WHERE id = ?", (row[0],))
-            self._entries -= 1
-            self._records -= int(row[1])
-            self._bytes -= int(row[3])
-            self._count_dropped(decode_classes(row[2]), "queue_full")
+            delta.entries -= 1
+            delta.records -= int(row[1])
+            delta.bytes -= int(row[3])
+            delta.dropped.append((decode_classes(row[2]), "queue_full"))
         return True
-
-    def _reload_totals(self) -> None:
-        row = self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(LENGTH(payload)), 0) FROM entries"
-        ).fetchone()
-        self._entries, self._records, self._bytes = int(row[0]), int(row[1]), int(row[2])
 
     # --- lanes and reading ---------------------------------------------------------------------
 
     def register_lanes(self, names: Iterable[str]) -> None:
         """Declare the delivery lanes; lanes not named are removed, new lanes start at the head."""
         wanted = list(dict.fromkeys(names))
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with self._lock, self._write() as delta:
             existing = {r[0] for r in self._conn.execute("SELECT name FROM lanes")}
             for name in existing - set(wanted):
                 self._conn.execute("DELETE FROM lanes WHERE name = ?", (name,))
             for name in wanted:
                 self._conn.execute("INSERT OR IGNORE INTO lanes VALUES (?, 0)", (name,))
-            self._conn.execute("COMMIT")
-            self._delete_acknowledged()
+            self._delete_acknowledged(delta)
 
     def cursor(self, lane: str) -> int:
         with self._lock:
+            if self._closed:
+                return 0
             row = self._conn.execute("SELECT cursor FROM lanes WHERE name = ?", (lane,)).fetchone()
             return int(row[0]) if row else 0
 
@@ -297,16 +375,78 @@ class PersistentQueue:
         return out
 
     def advance(self, lane: str, last_id: int) -> None:
-        """Lane ``lane`` has delivered (or dead-lettered) every entry up to ``last_id``."""
+        """Lane ``lane`` has delivered (or dead-lettered) every entry up to ``last_id``.
+
+        When the disk is full, the reserve is given back and the WAL truncated for one more try.
+        Raises :class:`QueueError` if the cursor cannot be written (the caller keeps it in memory)."""
         with self._lock:
             if self._closed:
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute("UPDATE lanes SET cursor = MAX(cursor, ?) WHERE name = ?", (last_id, lane))
-            self._delete_acknowledged()
-            self._conn.execute("COMMIT")
+            try:
+                self._set_cursor(lane, last_id)
+            except QueueError:
+                if not self._give_back_reserve():
+                    raise
+                self.checkpoint()
+                self._set_cursor(lane, last_id)
+            # freeing acknowledged entries is a separate, smaller step: when the disk is full the
+            # cursor (one row) may still fit where the deletion does not
+            with contextlib.suppress(QueueError), self._write() as delta:
+                self._delete_acknowledged(delta)
 
-    def _delete_acknowledged(self) -> None:
+    def _set_cursor(self, lane: str, last_id: int) -> None:
+        with self._write():
+            self._conn.execute("UPDATE lanes SET cursor = MAX(cursor, ?) WHERE name = ?", (last_id, lane))
+
+    # --- disk space ----------------------------------------------------------------------------
+
+    def _take_reserve(self) -> bool:
+        """Set ``RESERVE_BYTES`` aside (False if the disk has no room for it now)."""
+        if self.reserve_path.exists():
+            return True
+        try:
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            return False
+        try:
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                os.write(fd, b"\0" * RESERVE_BYTES)
+            return True
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(self.reserve_path)
+            return False
+        finally:
+            os.close(fd)
+
+    def _give_back_reserve(self) -> bool:
+        try:
+            os.unlink(self.reserve_path)
+        except OSError:
+            return False
+        _logger.warning("otel-ext: the disk holding %s is full; used the space set aside to record deliveries",
+                        self.path)
+        return True
+
+    def maintain(self) -> None:
+        """Housekeeping: truncate a WAL that grew past its limit, take the reserve back if it was used."""
+        if self._closed:
+            return
+        if self._entries:  # acknowledged entries a full disk kept us from deleting
+            with contextlib.suppress(QueueError), self._lock, self._write() as delta:
+                self._delete_acknowledged(delta)
+        if self.wal_bytes() > WAL_SIZE_LIMIT:
+            self.checkpoint()
+        if not self.reserve_path.exists():
+            with self._lock:
+                if not self._closed:
+                    self._take_reserve()
+
+    def _delete_acknowledged(self, delta: _Delta) -> None:
         row = self._conn.execute("SELECT MIN(cursor) FROM lanes").fetchone()
         if row is None or row[0] is None:
             return
@@ -317,16 +457,42 @@ class PersistentQueue:
         ).fetchone()
         if gone[0]:
             self._conn.execute("DELETE FROM entries WHERE id <= ?", (upto,))
-            self._entries -= int(gone[0])
-            self._records -= int(gone[1])
-            self._bytes -= int(gone[2])
+            delta.entries -= int(gone[0])
+            delta.records -= int(gone[1])
+            delta.bytes -= int(gone[2])
+
+    def last_id(self) -> int:
+        """Id of the newest entry in the file (0 when empty). Raises :class:`QueueError`."""
+        with self._lock:
+            if self._closed:
+                return 0
+            try:
+                row = self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()
+            except sqlite3.Error as exc:
+                raise QueueError(f"{type(exc).__name__}: {exc}") from exc
+            return int(row[0])
+
+    def pending(self) -> int:
+        """Records not yet acknowledged by every lane, counted in the file (not in memory)."""
+        with self._lock:
+            if self._closed:
+                return 0
+            try:
+                return self._pending_in_file()
+            except sqlite3.Error as exc:
+                raise QueueError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _pending_in_file(self) -> int:
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(records), 0) FROM entries WHERE id > COALESCE((SELECT MIN(cursor) FROM lanes), 0)"
+        ).fetchone()
+        return int(row[0])
 
     # --- dead letters --------------------------------------------------------------------------
 
     def dead_letter(self, entry: Entry, backend: str, reason: str) -> None:
-        with self._lock:
-            if self._closed:
-                return
+        """Keep ``entry`` in the dead-letter store. Raises :class:`QueueError` if it cannot be written."""
+        with self._lock, self._write():
             self._conn.execute(
                 "INSERT INTO dead_letters (created_ns, failed_ns, backend, reason, records, classes, payload) "
                 "VALUES (?,?,?,?,?,?,?)",
@@ -346,59 +512,97 @@ class PersistentQueue:
     def requeue_dead_letters(self, ids: Iterable[int] | None = None) -> int:
         """Move dead letters (all, or ``ids``) back into the queue; returns records requeued."""
         with self._lock:
-            letters = [d for d in self.dead_letters() if ids is None or d.id in set(ids)]
+            chosen = None if ids is None else set(ids)
+            letters = [d for d in self.dead_letters() if chosen is None or d.id in chosen]
             if not letters:
                 return 0
-            self._conn.execute("BEGIN IMMEDIATE")
-            now = time.time_ns()
-            for d in letters:
-                tier = max((TIER_BY_CLASS.get(c, 0) for c in decode_classes(d.classes)), default=0)
-                self._conn.execute(
-                    "INSERT INTO entries (created_ns, tier, records, classes, payload) VALUES (?,?,?,?,?)",
-                    (now, tier, d.records, d.classes, d.payload),
-                )
-                self._conn.execute("DELETE FROM dead_letters WHERE id = ?", (d.id,))
-            self._conn.execute("COMMIT")
-            self._reload_totals()
+            with self._write() as delta:
+                now = time.time_ns()
+                for d in letters:
+                    tier = max((TIER_BY_CLASS.get(c, 0) for c in decode_classes(d.classes)), default=0)
+                    self._conn.execute(
+                        "INSERT INTO entries (created_ns, tier, records, classes, payload) VALUES (?,?,?,?,?)",
+                        (now, tier, d.records, d.classes, d.payload),
+                    )
+                    self._conn.execute("DELETE FROM dead_letters WHERE id = ?", (d.id,))
+                    delta.entries += 1
+                    delta.records += d.records
+                    delta.bytes += len(d.payload)
             return sum(d.records for d in letters)
 
     # --- adoption, stats, lifecycle ------------------------------------------------------------
 
-    def absorb(self, other: Path) -> tuple[int, int]:
+    def adopt(self, other: Path) -> Adopted:
         """Move every pending entry and dead letter of the queue file ``other`` into this queue.
 
-        Returns (records, dead-letter records) moved. The caller owns ``other``'s lock.
+        ``other`` is checked first on a connection of its own (WAL checksums, header, size,
+        ``PRAGMA quick_check``). A damaged file is moved to ``quarantine/`` with a reason file and
+        whatever rows are still readable are salvaged. The caller owns ``other``'s lock; after a
+        return the caller may remove what is left of ``other``. Raises :class:`QueueError` only when
+        *this* queue cannot take the rows (``other`` is then left as it was, for a later attempt).
+
+        If an earlier adopter committed ``other``'s rows but died before removing it, the rows are
+        not taken again: ``already_in`` names the file that holds them (the caller removes ``other``).
         """
-        with self._lock:
-            self._conn.execute("ATTACH DATABASE ? AS orphan", (str(other),))
-            try:
-                tables = {r[0] for r in self._conn.execute("SELECT name FROM orphan.sqlite_master WHERE type='table'")}
-                if "entries" not in tables:
-                    return 0, 0
-                self._conn.execute("BEGIN IMMEDIATE")
-                pending = self._conn.execute(
-                    "SELECT COALESCE(SUM(records), 0) FROM orphan.entries WHERE id > "
-                    "COALESCE((SELECT MIN(cursor) FROM orphan.lanes), 0)"
-                ).fetchone()[0]
+        holder = self.path if self.holds_rows_of(other.name) else adopted_elsewhere(
+            other.parent, other.name, skip=(self.path,))
+        if holder is not None:
+            return Adopted(0, 0, already_in=holder)
+        damaged: str | None = None
+        target: Path | None = None
+        try:
+            check_file(other)
+            contents = read_sound(other)
+        except (DamagedFile, sqlite3.Error) as exc:
+            damaged = str(exc) or type(exc).__name__
+            target = quarantine(other, damaged)
+            self.counters.add("quarantined")
+            contents = salvage(target, target.parent / f".{target.name}.salvage")
+        with self._lock, self._write() as delta:
+            for created_ns, tier, records, classes, payload in contents.entries:
                 self._conn.execute(
-                    "INSERT INTO entries (created_ns, tier, records, classes, payload) "
-                    "SELECT created_ns, tier, records, classes, payload FROM orphan.entries WHERE id > "
-                    "COALESCE((SELECT MIN(cursor) FROM orphan.lanes), 0) ORDER BY id"
+                    "INSERT INTO entries (created_ns, tier, records, classes, payload) VALUES (?,?,?,?,?)",
+                    (created_ns, tier, records, classes, payload),
                 )
-                dead = 0
-                if "dead_letters" in tables:
-                    dead = self._conn.execute("SELECT COALESCE(SUM(records), 0) FROM orphan.dead_letters").fetchone()[0]
-                    self._conn.execute(
-                        "INSERT INTO dead_letters (created_ns, failed_ns, backend, reason, records, classes, payload) "
-                        "SELECT created_ns, failed_ns, backend, reason, records, classes, payload "
-                        "FROM orphan.dead_letters ORDER BY id"
-                    )
-                self._conn.execute("COMMIT")
-            finally:
-                self._conn.execute("DETACH DATABASE orphan")
-            self._reload_totals()
-        self.counters.add("adopted", "", int(pending))
-        return int(pending), int(dead)
+                delta.entries += 1
+                delta.records += records
+                delta.bytes += len(payload)
+            self._conn.executemany(
+                "INSERT INTO dead_letters (created_ns, failed_ns, backend, reason, records, classes, payload) "
+                "VALUES (?,?,?,?,?,?,?)", contents.dead_letters)
+            # in the same transaction: "this file now holds other's rows" (and those other held),
+            # so if we die before other is removed, its next adopter removes it instead of
+            # delivering it twice
+            now = str(time.time_ns())
+            for name in (other.name, *contents.adopted_files):
+                self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (ADOPTED_PREFIX + name, now))
+        self.counters.add("adopted", "", contents.records)
+        return Adopted(contents.records, contents.dead_records, damaged, target, contents.skipped)
+
+    def holds_rows_of(self, name: str) -> bool:
+        """True if this queue already adopted the queue file called ``name``."""
+        with self._lock:
+            if self._closed:
+                return False
+            row = self._conn.execute("SELECT 1 FROM meta WHERE key = ?", (ADOPTED_PREFIX + name,)).fetchone()
+            return row is not None
+
+    def forget_adopted(self, keep: Iterable[str]) -> None:
+        """Drop the adoption markers of files that no longer exist (best effort)."""
+        keep_keys = {ADOPTED_PREFIX + n for n in keep}
+        with self._lock:
+            if self._closed:
+                return
+            keys = [str(r[0]) for r in self._conn.execute("SELECT key FROM meta WHERE key LIKE 'adopted:%'")]
+            stale = [k for k in keys if k not in keep_keys]
+            if stale:
+                with contextlib.suppress(QueueError), self._write():
+                    self._conn.executemany("DELETE FROM meta WHERE key = ?", [(k,) for k in stale])
+
+    def absorb(self, other: Path) -> tuple[int, int]:
+        """:meth:`adopt`, returning (records, dead-letter records) moved."""
+        result = self.adopt(other)
+        return result.records, result.dead_letter_records
 
     def stats(self) -> QueueStats:
         with self._lock:
@@ -419,23 +623,71 @@ class PersistentQueue:
     def pending_records(self) -> int:
         return self._records
 
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database and cut the WAL file to zero (frees disk). True if done."""
+        with self._lock:
+            if self._closed:
+                return False
+            try:
+                row = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error:
+                return False
+            return bool(row) and int(row[0]) == 0
+
+    def wal_bytes(self) -> int:
+        try:
+            return os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return 0
+
     def purge(self) -> int:
         """Delete every pending entry (deliberate drop, counted); returns records purged."""
         with self._lock:
-            rows = self._conn.execute("SELECT classes FROM entries").fetchall()
-            self._conn.execute("DELETE FROM entries")
-            purged = self._records
-            self._reload_totals()
-        for (classes,) in rows:
-            self._count_dropped(decode_classes(classes), "purged")
-        return purged
+            with self._write() as delta:
+                rows = self._conn.execute("SELECT classes, records, LENGTH(payload) FROM entries").fetchall()
+                self._conn.execute("DELETE FROM entries")
+                for classes, records, size in rows:
+                    delta.entries -= 1
+                    delta.records -= int(records)
+                    delta.bytes -= int(size)
+                    delta.dropped.append((decode_classes(classes), "purged"))
+            return sum(int(r[1]) for r in rows)
 
-    def close(self) -> None:
+    def close(self, remove_if_empty: bool = False) -> bool:
+        """Close the queue. With ``remove_if_empty``, delete the file when a query inside one write
+        transaction proves it holds no pending entry and no dead letter; returns True if deleted."""
+        removed = False
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.close()
+            if self._closed:
+                return False
+            if remove_if_empty:
+                removed = self._remove_if_empty()
+            with contextlib.suppress(OSError):
+                os.unlink(self.reserve_path)
+            self._closed = True
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+        return removed
+
+    def _remove_if_empty(self) -> bool:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            return False
+        try:
+            pending = self._pending_in_file()
+            dead = int(self._conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
+            if pending or dead:
+                return False
+            # still inside the transaction that proved it empty: nobody can append meanwhile
+            for suffix in ("", "-wal", "-shm", ".reserve"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.path}{suffix}")
+            return True
+        except (sqlite3.Error, OSError):
+            return False
+        finally:
+            self._rollback()
 
     def abandon(self) -> None:
         """Forget the connection without closing it (in a forked child: the parent still uses it).
