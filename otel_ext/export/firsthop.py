@@ -74,8 +74,9 @@ _logger = logging.getLogger(__name__)
 FIRST_HOP_COUNTERS = register_counters(Counters("first_hop"), {
     "dropped": ("event_class", "reason"), "spilled": (), "unspilled": (), "adopted": ()})
 """``dropped`` per ``<class>:<reason>`` (``buffer_full``, ``spill_full``, ``disk_full``, ``shutdown``,
-``spill_corrupt``), ``spilled`` (records written to a spill file), ``unspilled`` (read back and
-handed to the exporter), ``adopted`` (records taken over from a dead process's spill file)."""
+``spill_corrupt``), ``spilled`` (records that found the buffer full and took the spill path),
+``unspilled`` (spilled records handed to the exporter), ``adopted`` (records taken over from a
+dead process's spill file)."""
 
 OVERLOAD_POLICIES = ("spill", "drop")
 TIER_BY_CLASS = {"access": 0, "performance": 0, "application": 0, "error": 1, "security": 2}
@@ -418,6 +419,7 @@ class FirstHopProcessor(LogRecordProcessor):
                 return
         if self.assign_uid is not None and _UID_ATTR not in read_view(item.log_record.attributes):
             set_many(item.log_record, {_UID_ATTR: self.assign_uid()})
+        self.counters.add("spilled")
         with self._spill_lock:
             self._pending.append(self._row(item))
             if len(self._pending) >= _SPILL_FRAME_RECORDS:
@@ -454,7 +456,6 @@ class FirstHopProcessor(LogRecordProcessor):
             self._note_error(f"could not spill {len(rows)} records to {self.spill_dir}: {exc}")
             return
         self._spill_records += len(rows)
-        self.counters.add("spilled", "", len(rows))
 
     # --- worker ----------------------------------------------------------------------------------
 
