@@ -150,3 +150,14 @@ def test_batch_with_a_surrogate_record_is_delivered_whole(receivers: Any, tmp_pa
     finally:
         log.removeHandler(handler)
         provider.shutdown()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(records(), min_size=1, max_size=5))
+def test_file_backend_fast_json_equals_message_to_dict(batch: list[ReadableLogRecord]) -> None:
+    import json
+
+    from otel_ext.backends.file import to_otlp_json, to_otlp_json_reference
+
+    payload = encode_logs(batch).SerializeToString()
+    assert json.loads(to_otlp_json(payload)) == json.loads(to_otlp_json_reference(payload))

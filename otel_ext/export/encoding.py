@@ -158,6 +158,7 @@ class _AttributeCache:
 
 
 _CACHE = _AttributeCache()
+_SEVERITY: dict[Any, bytes] = {}
 
 
 def encode_log_record(item: ReadableLogRecord, cache: _AttributeCache = _CACHE) -> bytes:
@@ -167,15 +168,28 @@ def encode_log_record(item: ReadableLogRecord, cache: _AttributeCache = _CACHE) 
     if rec.timestamp:
         out.append(b"\x09" + _pack_q(rec.timestamp))
     severity = rec.severity_number
-    if severity is not None and severity.value:
-        out.append(b"\x10" + _varint(severity.value))
+    if severity is not None:
+        severity_field = _SEVERITY.get(severity)
+        if severity_field is None:
+            severity_field = _SEVERITY[severity] = b"\x10" + _varint(severity.value) if severity.value else b""
+        if severity_field:
+            out.append(severity_field)
     if rec.severity_text:
         out.append(_field(b"\x1a", rec.severity_text.encode("utf-8")))
     out.append(_field(b"\x2a", _any_value(rec.body)))
     attributes = rec.attributes
     if attributes:
-        entry = cache.entry
-        out.extend([entry(k, v) for k, v in read_view(attributes).items()])
+        by_key = cache._by_key
+        append = out.append
+        for key, value in read_view(attributes).items():
+            if type(value) is str:  # the common case, inlined: one dict lookup per attribute
+                per = by_key.get(key)
+                if per is not None:
+                    found = per.get(value)
+                    if found is not None:
+                        append(found)
+                        continue
+            append(cache.entry(key, value))
     dropped = attributes.dropped if isinstance(attributes, BoundedAttributes) else 0
     if dropped:
         out.append(b"\x38" + _varint(dropped))
