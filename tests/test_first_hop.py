@@ -111,6 +111,7 @@ def rig(receivers: Any, tmp_path: Path) -> Iterator[Any]:
     for r in built:
         for name in ("shop.api", "uvicorn.access"):
             logging.getLogger(name).removeHandler(r.handler)
+            logging.getLogger(name).propagate = True
         r.gate.gate.set()
         r.provider.shutdown()
 
@@ -279,3 +280,31 @@ def test_spill_of_a_killed_process_is_adopted_and_delivered(receivers: Any, tmp_
     assert len(set(uids)) == adopted
     assert adopted == backlog // 256 * 256  # every frame written; rows of the unwritten last frame died in memory
     assert not list(queue.glob("spill-*.bin"))
+
+
+def test_configure_wires_the_first_hop_and_stats_account_for_every_record(receivers: Any, tmp_path: Path,
+                                                                          monkeypatch: Any) -> None:
+    import otel_ext
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    rx = receivers("rx")
+    pipeline = otel_ext.configure(backends=rx.grpc_url, queue_dir=str(tmp_path / "q"), buffer_size=64,
+                                  overload="drop")
+    try:
+        before = dict(pipeline.stats()["first_hop"]["dropped"])
+        alerts_before = sum(pipeline.stats()["alerts"].values())  # counters are per process
+        events = make_events()
+        for i in range(3000):
+            events[i % len(events)]()
+        assert pipeline.force_flush(60_000)
+        stats = pipeline.stats()
+        hop = stats["first_hop"]["processors"][0]
+        assert hop["overload"] == "drop" and hop["buffer_size"] == 64
+        dropped = {k: v - before.get(k, 0) for k, v in stats["first_hop"]["dropped"].items()}
+        assert all(k.split(":")[0] in ("access", "performance", "application") for k, v in dropped.items() if v)
+        alerts = sum(stats["alerts"].values()) - alerts_before
+        expected = 3000 - sum(dropped.values()) + alerts
+        uids = collect(expected, rx)
+        assert len(set(uids)) == expected  # delivered + counted as dropped == sent
+    finally:
+        pipeline.shutdown()

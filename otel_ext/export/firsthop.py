@@ -449,10 +449,10 @@ class FirstHopProcessor(LogRecordProcessor):
                 self._spill = SpillFile.create(self.spill_dir)
             self._spill.append(_encode_frame(self._resources, rows))
         except Exception as exc:  # noqa: BLE001 - disk full, I/O error: count per class, never raise
-            for row in rows:
-                attrs = row[8]
-                cls = attrs.get(_CLASS_ATTR) if isinstance(attrs, dict) else None
-                self.counters.add("dropped", f"{cls if cls in TIER_BY_CLASS else 'unclassified'}:disk_full")
+            try:
+                self._count_drop(self._rebuilder.records(self._resources, rows), "disk_full")
+            except Exception:  # noqa: BLE001
+                self.counters.add("dropped", "unclassified:disk_full", len(rows))
             self._note_error(f"could not spill {len(rows)} records to {self.spill_dir}: {exc}")
             return
         self._spill_records += len(rows)
@@ -466,9 +466,16 @@ class FirstHopProcessor(LogRecordProcessor):
             self._wake.clear()
             if self._shutdown:
                 break
-            self._drain(deadline=None, everything=not woken)  # a partial batch waits one delay
-            self._maybe_report()
-        self._drain(deadline=self._shutdown_deadline, everything=True)
+            try:
+                self._drain(deadline=None, everything=not woken)  # a partial batch waits one delay
+                self._maybe_report()
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any bug: records keep flowing
+                self._note_error(f"worker error (continuing): {type(exc).__name__}: {exc}")
+                time.sleep(self.delay)
+        try:
+            self._drain(deadline=self._shutdown_deadline, everything=True)
+        except Exception as exc:  # noqa: BLE001 - what is left is spilled by shutdown()
+            self._note_error(f"final drain failed: {type(exc).__name__}: {exc}")
 
     def _export(self, batch: Sequence[ReadWriteLogRecord]) -> bool:
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
