@@ -54,7 +54,7 @@ class Parts:
         directory under ``overload``) plus our stages."""
         settings = self.settings
         # records reach the durable queue within ~100 ms unless OTEL_BLRP_SCHEDULE_DELAY says otherwise
-        delay = float(os.environ.get("OTEL_BLRP_SCHEDULE_DELAY") or 100)
+        delay = _env_number("OTEL_BLRP_SCHEDULE_DELAY", 100)
         spill_dir = prepare_dir(getattr(exporter, "queue_dir", None) or settings.effective_queue_dir)
         deferred = settings.processing == "deferred"
         target: LogRecordExporter = exporter
@@ -62,12 +62,22 @@ class Parts:
             target = DeferredProcessingExporter(exporter, self.classifier, self.redaction, self.volume,
                                                 detection=self.detection)
         first_hop = FirstHopProcessor(target, spill_dir, max_queue_size=settings.buffer_size,
+                                      max_export_batch_size=int(_env_number("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", 512)),
                                       schedule_delay_millis=delay, overload=settings.overload,
                                       spill_max_bytes=settings.queue_max_bytes,
                                       classify=self.classifier.classify_record if deferred else None,
                                       assign_uid=new_uid)
         self.first_hops.append(first_hop)
         return first_hop if deferred else VolumeGate(first_hop, self.volume)
+
+
+def _env_number(name: str, default: float) -> float:
+    """An OTEL_BLRP_* value as the SDK reads it: a positive number, else the default."""
+    try:
+        value = float(os.environ.get(name) or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 def build_parts(settings: Settings) -> Parts:
