@@ -161,3 +161,13 @@ def test_file_backend_fast_json_equals_message_to_dict(batch: list[ReadableLogRe
 
     payload = encode_logs(batch).SerializeToString()
     assert json.loads(to_otlp_json(payload)) == json.loads(to_otlp_json_reference(payload))
+
+
+def test_file_backend_json_falls_back_to_the_reference_on_what_it_does_not_know() -> None:
+    import json
+
+    from otel_ext.backends.file import to_otlp_json, to_otlp_json_reference
+
+    payload = encode_logs([_item("x", {"k": "v"})]).SerializeToString()
+    for odd in (payload + b"\x12\x00", payload + b"\x0a\x02\x20\x01"):  # unknown request / resource-logs field
+        assert json.loads(to_otlp_json(odd)) == json.loads(to_otlp_json_reference(odd))
