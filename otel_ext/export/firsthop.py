@@ -67,6 +67,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import TraceFlags
 
 from otel_ext._attrs import read_view, set_many
+from otel_ext.export.encoding import repair_value
 from otel_ext.telemetry import Counters, register_counters, register_gauge
 
 _logger = logging.getLogger(__name__)
@@ -111,19 +112,6 @@ def parse_overload(text: str | None) -> str:
 
 # --- record <-> plain tuple ------------------------------------------------------------------------
 
-def _plain(value: Any) -> Any:
-    """An attribute/body value made of marshal-able, UTF-8-encodable parts (repairs, never raises)."""
-    if value is None or isinstance(value, (bool, int, float, bytes)):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8") if not value.isascii() else value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return str(value)
-
-
 def record_to_tuple(item: ReadWriteLogRecord, resource_index: int) -> tuple[Any, ...]:
     rec = item.log_record
     scope = item.instrumentation_scope
@@ -143,9 +131,9 @@ def _encode_frame(resources: list[tuple[dict[str, Any], str]], rows: list[tuple[
     try:
         payload = marshal.dumps((resources, rows), 4)
     except (ValueError, UnicodeEncodeError):  # an exotic value or a lone surrogate: repair and retry
-        rows = [(*row[:7], _plain(row[7]), _plain(row[8]), *row[9:11],
-                 None if row[11] is None else tuple(_plain(list(row[11]))), *row[12:]) for row in rows]
-        resources = [(_plain(a), s) for a, s in resources]
+        rows = [(*row[:5], repair_value(row[5]), row[6], repair_value(row[7]), repair_value(row[8]), row[9],
+                 repair_value(row[10]), repair_value(row[11]), row[12]) for row in rows]
+        resources = [(repair_value(a), s) for a, s in resources]
         payload = marshal.dumps((resources, rows), 4)
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
