@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_quote = json.encoder.encode_basestring  # the C string quoter behind _dumps for a str (ensure_ascii=False)
 
 
 class _Fallback(Exception):
@@ -111,7 +112,7 @@ def _simple_key_value(raw: bytes) -> str | None:
             m, j = _varint(raw, i + 1)
             if j + m != len(raw):
                 return None
-            value = '{"stringValue":' + _dumps(raw[j:j + m].decode("utf-8")) + "}"
+            value = '{"stringValue":' + _quote(raw[j:j + m].decode("utf-8")) + "}"
         elif tag == 0x18:
             number, j = _varint(raw, i + 1)
             if j != len(raw):
@@ -119,7 +120,7 @@ def _simple_key_value(raw: bytes) -> str | None:
             value = f'{{"intValue":"{number - (1 << 64) if number >= 1 << 63 else number}"}}'
         else:
             return None
-        return '{"key":' + _dumps(key) + ',"value":' + value + "}"
+        return '{"key":' + _quote(key) + ',"value":' + value + "}"
     except (IndexError, UnicodeDecodeError, _Fallback):
         return None
 
@@ -214,7 +215,7 @@ def _fields(buf: bytes, start: int, end: int) -> list[tuple[int, int, Any]]:
 
 def _text(buf: bytes, span: tuple[int, int]) -> str:
     try:
-        return _dumps(buf[span[0]:span[1]].decode("utf-8"))
+        return _quote(buf[span[0]:span[1]].decode("utf-8"))
     except UnicodeDecodeError:
         raise _Fallback("utf-8") from None
 
@@ -249,53 +250,84 @@ def _holder(buf: bytes, start: int, end: int, names: dict[int, str], fragments: 
 _SCOPE_NAMES = {1: "name", 2: "version"}
 
 
-def _log_record(buf: bytes, start: int, end: int, fragments: _Fragments) -> str:
-    parts: dict[int, str] = {}
-    attrs: list[tuple[int, int]] = []
-    for number, wire, value in _fields(buf, start, end):
-        if number == 6 and wire == 2:
-            attrs.append(value)
+def _log_record(buf: bytes, i: int, end: int, fragments: _Fragments) -> str:
+    """One LogRecord, parsed in a single pass (the hot loop: no per-field tuples)."""
+    out: list[str] = []
+    attrs: list[str] = []
+    seen = 0
+    key_value = fragments.key_value
+    while i < end:
+        key = buf[i]
+        if key < 0x80:
+            i += 1
+        else:
+            key, i = _varint(buf, i)
+        number, wire = key >> 3, key & 7
+        if number == 6 and wire == 2:  # attributes: the bulk of a record
+            n = buf[i]
+            if n < 0x80:
+                i += 1
+            else:
+                n, i = _varint(buf, i)
+            if i + n > end:
+                raise _Fallback("truncated")
+            attrs.append(key_value(buf[i:i + n]))
+            i += n
             continue
-        if number in parts:
+        bit = 1 << number
+        if seen & bit:
             raise _Fallback("repeated singular field")
-        if number == 1 and wire == 1:
+        seen |= bit
+        if wire == 2:
+            n = buf[i]
+            if n < 0x80:
+                i += 1
+            else:
+                n, i = _varint(buf, i)
+            j = i + n
+            if j > end:
+                raise _Fallback("truncated")
+            if number == 5:
+                out.append('"body":' + fragments.any_value(buf[i:j]))
+            elif number not in (3, 9, 10, 12):
+                raise _Fallback(f"log record field {number}")
+            elif n:
+                if number == 3:
+                    out.append('"severityText":' + _text(buf, (i, j)))
+                elif number == 9:
+                    out.append(f'"traceId":"{buf[i:j].hex()}"')
+                elif number == 10:
+                    out.append(f'"spanId":"{buf[i:j].hex()}"')
+                else:
+                    out.append('"eventName":' + _text(buf, (i, j)))
+            i = j
+        elif wire == 1 and (number == 1 or number == 11):
+            if i + 8 > end:
+                raise _Fallback("truncated")
+            value = int.from_bytes(buf[i:i + 8], "little")
+            i += 8
             if value:
-                parts[1] = f'"timeUnixNano":"{value}"'
-        elif number == 11 and wire == 1:
+                out.append(f'"timeUnixNano":"{value}"' if number == 1 else f'"observedTimeUnixNano":"{value}"')
+        elif wire == 0 and (number == 2 or number == 7):
+            value, i = _varint(buf, i)
+            if value > (0x7FFFFFFF if number == 2 else 0xFFFFFFFF):
+                raise _Fallback("out of range")
             if value:
-                parts[11] = f'"observedTimeUnixNano":"{value}"'
-        elif number == 2 and wire == 0:
-            if value > 0x7FFFFFFF:
-                raise _Fallback("negative enum")
+                out.append(f'"severityNumber":{value}' if number == 2 else f'"droppedAttributesCount":{value}')
+        elif wire == 5 and number == 8:
+            if i + 4 > end:
+                raise _Fallback("truncated")
+            value = int.from_bytes(buf[i:i + 4], "little")
+            i += 4
             if value:
-                parts[2] = f'"severityNumber":{value}'
-        elif number == 3 and wire == 2:
-            if value[1] > value[0]:
-                parts[3] = f'"severityText":{_text(buf, value)}'
-        elif number == 5 and wire == 2:
-            parts[5] = f'"body":{fragments.any_value(buf[value[0]:value[1]])}'
-        elif number == 7 and wire == 0:
-            if value > 0xFFFFFFFF:
-                raise _Fallback("uint32 overflow")
-            if value:
-                parts[7] = f'"droppedAttributesCount":{value}'
-        elif number == 8 and wire == 5:
-            if value:
-                parts[8] = f'"flags":{value}'
-        elif number == 9 and wire == 2:
-            if value[1] > value[0]:
-                parts[9] = f'"traceId":"{buf[value[0]:value[1]].hex()}"'
-        elif number == 10 and wire == 2:
-            if value[1] > value[0]:
-                parts[10] = f'"spanId":"{buf[value[0]:value[1]].hex()}"'
-        elif number == 12 and wire == 2:
-            if value[1] > value[0]:
-                parts[12] = f'"eventName":{_text(buf, value)}'
+                out.append(f'"flags":{value}')
         else:
             raise _Fallback(f"log record field {number}")
+    if i != end:
+        raise _Fallback("overrun")
     if attrs:
-        parts[6] = f'"attributes":{_attributes(buf, attrs, fragments)}'
-    return "{" + ",".join(parts[k] for k in sorted(parts)) + "}"
+        out.append('"attributes":[' + ",".join(attrs) + "]")
+    return "{" + ",".join(out) + "}"
 
 
 def _scope_logs(buf: bytes, start: int, end: int, fragments: _Fragments) -> str:
