@@ -9,7 +9,17 @@ from collections.abc import Callable
 Event = Callable[[], None]
 
 
-def make_events(seed: int = 7) -> list[Event]:
+def _failing_handler() -> None:
+    def load_cart(cart_id: int) -> dict[str, int]:
+        raise KeyError(f"cart {cart_id} vanished")
+
+    load_cart(42)
+
+
+def make_events(seed: int = 7, exceptions: bool = False) -> list[Event]:
+    """2,000 events: ~70 % access (incl. uvicorn lines), ~10 % 4xx (401 on /login, 403, 422, 429),
+    ~3 % 5xx, ~5 % slow, ~12 % app messages, ~5 % warnings carrying secrets. ``exceptions``: each
+    5xx is logged with a real traceback (``exc_info``), as an API framework does."""
     rnd = random.Random(seed)
     app = logging.getLogger("shop.api")
     access = logging.getLogger("uvicorn.access")
@@ -26,6 +36,13 @@ def make_events(seed: int = 7) -> list[Event]:
             "user_agent.original": "Mozilla/5.0 (X11; Linux x86_64)",
             "http.server.request.duration": dur,
         }
+        if exceptions and status >= 500:
+            def failed() -> None:
+                try:
+                    _failing_handler()
+                except KeyError:
+                    app.error("request failed", exc_info=True, extra=extra)
+            return failed
         return lambda: app.info("request completed", extra=extra)
 
     events: list[Event] = []

@@ -14,7 +14,7 @@ from typing import Any
 from opentelemetry._logs import get_logger_provider, set_logger_provider
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 
 from otel_ext.auto import exit as exit_flush
@@ -23,7 +23,10 @@ from otel_ext.classify import CLASSIFIER_COUNTERS, EventClassifierProcessor, Rul
 from otel_ext.classify.loader import read_rule_document
 from otel_ext.deferred import DeferredProcessingExporter
 from otel_ext.detect.engine import DETECT_COUNTERS, DetectionEngine, DetectorProcessor, engine_from_env
+from otel_ext.export.encoding import ENCODE_COUNTERS, new_uid
+from otel_ext.export.firsthop import FIRST_HOP_COUNTERS, FirstHopProcessor
 from otel_ext.handler import HANDLER_COUNTERS, OtelExtLoggingHandler
+from otel_ext.queue.ownership import prepare_dir
 from otel_ext.redact import REDACTION_COUNTERS, RedactionProcessor
 from otel_ext.volume import VOLUME_COUNTERS, VolumeGate, VolumePolicy
 
@@ -39,6 +42,7 @@ class Parts:
     redaction: RedactionProcessor
     volume: VolumePolicy
     detection: DetectionEngine | None = None
+    first_hops: list[FirstHopProcessor] = field(default_factory=list)
 
     @property
     def inline_processors(self) -> list[LogRecordProcessor]:
@@ -48,16 +52,35 @@ class Parts:
         return [self.classifier, self.redaction, *detect]
 
     def export_processor(self, exporter: LogRecordExporter, *args: Any, **kwargs: Any) -> LogRecordProcessor:
-        """Wrap one exporter: the SDK batch processor (sized by ``buffer_size``) plus our stages."""
-        size = self.settings.buffer_size
+        """Wrap one exporter: our first hop (buffer sized by ``buffer_size``, spilling to the queue
+        directory under ``overload``) plus our stages."""
+        settings = self.settings
         # records reach the durable queue within ~100 ms unless OTEL_BLRP_SCHEDULE_DELAY says otherwise
-        delay = None if os.environ.get("OTEL_BLRP_SCHEDULE_DELAY") else 100
-        if self.settings.processing == "deferred":
-            wrapped = DeferredProcessingExporter(exporter, self.classifier, self.redaction, self.volume,
-                                                 detection=self.detection)
-            return BatchLogRecordProcessor(wrapped, max_queue_size=size, schedule_delay_millis=delay)
-        return VolumeGate(BatchLogRecordProcessor(exporter, max_queue_size=size, schedule_delay_millis=delay),
-                          self.volume)
+        delay = _env_number("OTEL_BLRP_SCHEDULE_DELAY", 100)
+        spill_dir = prepare_dir(getattr(exporter, "queue_dir", None) or settings.effective_queue_dir,
+                                allow_insecure=settings.queue_insecure_dir)
+        deferred = settings.processing == "deferred"
+        target: LogRecordExporter = exporter
+        if deferred:
+            target = DeferredProcessingExporter(exporter, self.classifier, self.redaction, self.volume,
+                                                detection=self.detection)
+        first_hop = FirstHopProcessor(target, spill_dir, max_queue_size=settings.buffer_size,
+                                      max_export_batch_size=int(_env_number("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", 512)),
+                                      schedule_delay_millis=delay, overload=settings.overload,
+                                      spill_max_bytes=settings.queue_max_bytes,
+                                      classify=self.classifier.classify_record if deferred else None,
+                                      assign_uid=new_uid)
+        self.first_hops.append(first_hop)
+        return first_hop if deferred else VolumeGate(first_hop, self.volume)
+
+
+def _env_number(name: str, default: float) -> float:
+    """An OTEL_BLRP_* value as the SDK reads it: a positive number, else the default."""
+    try:
+        value = float(os.environ.get(name) or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 def build_parts(settings: Settings) -> Parts:
@@ -103,6 +126,10 @@ class Pipeline:
             "volume_dropped": VOLUME_COUNTERS.snapshot().get("dropped", {}),
             "alerts": DETECT_COUNTERS.snapshot().get("alerts", {}),
             "detector_evicted_keys": DETECT_COUNTERS.snapshot().get("evicted_keys", {}),
+            "first_hop": {"dropped": FIRST_HOP_COUNTERS.snapshot().get("dropped", {}),
+                          "spilled": FIRST_HOP_COUNTERS.get("spilled"),
+                          "processors": [hop.stats() for hop in self.parts.first_hops]},
+            "encoding": ENCODE_COUNTERS.snapshot(),
             "exporters": exporters,
         }
 

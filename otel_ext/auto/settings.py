@@ -38,6 +38,7 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "OTEL_EXT_MIN_SEVERITY": ("min_severity", "str"),
     "OTEL_EXT_PROCESSING": ("processing", "str"),
     "OTEL_EXT_BUFFER_SIZE": ("buffer_size", "int"),
+    "OTEL_EXT_OVERLOAD": ("overload", "str"),
     "OTEL_EXT_ON_CONFIG_ERROR": ("on_config_error", "str"),
     "OTEL_EXT_QUEUE_INSECURE_DIR": ("queue_insecure_dir", "bool"),
 }
@@ -57,7 +58,8 @@ class Settings:
     sample: str | None = None
     min_severity: str | None = None
     processing: str = "deferred"  # or "inline"
-    buffer_size: int = 16384  # in-memory records between the app and the queue (SDK batch processor)
+    buffer_size: int = 16384  # in-memory records between the app and the queue (first hop)
+    overload: str = "spill"  # first-hop policy when the buffer is full: "spill" or "drop" (see export/firsthop.py)
     on_config_error: str = "exit"  # or "continue"
     queue_insecure_dir: bool = False  # accept a queue dir that is a symlink / shared / not ours
     state_dir: str = field(default_factory=lambda: str(state_dir()))
@@ -151,6 +153,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     if settings.processing not in ("deferred", "inline"):
         raise ConfigError(f"{sources.get('processing', 'OTEL_EXT_PROCESSING')}: use 'deferred' or 'inline', "
                           f"got {settings.processing!r}")
+    if settings.overload not in ("spill", "drop"):
+        raise ConfigError(f"{sources.get('overload', 'OTEL_EXT_OVERLOAD')}: use 'spill' or 'drop', "
+                          f"got {settings.overload!r}")
     if settings.on_config_error not in ("exit", "continue"):
         raise ConfigError(f"{sources.get('on_config_error', 'OTEL_EXT_ON_CONFIG_ERROR')}: use 'exit' or 'continue'")
     return settings

@@ -9,22 +9,18 @@ oldest beyond ``max_files`` are removed and counted.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from google.protobuf.json_format import MessageToDict
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from otel_ext.backends.base import Backend
+from otel_ext.backends.otlp_json import to_otlp_json, to_otlp_json_reference
 from otel_ext.backends.outcome import Outcome
 
 ACTIVE_NAME = "logs.jsonl"
+__all__ = ["ACTIVE_NAME", "FileBackend", "FileConfig", "ensure_private_dir", "to_otlp_json", "to_otlp_json_reference"]
 
 
 @dataclass(frozen=True)
@@ -34,27 +30,6 @@ class FileConfig:
     max_files: int = 0  # rotated files kept; 0 = keep all
     fsync: bool = False
     name: str = ""
-
-
-def _hex_ids(node: Any) -> None:
-    """OTLP/JSON writes trace and span ids as hex, not base64 (protobuf JSON's default)."""
-    if isinstance(node, dict):
-        for key in ("traceId", "spanId"):
-            value = node.get(key)
-            if isinstance(value, str):
-                node[key] = base64.b64decode(value).hex()
-        for value in node.values():
-            _hex_ids(value)
-    elif isinstance(node, list):
-        for item in node:
-            _hex_ids(item)
-
-
-def to_otlp_json(payload: bytes) -> str:
-    request = ExportLogsServiceRequest.FromString(payload)
-    doc = MessageToDict(request, use_integers_for_enums=True)
-    _hex_ids(doc)
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
 def ensure_private_dir(path: Path) -> None:

@@ -1,0 +1,387 @@
+"""OTLP/JSON (as the collector's file exporter writes it: camelCase, hex trace/span ids, int64 as
+strings, enums as numbers) straight from ``ExportLogsServiceRequest`` protobuf bytes.
+
+:func:`to_otlp_json` walks the wire format itself instead of building message objects and a
+``MessageToDict`` tree: attribute ``KeyValue``s and bodies are looked up by their raw bytes in a
+bounded cache of ready JSON fragments (most repeat: methods, routes, status codes, the classifier's
+labels), so a typical record costs a few dictionary lookups. Anything it does not know (an unknown
+field, a repeated singular field, bad UTF-8) falls back to :func:`to_otlp_json_reference`, the
+``MessageToDict`` path, whose document it equals (property-tested in tests/test_encoding.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_quote = json.encoder.encode_basestring  # the C string quoter behind _dumps for a str (ensure_ascii=False)
+
+
+class _Fallback(Exception):
+    """The fast path does not handle this payload; use the reference path."""
+
+
+# --- reference: protobuf's generic JSON mapping ---------------------------------------------------
+
+def _hex_ids(node: Any) -> None:
+    """OTLP/JSON writes trace and span ids as hex, not base64 (protobuf JSON's default)."""
+    if isinstance(node, dict):
+        for key in ("traceId", "spanId"):
+            value = node.get(key)
+            if isinstance(value, str):
+                node[key] = base64.b64decode(value).hex()
+        for value in node.values():
+            _hex_ids(value)
+    elif isinstance(node, list):
+        for item in node:
+            _hex_ids(item)
+
+
+def to_otlp_json_reference(payload: bytes) -> str:
+    request = ExportLogsServiceRequest.FromString(payload)
+    doc = MessageToDict(request, use_integers_for_enums=True)
+    _hex_ids(doc)
+    return _dumps(doc)
+
+
+# --- value fragments (from parsed KeyValue / AnyValue messages, cached by raw bytes) --------------
+
+def _double(value: float) -> float | str:
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _any_value(value: Any) -> dict[str, Any]:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return {}
+    if kind == "string_value":
+        return {"stringValue": value.string_value}
+    if kind == "int_value":
+        return {"intValue": str(value.int_value)}
+    if kind == "bool_value":
+        return {"boolValue": value.bool_value}
+    if kind == "double_value":
+        return {"doubleValue": _double(value.double_value)}
+    if kind == "bytes_value":
+        return {"bytesValue": base64.b64encode(value.bytes_value).decode("ascii")}
+    if kind == "array_value":
+        items = [_any_value(v) for v in value.array_value.values]
+        return {"arrayValue": {"values": items} if items else {}}
+    if kind == "kvlist_value":
+        pairs = [_key_value(kv) for kv in value.kvlist_value.values]
+        return {"kvlistValue": {"values": pairs} if pairs else {}}
+    raise _Fallback(kind)
+
+
+def _key_value(kv: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if kv.key:
+        out["key"] = kv.key
+    if kv.HasField("value"):
+        out["value"] = _any_value(kv.value)
+    return out
+
+
+def _simple_key_value(raw: bytes) -> str | None:
+    """The common KeyValue shapes (non-empty key; string or int value) without a message object;
+    None for anything else."""
+    try:
+        if raw[0] != 0x0A:
+            return None
+        n, i = _varint(raw, 1)
+        if n == 0:  # an empty key is omitted in JSON: leave it to the general path
+            return None
+        key = raw[i:i + n].decode("utf-8")
+        i += n
+        if raw[i] != 0x12:
+            return None
+        n, i = _varint(raw, i + 1)
+        if i + n != len(raw) or n == 0:
+            return None
+        tag = raw[i]
+        if tag == 0x0A:
+            m, j = _varint(raw, i + 1)
+            if j + m != len(raw):
+                return None
+            value = '{"stringValue":' + _quote(raw[j:j + m].decode("utf-8")) + "}"
+        elif tag == 0x18:
+            number, j = _varint(raw, i + 1)
+            if j != len(raw):
+                return None
+            value = f'{{"intValue":"{number - (1 << 64) if number >= 1 << 63 else number}"}}'
+        else:
+            return None
+        return '{"key":' + _quote(key) + ',"value":' + value + "}"
+    except (IndexError, UnicodeDecodeError, _Fallback):
+        return None
+
+
+class _Fragments:
+    """JSON text of KeyValue / AnyValue messages by their raw bytes; bounded (cleared when full)."""
+
+    def __init__(self, max_entries: int = 16384, max_len: int = 512) -> None:
+        self.max_entries, self.max_len = max_entries, max_len
+        self.kv: dict[bytes, str] = {}
+        self.any: dict[bytes, str] = {}
+
+    def key_value(self, raw: bytes) -> str:
+        found = self.kv.get(raw)
+        if found is None:
+            found = _simple_key_value(raw) or _dumps(_key_value(KeyValue.FromString(raw)))
+            self._keep(self.kv, raw, found)
+        return found
+
+    def any_value(self, raw: bytes) -> str:
+        found = self.any.get(raw)
+        if found is None:
+            found = _dumps(_any_value(AnyValue.FromString(raw)))
+            self._keep(self.any, raw, found)
+        return found
+
+    def _keep(self, cache: dict[bytes, str], raw: bytes, text: str) -> None:
+        if len(raw) <= self.max_len:
+            if len(cache) >= self.max_entries:
+                cache.clear()
+            cache[raw] = text
+
+
+_FRAGMENTS = _Fragments()
+
+
+# --- wire walking ---------------------------------------------------------------------------------
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    b = buf[i]
+    if b < 0x80:
+        return b, i + 1
+    result, shift = b & 0x7F, 7
+    while True:
+        i += 1
+        b = buf[i]
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, i + 1
+        shift += 7
+        if shift > 63:
+            raise _Fallback("varint too long")
+
+
+def _fields(buf: bytes, start: int, end: int) -> list[tuple[int, int, Any]]:
+    """(field number, wire type, value) of one message; value: int, or (start, end) for LEN."""
+    out: list[tuple[int, int, Any]] = []
+    i = start
+    append = out.append
+    while i < end:
+        key = buf[i]  # one-byte tags and lengths are the rule: no call for them
+        if key < 0x80:
+            i += 1
+        else:
+            key, i = _varint(buf, i)
+        number, wire = key >> 3, key & 7
+        if wire == 2:
+            n = buf[i]
+            if n < 0x80:
+                i += 1
+            else:
+                n, i = _varint(buf, i)
+            if i + n > end:
+                raise _Fallback("truncated")
+            append((number, 2, (i, i + n)))
+            i += n
+        elif wire == 0:
+            value, i = _varint(buf, i)
+            out.append((number, 0, value))
+        elif wire == 1:
+            out.append((number, 1, int.from_bytes(buf[i:i + 8], "little")))
+            i += 8
+        elif wire == 5:
+            out.append((number, 5, int.from_bytes(buf[i:i + 4], "little")))
+            i += 4
+        else:
+            raise _Fallback(f"wire type {wire}")
+    if i != end:
+        raise _Fallback("overrun")
+    return out
+
+
+def _text(buf: bytes, span: tuple[int, int]) -> str:
+    try:
+        return _quote(buf[span[0]:span[1]].decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _Fallback("utf-8") from None
+
+
+def _attributes(buf: bytes, spans: list[tuple[int, int]], fragments: _Fragments) -> str:
+    kv = fragments.key_value
+    return "[" + ",".join([kv(buf[s:e]) for s, e in spans]) + "]"
+
+
+def _holder(buf: bytes, start: int, end: int, names: dict[int, str], fragments: _Fragments) -> str:
+    """Resource / InstrumentationScope: string fields ``names``, attributes, dropped count."""
+    parts: dict[int, str] = {}
+    attrs: list[tuple[int, int]] = []
+    attrs_no = 1 if not names else 3
+    dropped_no = 2 if not names else 4
+    for number, wire, value in _fields(buf, start, end):
+        if number == attrs_no and wire == 2:
+            attrs.append(value)
+        elif number in names and wire == 2 and number not in parts:
+            if value[1] > value[0]:
+                parts[number] = f'"{names[number]}":{_text(buf, value)}'
+        elif number == dropped_no and wire == 0 and number not in parts:
+            if value:
+                parts[number] = f'"droppedAttributesCount":{value}'
+        else:
+            raise _Fallback(f"field {number}")
+    if attrs:
+        parts[attrs_no] = f'"attributes":{_attributes(buf, attrs, fragments)}'
+    return "{" + ",".join(parts[k] for k in sorted(parts)) + "}"
+
+
+_SCOPE_NAMES = {1: "name", 2: "version"}
+
+
+def _log_record(buf: bytes, i: int, end: int, fragments: _Fragments) -> str:
+    """One LogRecord, parsed in a single pass (the hot loop: no per-field tuples)."""
+    out: list[str] = []
+    attrs: list[str] = []
+    seen = 0
+    key_value = fragments.key_value
+    while i < end:
+        key = buf[i]
+        if key < 0x80:
+            i += 1
+        else:
+            key, i = _varint(buf, i)
+        number, wire = key >> 3, key & 7
+        if number == 6 and wire == 2:  # attributes: the bulk of a record
+            n = buf[i]
+            if n < 0x80:
+                i += 1
+            else:
+                n, i = _varint(buf, i)
+            if i + n > end:
+                raise _Fallback("truncated")
+            attrs.append(key_value(buf[i:i + n]))
+            i += n
+            continue
+        bit = 1 << number
+        if seen & bit:
+            raise _Fallback("repeated singular field")
+        seen |= bit
+        if wire == 2:
+            n = buf[i]
+            if n < 0x80:
+                i += 1
+            else:
+                n, i = _varint(buf, i)
+            j = i + n
+            if j > end:
+                raise _Fallback("truncated")
+            if number == 5:
+                out.append('"body":' + fragments.any_value(buf[i:j]))
+            elif number not in (3, 9, 10, 12):
+                raise _Fallback(f"log record field {number}")
+            elif n:
+                if number == 3:
+                    out.append('"severityText":' + _text(buf, (i, j)))
+                elif number == 9:
+                    out.append(f'"traceId":"{buf[i:j].hex()}"')
+                elif number == 10:
+                    out.append(f'"spanId":"{buf[i:j].hex()}"')
+                else:
+                    out.append('"eventName":' + _text(buf, (i, j)))
+            i = j
+        elif wire == 1 and (number == 1 or number == 11):
+            if i + 8 > end:
+                raise _Fallback("truncated")
+            value = int.from_bytes(buf[i:i + 8], "little")
+            i += 8
+            if value:
+                out.append(f'"timeUnixNano":"{value}"' if number == 1 else f'"observedTimeUnixNano":"{value}"')
+        elif wire == 0 and (number == 2 or number == 7):
+            value, i = _varint(buf, i)
+            if value > (0x7FFFFFFF if number == 2 else 0xFFFFFFFF):
+                raise _Fallback("out of range")
+            if value:
+                out.append(f'"severityNumber":{value}' if number == 2 else f'"droppedAttributesCount":{value}')
+        elif wire == 5 and number == 8:
+            if i + 4 > end:
+                raise _Fallback("truncated")
+            value = int.from_bytes(buf[i:i + 4], "little")
+            i += 4
+            if value:
+                out.append(f'"flags":{value}')
+        else:
+            raise _Fallback(f"log record field {number}")
+    if i != end:
+        raise _Fallback("overrun")
+    if attrs:
+        out.append('"attributes":[' + ",".join(attrs) + "]")
+    return "{" + ",".join(out) + "}"
+
+
+def _scope_logs(buf: bytes, start: int, end: int, fragments: _Fragments) -> str:
+    scope = schema = None
+    records: list[str] = []
+    for number, wire, value in _fields(buf, start, end):
+        if number == 2 and wire == 2:
+            records.append(_log_record(buf, value[0], value[1], fragments))
+        elif number == 1 and wire == 2 and scope is None:
+            scope = _holder(buf, value[0], value[1], _SCOPE_NAMES, fragments)
+        elif number == 3 and wire == 2 and schema is None:
+            schema = _text(buf, value) if value[1] > value[0] else ""
+        else:
+            raise _Fallback(f"scope logs field {number}")
+    parts = []
+    if scope is not None:
+        parts.append(f'"scope":{scope}')
+    if records:
+        parts.append('"logRecords":[' + ",".join(records) + "]")
+    if schema:
+        parts.append(f'"schemaUrl":{schema}')
+    return "{" + ",".join(parts) + "}"
+
+
+def _resource_logs(buf: bytes, start: int, end: int, fragments: _Fragments) -> str:
+    resource = schema = None
+    scopes: list[str] = []
+    for number, wire, value in _fields(buf, start, end):
+        if number == 2 and wire == 2:
+            scopes.append(_scope_logs(buf, value[0], value[1], fragments))
+        elif number == 1 and wire == 2 and resource is None:
+            resource = _holder(buf, value[0], value[1], {}, fragments)
+        elif number == 3 and wire == 2 and schema is None:
+            schema = _text(buf, value) if value[1] > value[0] else ""
+        else:
+            raise _Fallback(f"resource logs field {number}")
+    parts = []
+    if resource is not None:
+        parts.append(f'"resource":{resource}')
+    if scopes:
+        parts.append('"scopeLogs":[' + ",".join(scopes) + "]")
+    if schema:
+        parts.append(f'"schemaUrl":{schema}')
+    return "{" + ",".join(parts) + "}"
+
+
+def to_otlp_json(payload: bytes, fragments: _Fragments = _FRAGMENTS) -> str:
+    """One OTLP/JSON document (a line of the file backend) for an ``ExportLogsServiceRequest``."""
+    try:
+        out = []
+        for number, wire, value in _fields(payload, 0, len(payload)):
+            if number != 1 or wire != 2:
+                raise _Fallback(f"request field {number}")
+            out.append(_resource_logs(payload, value[0], value[1], fragments))
+    except Exception:  # noqa: BLE001 - anything unusual: the reference path decides (or raises)
+        return to_otlp_json_reference(payload)
+    return '{"resourceLogs":[' + ",".join(out) + "]}" if out else "{}"
