@@ -126,15 +126,14 @@ def _cmd_check_rules(args: argparse.Namespace) -> int:
 
 
 def _cmd_es_setup(args: argparse.Namespace) -> int:
-    from otel_ext.backends.elasticsearch import ElasticsearchBackend
-    from otel_ext.backends.es_setup import parse_retention, setup
-    from otel_ext.backends.urls import backend_from_url
+    from otel_ext.backends.elasticsearch import from_url
+    from otel_ext.backends.elasticsearch.setup import parse_retention, setup
+    from otel_ext.backends.urls import parse_backend_url
 
-    backend = backend_from_url(args.backend, source="--backend", default_timeout=30.0)
-    if not isinstance(backend, ElasticsearchBackend):
-        print("otel-ext: error: --backend must be an elasticsearch+http(s):// or opensearch+http(s):// URL",
-              file=sys.stderr)
-        return 2
+    plugin, url = parse_backend_url(args.backend, source="--backend", default_timeout=30.0)
+    if plugin.name != "elasticsearch":
+        raise ValueError("--backend must be an elasticsearch+http(s):// or opensearch+http(s):// URL")
+    backend = from_url(url)
     lines, ok = setup(backend, parse_retention(args.retention))
     print(f"{backend.describe()}:")
     for line in lines:

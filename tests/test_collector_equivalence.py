@@ -19,7 +19,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from peers import free_port, port_open, wait_until
 from test_classify_cases import CASES
 
-from otel_ext.backends.es_mapping import any_value
+from otel_ext.backends.elasticsearch.mapping import any_value
 from otel_ext.classify import EventClassifierProcessor
 from otel_ext.telemetry import Counters
 

@@ -17,12 +17,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from otel_ext.backends.base import Backend
 from otel_ext.backends.outcome import Outcome
+from otel_ext.backends.urls import BackendConfigError, BackendPlugin, BackendURL
 
 ACTIVE_NAME = "logs.jsonl"
 
@@ -118,3 +120,17 @@ class FileBackend(Backend):
             except OSError as exc:
                 return Outcome.retryable(f"{type(exc).__name__}: {exc}"[:500])
         return Outcome.ok()
+
+
+def from_url(u: BackendURL) -> FileBackend:
+    """``file:///dir`` with ``max_bytes`` (rotation size), ``max_files`` (0 = keep all), ``fsync``."""
+    directory = unquote(u.parts.path) if not u.parts.netloc else None
+    if not directory:
+        raise BackendConfigError(f"{u.source}: file backend needs an absolute path: file:///var/lib/app/logs")
+    return FileBackend(FileConfig(directory, max_bytes=u.integer("max_bytes", 64 * 1024 * 1024),
+                                  max_files=u.integer("max_files", 0, minimum=0),
+                                  fsync=u.query.get("fsync", "") in ("1", "true"), name=u.name))
+
+
+PLUGIN = BackendPlugin("file", ("file",), frozenset({"max_bytes", "max_files", "fsync"}), from_url,
+                       "OTLP JSON lines in a local directory")

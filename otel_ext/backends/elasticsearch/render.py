@@ -27,7 +27,7 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
-from otel_ext.backends import es_mapping as m
+from otel_ext.backends.elasticsearch import mapping as m
 
 RecordRef = tuple[ResourceLogs, ScopeLogs, LogRecord]
 _ESC: Callable[[str], str] = encode_basestring
