@@ -21,7 +21,7 @@ def test_every_builtin_scheme_is_registered_through_the_installed_entry_points()
 
     installed = {ep.name for ep in entry_points(group="otel_ext.backends")}
     assert {"otlp+grpc", "otlp+grpcs", "otlp+http", "otlp+https", "file", "elasticsearch+http",
-            "elasticsearch+https", "opensearch+http", "opensearch+https"} <= installed
+            "elasticsearch+https", "opensearch+http", "opensearch+https", "kafka", "kafkas", "s3"} <= installed
     for scheme in installed:
         plugin = load_plugin(scheme)
         assert scheme in plugin.schemes
@@ -89,8 +89,8 @@ def test_registered_schemes_are_listed_without_importing_backends() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     count, imported = out.stdout.split()
-    assert int(count) >= 11 and imported == "False"
-    assert set(schemes()) >= {"kafka", "file"}
+    assert int(count) >= 12 and imported == "False"
+    assert set(schemes()) >= {"kafka", "s3", "file"}
 
 
 @pytest.mark.parametrize(

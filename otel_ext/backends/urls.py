@@ -48,6 +48,7 @@ _BUILTIN = {
     "opensearch+https": "otel_ext.backends.elasticsearch:PLUGIN",
     "kafka": "otel_ext.backends.kafka:PLUGIN",
     "kafkas": "otel_ext.backends.kafka:PLUGIN",
+    "s3": "otel_ext.backends.s3:PLUGIN",
 }
 _log = logging.getLogger(__name__)
 _URL_START = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.-]*://")
