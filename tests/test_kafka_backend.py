@@ -58,6 +58,15 @@ def test_several_services_become_one_message_each_with_their_own_key() -> None:
     assert sorted(record_uids([(k, v) for k, v, _ in messages])) == sorted(record_uids([(None, payload)]))
 
 
+def test_a_coalesced_payload_is_packed_into_messages_under_the_limit_at_entry_boundaries() -> None:
+    entries = [_request({"checkout": 100}, body_bytes=2000) for _ in range(5)]  # ~200 KB each
+    payload = b"".join(entries)  # how the sender coalesces queued entries
+    messages = messages_for(payload, limit=500_000)
+    assert [n for _, _, n in messages] == [200, 200, 100]
+    assert all(len(v) <= 500_000 and k == b"checkout" for k, v, _ in messages)
+    assert sorted(record_uids([(k, v) for k, v, _ in messages])) == sorted(record_uids([(None, payload)]))
+
+
 def test_halves_keep_every_record_and_its_resource() -> None:
     payload = _request({"checkout": 7})
     parts = halves(payload)

@@ -98,21 +98,36 @@ def _service_name(resource_logs: ResourceLogs) -> str | None:
     return None
 
 
-def messages_for(payload: bytes) -> list[tuple[bytes | None, bytes, int]]:
-    """(key, value, records) per service: the payload itself when it holds one service."""
+def messages_for(payload: bytes, limit: int = 1_000_000) -> list[tuple[bytes | None, bytes, int]]:
+    """(key, value, records) per service, each value at most ``limit`` bytes where resource
+    boundaries allow: the payload itself when it holds one service and fits. (The sender coalesces
+    queued entries by concatenation, so a large payload is many ResourceLogs: they are packed into
+    messages without touching the records; one ResourceLogs above the limit is split later.)"""
     request = ExportLogsServiceRequest.FromString(payload)
     by_service: dict[str | None, list[ResourceLogs]] = {}
     for rl in request.resource_logs:
         by_service.setdefault(_service_name(rl), []).append(rl)
-    if len(by_service) <= 1:
-        key = next(iter(by_service), None)
-        count = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
-        return [(key.encode() if key else None, payload, count)]
-    out = []
+
+    def count(resources: Iterable[ResourceLogs]) -> int:
+        return sum(len(sl.log_records) for rl in resources for sl in rl.scope_logs)
+
+    if len(by_service) <= 1 and len(payload) <= limit:
+        only = next(iter(by_service), None)
+        return [(only.encode() if only else None, payload, count(request.resource_logs))]
+    out: list[tuple[bytes | None, bytes, int]] = []
     for service, resources in by_service.items():
-        part = ExportLogsServiceRequest(resource_logs=resources)
-        count = sum(len(sl.log_records) for rl in resources for sl in rl.scope_logs)
-        out.append((service.encode() if service else None, part.SerializeToString(), count))
+        key = service.encode() if service else None
+        chunk: list[ResourceLogs] = []
+        size = 0
+        for rl in resources:
+            item = rl.ByteSize() + 6  # field tag + length prefix
+            if chunk and size + item > limit:
+                out.append((key, ExportLogsServiceRequest(resource_logs=chunk).SerializeToString(), count(chunk)))
+                chunk, size = [], 0
+            chunk.append(rl)
+            size += item
+        if chunk:
+            out.append((key, ExportLogsServiceRequest(resource_logs=chunk).SerializeToString(), count(chunk)))
     return out
 
 
@@ -234,7 +249,7 @@ class KafkaBackend(Backend):
 
         producer = self._ensure_producer()
         deadline = time.monotonic() + self.config.timeout + 1.0
-        work = [(key, value, count, 0) for key, value, count in messages_for(payload)]
+        work = [(key, value, count, 0) for key, value, count in messages_for(payload, self.config.max_message_bytes)]
         rejected: list[tuple[ResourceLogs, ScopeLogs, LogRecord]] = []
         worst: Outcome | None = None
         while work:
