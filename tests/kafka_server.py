@@ -87,7 +87,7 @@ class KafkaBroker:
                 "transaction.state.log.min.isr=1\nshare.coordinator.state.topic.replication.factor=1\n"
                 "offsets.topic.num.partitions=4\ngroup.initial.rebalance.delay.ms=0\n"
                 "auto.create.topics.enable=true\nbroker.session.timeout.ms=2000\n"
-                "broker.heartbeat.interval.ms=500\nlog.flush.interval.messages=1\n")
+                "broker.heartbeat.interval.ms=500\n")
             subprocess.run(self._java("-Xmx256m", "-cp", f"{self.lib}/*", "kafka.tools.StorageTool", "format",
                                       "--config", str(props), f"--cluster-id={uuid.uuid4().hex[:22]}",
                                       "--standalone"),

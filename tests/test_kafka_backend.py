@@ -48,31 +48,43 @@ def _request(services: dict[str, int], body_bytes: int = 20) -> bytes:
 
 def test_one_service_goes_out_byte_for_byte_keyed_by_service_name() -> None:
     payload = _request({"checkout": 5})
-    assert messages_for(payload) == [(b"checkout", payload, 5)]
+    assert messages_for(payload) == [(b"checkout", payload)]
 
 
 def test_several_services_become_one_message_each_with_their_own_key() -> None:
     payload = _request({"checkout": 3, "billing": 2})
     messages = messages_for(payload)
-    assert [(k, n) for k, _, n in messages] == [(b"checkout", 3), (b"billing", 2)]
-    assert sorted(record_uids([(k, v) for k, v, _ in messages])) == sorted(record_uids([(None, payload)]))
+    assert [(k, len(record_uids([(k, v)]))) for k, v in messages] == [(b"checkout", 3), (b"billing", 2)]
+    assert sorted(record_uids(messages)) == sorted(record_uids([(None, payload)]))
 
 
 def test_a_coalesced_payload_is_packed_into_messages_under_the_limit_at_entry_boundaries() -> None:
     entries = [_request({"checkout": 100}, body_bytes=2000) for _ in range(5)]  # ~200 KB each
     payload = b"".join(entries)  # how the sender coalesces queued entries
     messages = messages_for(payload, limit=500_000)
-    assert [n for _, _, n in messages] == [200, 200, 100]
-    assert all(len(v) <= 500_000 and k == b"checkout" for k, v, _ in messages)
-    assert sorted(record_uids([(k, v) for k, v, _ in messages])) == sorted(record_uids([(None, payload)]))
+    assert [len(record_uids([m])) for m in messages] == [200, 200, 100]
+    assert all(len(v) <= 500_000 and k == b"checkout" for k, v in messages)
+    assert sorted(record_uids(messages)) == sorted(record_uids([(None, payload)]))
+    # cut on the wire format: each message is the entries' bytes, unchanged
+    assert messages[0][1] == entries[0] + entries[1] and messages[2][1] == entries[4]
+
+
+def test_wire_format_walk_refuses_garbage_instead_of_guessing() -> None:
+    with pytest.raises(ValueError):
+        messages_for(b"\x0a\xff\xff\xff\x0f" + b"x" * 10)  # a length far past the end
+    with pytest.raises(ValueError):
+        messages_for(b"\x0a\xff")  # a truncated varint
+    backend = backend_from_url("kafka://127.0.0.1:9/logs", env={})
+    assert backend.send(b"\x0a\xff", 1).kind is OutcomeKind.PERMANENT  # dead-lettered, not retried for ever
+    backend.close()
 
 
 def test_halves_keep_every_record_and_its_resource() -> None:
     payload = _request({"checkout": 7})
     parts = halves(payload)
     assert parts is not None
-    (a, na), (b, nb) = parts
-    assert (na, nb) == (3, 4)
+    a, b = parts
+    assert (len(record_uids([(None, a)])), len(record_uids([(None, b)]))) == (3, 4)
     assert record_uids([(None, a), (None, b)]) == [f"checkout-{i}" for i in range(7)]
     assert messages_for(a)[0][0] == b"checkout"
     assert halves(_request({"checkout": 1})) is None

@@ -91,43 +91,92 @@ class KafkaConfig:
         return conf
 
 
-def _service_name(resource_logs: ResourceLogs) -> str | None:
-    for kv in resource_logs.resource.attributes:
-        if kv.key == "service.name":
-            return kv.value.string_value or None
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("malformed varint")
+
+
+def _fields(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[int, int, int, int]]:
+    """Top-level fields of a protobuf message: (field number, field start, value start, field end),
+    without decoding any value (length-delimited values are skipped by their length)."""
+    end = len(data) if end is None else end
+    out = []
+    pos = start
+    while pos < end:
+        field_start = pos
+        tag, pos = _varint(data, pos)
+        wire = tag & 7
+        if wire == 2:
+            length, pos = _varint(data, pos)
+            value_start, pos = pos, pos + length
+        elif wire == 0:
+            value_start = pos
+            _, pos = _varint(data, pos)
+        elif wire == 1:
+            value_start, pos = pos, pos + 8
+        elif wire == 5:
+            value_start, pos = pos, pos + 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if pos > end:
+            raise ValueError("truncated message")
+        out.append((tag >> 3, field_start, value_start, pos))
+    return out
+
+
+def _resource_service(data: bytes, start: int, end: int) -> str | None:
+    """service.name of one ResourceLogs (only its small Resource field is decoded)."""
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+    for number, _, value_start, field_end in _fields(data, start, end):
+        if number == 1:  # ResourceLogs.resource
+            resource = Resource.FromString(data[value_start:field_end])
+            for kv in resource.attributes:
+                if kv.key == "service.name":
+                    return kv.value.string_value or None
+            return None
     return None
 
 
-def messages_for(payload: bytes, limit: int = 1_000_000) -> list[tuple[bytes | None, bytes, int]]:
-    """(key, value, records) per service, each value at most ``limit`` bytes where resource
-    boundaries allow: the payload itself when it holds one service and fits. (The sender coalesces
-    queued entries by concatenation, so a large payload is many ResourceLogs: they are packed into
-    messages without touching the records; one ResourceLogs above the limit is split later.)"""
-    request = ExportLogsServiceRequest.FromString(payload)
-    by_service: dict[str | None, list[ResourceLogs]] = {}
-    for rl in request.resource_logs:
-        by_service.setdefault(_service_name(rl), []).append(rl)
-
-    def count(resources: Iterable[ResourceLogs]) -> int:
-        return sum(len(sl.log_records) for rl in resources for sl in rl.scope_logs)
-
+def messages_for(payload: bytes, limit: int = 1_000_000) -> list[tuple[bytes | None, bytes]]:
+    """(key, value) per service, each value at most ``limit`` bytes where resource boundaries allow:
+    the payload itself, byte for byte, when it holds one service and fits. The sender coalesces
+    queued entries by concatenation, so a large payload is many ResourceLogs fields: they are cut
+    apart on the wire format and regrouped without decoding or re-encoding any record (any run of
+    top-level fields is itself a valid ExportLogsServiceRequest). One ResourceLogs above the limit
+    is split by records later, when the producer refuses it."""
+    by_service: dict[str | None, list[tuple[int, int]]] = {}
+    for number, field_start, value_start, field_end in _fields(payload):
+        if number != 1:  # not resource_logs: nothing else is defined at the top level
+            continue
+        service = _resource_service(payload, value_start, field_end)
+        by_service.setdefault(service, []).append((field_start, field_end))
     if len(by_service) <= 1 and len(payload) <= limit:
         only = next(iter(by_service), None)
-        return [(only.encode() if only else None, payload, count(request.resource_logs))]
-    out: list[tuple[bytes | None, bytes, int]] = []
-    for service, resources in by_service.items():
+        return [(only.encode() if only else None, payload)]
+    out: list[tuple[bytes | None, bytes]] = []
+    for service, spans in by_service.items():
         key = service.encode() if service else None
-        chunk: list[ResourceLogs] = []
+        chunk: list[bytes] = []
         size = 0
-        for rl in resources:
-            item = rl.ByteSize() + 6  # field tag + length prefix
-            if chunk and size + item > limit:
-                out.append((key, ExportLogsServiceRequest(resource_logs=chunk).SerializeToString(), count(chunk)))
+        for field_start, field_end in spans:
+            if chunk and size + field_end - field_start > limit:
+                out.append((key, b"".join(chunk)))
                 chunk, size = [], 0
-            chunk.append(rl)
-            size += item
+            chunk.append(payload[field_start:field_end])
+            size += field_end - field_start
         if chunk:
-            out.append((key, ExportLogsServiceRequest(resource_logs=chunk).SerializeToString(), count(chunk)))
+            out.append((key, b"".join(chunk)))
     return out
 
 
@@ -142,13 +191,13 @@ def _encode(records: Iterable[tuple[ResourceLogs, ScopeLogs, LogRecord]]) -> byt
     return otlp_payload(records)
 
 
-def halves(value: bytes) -> tuple[tuple[bytes, int], tuple[bytes, int]] | None:
+def halves(value: bytes) -> tuple[bytes, bytes] | None:
     """A request split into two requests of half its records each (None: a single record)."""
     records = _flatten(value)
     if len(records) < 2:
         return None
     middle = len(records) // 2
-    return (_encode(records[:middle]), middle), (_encode(records[middle:]), len(records) - middle)
+    return _encode(records[:middle]), _encode(records[middle:])
 
 
 class _Batch:
@@ -156,13 +205,13 @@ class _Batch:
 
     def __init__(self) -> None:
         self.pending = 0
-        self.errors: list[tuple[Any, bytes | None, bytes, int, int]] = []
+        self.errors: list[tuple[Any, bytes | None, bytes, int]] = []
 
-    def callback(self, key: bytes | None, value: bytes, records: int, depth: int) -> Any:
+    def callback(self, key: bytes | None, value: bytes, depth: int) -> Any:
         def report(err: Any, _msg: Any) -> None:
             self.pending -= 1
             if err is not None:
-                self.errors.append((err, key, value, records, depth))
+                self.errors.append((err, key, value, depth))
         return report
 
 
@@ -249,18 +298,21 @@ class KafkaBackend(Backend):
 
         producer = self._ensure_producer()
         deadline = time.monotonic() + self.config.timeout + 1.0
-        work = [(key, value, count, 0) for key, value, count in messages_for(payload, self.config.max_message_bytes)]
+        try:
+            work = [(key, value, 0) for key, value in messages_for(payload, self.config.max_message_bytes)]
+        except Exception as exc:  # noqa: BLE001 - not an OTLP request: no broker will ever take it
+            return Outcome.permanent(f"kafka: payload is not an OTLP ExportLogsServiceRequest: {exc}")
         rejected: list[tuple[ResourceLogs, ScopeLogs, LogRecord]] = []
         worst: Outcome | None = None
         while work:
             batch = _Batch()
-            retry: list[tuple[bytes | None, bytes, int, int]] = []
-            for key, value, count, depth in work:
+            retry: list[tuple[bytes | None, bytes, int]] = []
+            for key, value, depth in work:
                 while True:
                     try:
                         batch.pending += 1
                         producer.produce(self.config.topic, value, key,
-                                         on_delivery=batch.callback(key, value, count, depth))
+                                         on_delivery=batch.callback(key, value, depth))
                         break
                     except BufferError:  # local queue full: serve reports, then try again
                         batch.pending -= 1
@@ -271,7 +323,7 @@ class KafkaBackend(Backend):
                         batch.pending -= 1
                         verdict = classify_kafka_error(exc.args[0])
                         if verdict == _SPLIT:
-                            rejected += self._split_into(retry, value, count, depth)
+                            rejected += self._split_into(retry, key, value, depth)
                             break
                         return verdict if isinstance(verdict, Outcome) else Outcome.retryable(str(exc))
             while batch.pending > 0 and time.monotonic() < deadline:
@@ -279,10 +331,10 @@ class KafkaBackend(Backend):
             if batch.pending > 0:
                 return Outcome.retryable(f"kafka: {batch.pending} message(s) not acknowledged in time "
                                          f"({self._last_error or 'no broker answer'})")
-            for err, _key, value, count, depth in batch.errors:
+            for err, key, value, depth in batch.errors:
                 verdict = classify_kafka_error(err)
                 if verdict == _SPLIT:
-                    rejected += self._split_into(retry, value, count, depth)
+                    rejected += self._split_into(retry, key, value, depth)
                 elif isinstance(verdict, Outcome) and (worst is None or _rank(verdict) > _rank(worst)):
                     worst = verdict
             if worst is not None:
@@ -298,17 +350,13 @@ class KafkaBackend(Backend):
         return Outcome.ok()
 
     @staticmethod
-    def _split_into(retry: list[tuple[bytes | None, bytes, int, int]], value: bytes, count: int,
+    def _split_into(retry: list[tuple[bytes | None, bytes, int]], key: bytes | None, value: bytes,
                     depth: int) -> list[tuple[ResourceLogs, ScopeLogs, LogRecord]]:
         """Queue the two halves of a too-large message again; a lone record comes back as rejected."""
         parts = halves(value) if depth < _MAX_SPLIT_DEPTH else None
         if parts is None:
             return _flatten(value)
-        key = None
-        for rl, _, _ in _flatten(value)[:1]:
-            name = _service_name(rl)
-            key = name.encode() if name else None
-        retry.extend((key, part, n, depth + 1) for part, n in parts)
+        retry.extend((key, part, depth + 1) for part in parts)
         return []
 
     def probe(self) -> Outcome:
