@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from search_server import SearchServer
 
 from otel_ext.backends import backend_from_url
-from otel_ext.backends.es_mapping import iter_mapped
+from otel_ext.backends.elasticsearch.mapping import iter_mapped
 from otel_ext.export.encoding import encode_batch
 
 ATTRS = {"http.request.method": "GET", "http.route": "/api/orders/{id}", "http.response.status_code": 200,

@@ -136,21 +136,28 @@ def _cmd_check_rules(args: argparse.Namespace) -> int:
 
 
 def _cmd_es_setup(args: argparse.Namespace) -> int:
-    from otel_ext.backends.elasticsearch import ElasticsearchBackend
-    from otel_ext.backends.es_setup import parse_retention, setup
-    from otel_ext.backends.urls import backend_from_url
+    from otel_ext.backends.elasticsearch import from_url
+    from otel_ext.backends.elasticsearch.setup import parse_retention, setup
+    from otel_ext.backends.urls import parse_backend_url
 
-    backend = backend_from_url(args.backend, source="--backend", default_timeout=30.0)
-    if not isinstance(backend, ElasticsearchBackend):
-        print("otel-ext: error: --backend must be an elasticsearch+http(s):// or opensearch+http(s):// URL",
-              file=sys.stderr)
-        return 2
+    plugin, url = parse_backend_url(args.backend, source="--backend", default_timeout=30.0)
+    if plugin.name != "elasticsearch":
+        raise ValueError("--backend must be an elasticsearch+http(s):// or opensearch+http(s):// URL")
+    backend = from_url(url)
     lines, ok = setup(backend, parse_retention(args.retention))
     print(f"{backend.describe()}:")
     for line in lines:
         print(f"  {line}")
     backend.close()
     return 0 if ok else 1
+
+
+def _cmd_archive(args: argparse.Namespace) -> int:
+    from otel_ext import archive
+
+    if args.archive_command == "setup":
+        return archive.run_setup(args.backend, args.retention, print)
+    return archive.run_replay(args.source, args.to, args.since, args.until, args.event_class, print)
 
 
 def _cmd_collector_config(args: argparse.Namespace) -> int:
@@ -188,6 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
     es_setup.add_argument("--retention", help="e.g. security=365d,access=14d (defaults: security 365d, error 90d, "
                           "access 30d, performance 14d, application 7d)")
     es_setup.set_defaults(func=_cmd_es_setup)
+    arc = sub.add_parser("archive", help="S3 archive: per-class lifecycle rules, replay into a backend")
+    arc_sub = arc.add_subparsers(dest="archive_command", required=True)
+    arc_setup = arc_sub.add_parser("setup", help="install per-class S3 lifecycle rules (idempotent)")
+    arc_setup.add_argument("--backend", required=True, help="s3://bucket/prefix?region=…&endpoint=…")
+    arc_setup.add_argument("--retention", help="e.g. security=365d,access=14d (defaults as for elasticsearch setup)")
+    arc_replay = arc_sub.add_parser("replay", help="re-deliver archived records to a backend")
+    arc_replay.add_argument("--from", dest="source", required=True, help="s3://bucket/prefix?…")
+    arc_replay.add_argument("--to", required=True, help="a backend URL, e.g. elasticsearch+https://es:9200")
+    arc_replay.add_argument("--since", help="2026-11-26T16:00Z, or 2h / 7d ago")
+    arc_replay.add_argument("--until", help="same forms as --since")
+    arc_replay.add_argument("--class", dest="event_class", action="append", help="only this class (repeatable)")
+    arc.set_defaults(func=_cmd_archive)
     queue = sub.add_parser("queue", help="inspect and drain persistent queues (works with no app running)")
     queue_sub = queue.add_subparsers(dest="queue_command", required=True)
     for name, func, text in (

@@ -237,3 +237,73 @@ class GrpcFaultProxy:
 
     def close(self) -> None:
         self._server.stop(0)
+
+
+class ForwardingFaultProxy:
+    """An HTTP/1.1 proxy that forwards any method with every header and the body unchanged (so signed
+    requests such as S3's SigV4 stay valid: the Host header is passed through), except for the next N
+    requests, which get a scripted answer (e.g. 503 SlowDown)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import http.client
+
+        self.upstream_port = upstream_port
+        self.script: deque[tuple[int, dict[str, str], bytes]] = deque()
+        self.seen: list[int] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+                scripted = proxy.script.popleft() if proxy.script else None
+                if scripted is not None:
+                    status, headers, payload = scripted
+                    proxy.seen.append(status)
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=10)
+                try:
+                    conn.request(self.command, self.path, body=body or None, headers=dict(self.headers.items()))
+                    resp = conn.getresponse()
+                    data = resp.read()
+                except OSError:
+                    self.send_response(502)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                finally:
+                    conn.close()
+                proxy.seen.append(resp.status)
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+
+    def fail_next(self, count: int, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        for _ in range(count):
+            self.script.append((status, headers or {}, body))
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -22,7 +22,7 @@ from peers import free_port, port_open, wait_until
 from test_attack_detection import SCANNER_LINES, crs_rows, csic_rows, request_attrs
 from test_classify_cases import CASES
 
-from otel_ext.backends.es_mapping import any_value
+from otel_ext.backends.elasticsearch.mapping import any_value
 from otel_ext.classify import EventClassifierProcessor
 from otel_ext.telemetry import Counters
 

@@ -18,7 +18,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from test_attack_detection import SCANNER_LINES, crs_rows, request_attrs
 from test_classify_cases import CASES
 
-from otel_ext.backends.es_mapping import iter_mapped
+from otel_ext.backends.elasticsearch.mapping import iter_mapped
 from otel_ext.classify import EventClassifierProcessor
 from otel_ext.detect import DetectionEngine, DetectorConfig, DetectorProcessor
 from otel_ext.telemetry import Counters

@@ -140,7 +140,7 @@ def test_429_items_are_retried_alone(es: Search, proxy: EsProxy, tmp_path: Path)
     app.emit(30, event_class="access")
     app.flush_to_queue()
     # learn the ids the records carry, then throttle three of them once
-    from otel_ext.backends.es_mapping import iter_mapped
+    from otel_ext.backends.elasticsearch.mapping import iter_mapped
 
     entries = app.exporter.queue.read_after(0, 10_000, 10**9)
     ids = [m.doc_id for e in entries for m in iter_mapped(e.payload, "ecs")]

@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "golden"))
 from corpus import request
 
-from otel_ext.backends.es_mapping import ECS_DEVIATIONS, iter_mapped
+from otel_ext.backends.elasticsearch.mapping import ECS_DEVIATIONS, iter_mapped
 
 GOLDEN = json.loads((Path(__file__).resolve().parent / "golden" / "es_documents.json").read_text())
 

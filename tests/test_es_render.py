@@ -17,9 +17,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 sys.path.insert(0, str(Path(__file__).resolve().parent / "golden"))
 from corpus import kvs, request
 
-from otel_ext.backends import es_render
-from otel_ext.backends.es_mapping import iter_mapped
-from otel_ext.backends.es_render import BulkRenderer
+from otel_ext.backends.elasticsearch import render as es_render
+from otel_ext.backends.elasticsearch.mapping import iter_mapped
+from otel_ext.backends.elasticsearch.render import BulkRenderer
 
 PROPS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

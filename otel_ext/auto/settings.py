@@ -26,7 +26,7 @@ def state_dir(env: Mapping[str, str] | None = None) -> Path:
 
 # env var -> (settings key, kind)
 ENV_KEYS: dict[str, tuple[str, str]] = {
-    "OTEL_EXT_BACKENDS": ("backends", "list"),
+    "OTEL_EXT_BACKENDS": ("backends", "urls"),
     "OTEL_EXT_FAILOVER_POLICY": ("failover_policy", "str"),
     "OTEL_EXT_QUEUE_DIR": ("queue_dir", "str"),
     "OTEL_EXT_QUEUE_MAX_BYTES": ("queue_max_bytes", "int"),
@@ -79,7 +79,11 @@ class Settings:
 
 def _convert(value: Any, kind: str, source: str) -> Any:
     try:
-        if kind == "list":
+        if kind == "urls" and isinstance(value, str):  # a comma inside kafka://b1:9092,b2:9092/t stays
+            from otel_ext.backends.urls import split_backend_urls
+
+            return split_backend_urls(value)
+        if kind in ("list", "urls"):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(v).strip() for v in items if str(v).strip())
         if kind == "int":

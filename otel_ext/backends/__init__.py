@@ -1,15 +1,27 @@
-"""One module per backend: otlp_grpc, otlp_http, file (elasticsearch: see its issue)."""
+"""Backends as plug-ins: one module (or package) per backend, each declaring a ``PLUGIN``
+(:class:`~otel_ext.backends.urls.BackendPlugin`: URL schemes, query keys, ``from_url()``), registered
+through the entry-point group ``otel_ext.backends``. Built in: otlp_grpc, otlp_http, file,
+elasticsearch/ (Elasticsearch + OpenSearch), kafka, s3."""
 
 from otel_ext.backends.base import Backend
 from otel_ext.backends.file import FileBackend, FileConfig
 from otel_ext.backends.otlp_grpc import OTLPGrpcBackend, OTLPGrpcConfig
 from otel_ext.backends.otlp_http import OTLPHttpBackend, OTLPHttpConfig
 from otel_ext.backends.outcome import Outcome, OutcomeKind
-from otel_ext.backends.urls import BackendConfigError, backend_from_url
+from otel_ext.backends.urls import (
+    BackendConfigError,
+    BackendPlugin,
+    BackendURL,
+    backend_from_url,
+    schemes,
+    split_backend_urls,
+)
 
 __all__ = [
     "Backend",
     "BackendConfigError",
+    "BackendPlugin",
+    "BackendURL",
     "FileBackend",
     "FileConfig",
     "OTLPGrpcBackend",
@@ -19,4 +31,6 @@ __all__ = [
     "Outcome",
     "OutcomeKind",
     "backend_from_url",
+    "schemes",
+    "split_backend_urls",
 ]

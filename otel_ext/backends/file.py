@@ -14,10 +14,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from otel_ext.backends.base import Backend
 from otel_ext.backends.otlp_json import to_otlp_json, to_otlp_json_reference
 from otel_ext.backends.outcome import Outcome
+from otel_ext.backends.urls import BackendConfigError, BackendPlugin, BackendURL
 
 ACTIVE_NAME = "logs.jsonl"
 __all__ = ["ACTIVE_NAME", "FileBackend", "FileConfig", "ensure_private_dir", "to_otlp_json", "to_otlp_json_reference"]
@@ -93,3 +95,17 @@ class FileBackend(Backend):
             except OSError as exc:
                 return Outcome.retryable(f"{type(exc).__name__}: {exc}"[:500])
         return Outcome.ok()
+
+
+def from_url(u: BackendURL) -> FileBackend:
+    """``file:///dir`` with ``max_bytes`` (rotation size), ``max_files`` (0 = keep all), ``fsync``."""
+    directory = unquote(u.parts.path) if not u.parts.netloc else None
+    if not directory:
+        raise BackendConfigError(f"{u.source}: file backend needs an absolute path: file:///var/lib/app/logs")
+    return FileBackend(FileConfig(directory, max_bytes=u.integer("max_bytes", 64 * 1024 * 1024),
+                                  max_files=u.integer("max_files", 0, minimum=0),
+                                  fsync=u.query.get("fsync", "") in ("1", "true"), name=u.name))
+
+
+PLUGIN = BackendPlugin("file", ("file",), frozenset({"max_bytes", "max_files", "fsync"}), from_url,
+                       "OTLP JSON lines in a local directory")

@@ -15,6 +15,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from otel_ext.backends.base import Backend
 from otel_ext.backends.outcome import Outcome
+from otel_ext.backends.urls import OTLP_QUERY_KEYS, BackendPlugin, BackendURL, otlp_options
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
@@ -128,3 +129,17 @@ class OTLPGrpcBackend(Backend):
 
     def describe(self) -> str:
         return self.name
+
+
+def from_url(u: BackendURL) -> OTLPGrpcBackend:
+    """``otlp+grpc://host:4317`` (plaintext) or ``otlp+grpcs://host:4317`` (TLS)."""
+    host, port = u.host_port(example="collector:4317")
+    o = otlp_options(u)
+    return OTLPGrpcBackend(OTLPGrpcConfig(
+        endpoint=f"{host}:{port}", insecure=u.scheme == "otlp+grpc", headers=o.headers,
+        compression=o.compression, timeout=u.timeout, ca_file=o.ca_file, client_cert_file=o.cert_file,
+        client_key_file=o.key_file, name=u.name or f"{u.scheme}://{host}:{port}"))
+
+
+PLUGIN = BackendPlugin("otlp_grpc", ("otlp+grpc", "otlp+grpcs"), OTLP_QUERY_KEYS, from_url,
+                       "OTLP/gRPC to a collector or any OTLP receiver")

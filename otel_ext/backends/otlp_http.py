@@ -15,6 +15,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from otel_ext.backends.base import Backend
 from otel_ext.backends.outcome import Outcome, parse_retry_after
+from otel_ext.backends.urls import OTLP_QUERY_KEYS, BackendPlugin, BackendURL, otlp_options
 
 
 @dataclass(frozen=True)
@@ -86,3 +87,19 @@ class OTLPHttpBackend(Backend):
 
     def reset_after_fork(self) -> None:
         self._pool = urllib3.PoolManager(**self._pool_kwargs)  # type: ignore[arg-type]
+
+
+def from_url(u: BackendURL) -> OTLPHttpBackend:
+    """``otlp+http://host:4318[/path]`` (path defaults to ``/v1/logs``) or ``otlp+https://…``."""
+    host, port = u.host_port(example="collector:4318")
+    o = otlp_options(u)
+    http_scheme = "https" if u.scheme == "otlp+https" else "http"
+    path = u.parts.path if u.parts.path not in ("", "/") else "/v1/logs"
+    return OTLPHttpBackend(OTLPHttpConfig(
+        url=f"{http_scheme}://{host}:{port}{path}", headers=o.headers, compression=o.compression,
+        timeout=u.timeout, ca_file=o.ca_file, client_cert_file=o.cert_file, client_key_file=o.key_file,
+        name=u.name or f"{u.scheme}://{host}:{port}{path}"))
+
+
+PLUGIN = BackendPlugin("otlp_http", ("otlp+http", "otlp+https"), OTLP_QUERY_KEYS, from_url,
+                       "OTLP/HTTP (protobuf) to a collector or any OTLP receiver")

@@ -1,36 +1,210 @@
-"""Backend URLs (``OTEL_EXT_BACKENDS``) -> backend objects.
+"""Backend URLs (``OTEL_EXT_BACKENDS``) -> backend objects, through a plug-in registry.
 
-``otlp+grpc://host:4317`` (plaintext), ``otlp+grpcs://host:4317`` (TLS), ``otlp+http://host:4318``
-(path defaults to ``/v1/logs``), ``otlp+https://…``, ``file:///dir``; Elasticsearch/OpenSearch URLs
-are recognised but arrive with their backend. Query parameters: ``timeout`` (seconds, or ``500ms``),
-``compression=gzip``, ``ca_file``, ``cert_file``, ``key_file``, ``name``, ``max_bytes`` (file).
+Each backend module declares a :class:`BackendPlugin`: its URL schemes, its own query keys and a
+``from_url()`` that builds the backend from a parsed :class:`BackendURL`. Plug-ins are found through
+the entry-point group ``otel_ext.backends`` (entry-point name = URL scheme, value = the plug-in
+object), the way the OpenTelemetry SDK finds exporters, so a third-party package adds a backend
+without touching this code::
 
-Credentials never go in URLs (they would end up in process listings and logs): headers come from
-``OTEL_EXPORTER_OTLP_LOGS_HEADERS`` / ``OTEL_EXPORTER_OTLP_HEADERS``; TLS files and compression
-defaults from the other ``OTEL_EXPORTER_OTLP_*`` variables.
+    [project.entry-points."otel_ext.backends"]
+    mq = "my_package.mq_backend:PLUGIN"
+
+Only the plug-in of the scheme in use is imported. A query key the scheme does not declare is an
+error that names the keys it allows (``otlp+grpc://h:4317?mapping=ecs`` is refused).
+
+Credentials never go in URLs (they would end up in process listings and logs): each backend reads
+them from its own environment variables (OTLP headers from ``OTEL_EXPORTER_OTLP_LOGS_HEADERS`` /
+``OTEL_EXPORTER_OTLP_HEADERS``, Elasticsearch from ``OTEL_EXT_ES_*``, Kafka from ``OTEL_EXT_KAFKA_*``,
+S3 from the AWS SDK's chain).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from collections.abc import Mapping
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
-from otel_ext.backends.base import Backend
-from otel_ext.backends.file import FileBackend, FileConfig
-from otel_ext.backends.otlp_grpc import OTLPGrpcBackend, OTLPGrpcConfig
-from otel_ext.backends.otlp_http import OTLPHttpBackend, OTLPHttpConfig
+if TYPE_CHECKING:
+    from otel_ext.backends.base import Backend
 
-SCHEMES = ("otlp+grpc", "otlp+grpcs", "otlp+http", "otlp+https", "file",
-           "elasticsearch+http", "elasticsearch+https", "opensearch+http", "opensearch+https")
-_QUERY_KEYS = {"timeout", "compression", "ca_file", "cert_file", "key_file", "name", "max_bytes", "max_files", "fsync",
-               "mapping", "namespace", "routing", "max_docs"}
+GROUP = "otel_ext.backends"
+# keys every scheme accepts: a backend's name in counters/logs, and its per-attempt timeout
+COMMON_KEYS = frozenset({"name", "timeout"})
+# our own plug-ins, used when the package metadata (entry points) is not installed, e.g. a source tree
+_BUILTIN = {
+    "otlp+grpc": "otel_ext.backends.otlp_grpc:PLUGIN",
+    "otlp+grpcs": "otel_ext.backends.otlp_grpc:PLUGIN",
+    "otlp+http": "otel_ext.backends.otlp_http:PLUGIN",
+    "otlp+https": "otel_ext.backends.otlp_http:PLUGIN",
+    "file": "otel_ext.backends.file:PLUGIN",
+    "elasticsearch+http": "otel_ext.backends.elasticsearch:PLUGIN",
+    "elasticsearch+https": "otel_ext.backends.elasticsearch:PLUGIN",
+    "opensearch+http": "otel_ext.backends.elasticsearch:PLUGIN",
+    "opensearch+https": "otel_ext.backends.elasticsearch:PLUGIN",
+    "kafka": "otel_ext.backends.kafka:PLUGIN",
+    "kafkas": "otel_ext.backends.kafka:PLUGIN",
+    "s3": "otel_ext.backends.s3:PLUGIN",
+}
+_log = logging.getLogger(__name__)
+_URL_START = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class BackendConfigError(ValueError):
     """A backend URL or its settings are wrong; the message names the variable and the problem."""
+
+
+@dataclass(frozen=True)
+class BackendURL:
+    """One parsed backend URL, handed to a plug-in's ``from_url()``."""
+
+    url: str
+    scheme: str
+    parts: SplitResult
+    query: dict[str, str]
+    env: Mapping[str, str]
+    source: str = "OTEL_EXT_BACKENDS"
+    default_timeout: float = 2.0
+
+    def error(self, problem: str) -> BackendConfigError:
+        return BackendConfigError(f"{self.source}: {self.scheme} backend: {problem}")
+
+    @property
+    def timeout(self) -> float:
+        return _timeout(self.query["timeout"], self.source) if "timeout" in self.query else self.default_timeout
+
+    @property
+    def name(self) -> str:
+        return self.query.get("name", "")
+
+    def host_port(self, default_port: int | None = None, example: str = "host:port") -> tuple[str, int]:
+        """``(host, port)``, IPv6 hosts bracketed; an error naming the expected form otherwise."""
+        try:
+            port = self.parts.port
+        except ValueError:
+            port = None
+        port = port if port is not None else default_port
+        if not self.parts.hostname or port is None:
+            raise BackendConfigError(f"{self.source}: {self.url!r} needs host:port (e.g. {self.scheme}://{example})")
+        host = self.parts.hostname
+        return (f"[{host}]" if ":" in host else host), port
+
+    def integer(self, key: str, default: int, minimum: int = 1) -> int:
+        try:
+            value = int(self.query.get(key, default))
+        except ValueError:
+            raise self.error(f"{key} must be an integer, got {self.query[key]!r}") from None
+        if value < minimum:
+            raise self.error(f"{key} must be at least {minimum}")
+        return value
+
+    def readable(self, key: str, path: str | None) -> str | None:
+        if path and not os.access(path, os.R_OK):
+            raise BackendConfigError(f"{self.source}: {key} {path!r} is not readable")
+        return path or None
+
+
+@dataclass(frozen=True)
+class BackendPlugin:
+    """What a backend module declares to the registry."""
+
+    name: str
+    schemes: tuple[str, ...]
+    query_keys: frozenset[str]
+    from_url: Callable[[BackendURL], Backend]
+    description: str = ""
+
+
+def _registered() -> dict[str, str]:
+    """scheme -> "module:attribute" of its plug-in: our built-ins, then installed entry points."""
+    table = dict(_BUILTIN)
+    try:
+        found = list(entry_points(group=GROUP))
+    except Exception:  # noqa: BLE001 - broken metadata of some other distribution: keep the built-ins
+        found = []
+    for ep in found:
+        scheme = ep.name.lower()
+        if scheme in _BUILTIN and ep.value != _BUILTIN[scheme]:
+            _log.warning("otel-ext: entry point %s=%s ignored: scheme %s is built in", ep.name, ep.value, scheme)
+            continue
+        table[scheme] = ep.value
+    return table
+
+
+def schemes() -> tuple[str, ...]:
+    """Every registered URL scheme (without importing any backend)."""
+    return tuple(_registered())
+
+
+def load_plugin(scheme: str, source: str = "OTEL_EXT_BACKENDS") -> BackendPlugin:
+    table = _registered()
+    target = table.get(scheme)
+    if target is None:
+        raise BackendConfigError(f"{source}: unsupported backend scheme {scheme!r} (registered: {', '.join(table)})")
+    module_name, _, attribute = target.partition(":")
+    try:
+        import importlib
+
+        module = importlib.import_module(module_name)
+        plugin = getattr(module, attribute or "PLUGIN")
+    except Exception as exc:  # noqa: BLE001 - a plug-in that cannot load is a configuration error
+        raise BackendConfigError(f"{source}: backend plug-in {target} for {scheme}:// cannot be loaded: "
+                                 f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(plugin, BackendPlugin) or scheme not in plugin.schemes:
+        raise BackendConfigError(f"{source}: {target} is not a BackendPlugin declaring the {scheme} scheme")
+    return plugin
+
+
+def parse_backend_url(url: str, env: Mapping[str, str] | None = None, source: str = "OTEL_EXT_BACKENDS",
+                      default_timeout: float = 2.0) -> tuple[BackendPlugin, BackendURL]:
+    env = os.environ if env is None else env
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if not scheme:
+        raise BackendConfigError(f"{source}: {url!r} is not a backend URL (scheme://…; schemes: "
+                                 f"{', '.join(schemes())})")
+    plugin = load_plugin(scheme, source)
+    if "@" in parts.netloc:
+        raise BackendConfigError(
+            f"{source}: credentials in a backend URL are not allowed; use OTEL_EXPORTER_OTLP_HEADERS or the "
+            "backend's credential variables"
+        )
+    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    allowed = plugin.query_keys | COMMON_KEYS
+    unknown = set(query) - allowed
+    if unknown:
+        raise BackendConfigError(f"{source}: {scheme} backend: unknown parameter(s) {', '.join(sorted(unknown))} "
+                                 f"(allowed: {', '.join(sorted(allowed))})")
+    return plugin, BackendURL(url.strip(), scheme, parts, query, env, source, default_timeout)
+
+
+def backend_from_url(url: str, env: Mapping[str, str] | None = None, source: str = "OTEL_EXT_BACKENDS",
+                     default_timeout: float = 2.0, plugins: Iterable[str] | None = None) -> Backend:
+    """Build the backend ``url`` names. ``plugins`` restricts which plug-ins (by name) are accepted,
+    e.g. ``("elasticsearch",)`` for a command that only makes sense there."""
+    plugin, parsed = parse_backend_url(url, env, source, default_timeout)
+    if plugins is not None and plugin.name not in set(plugins):
+        raise BackendConfigError(f"{source}: {parsed.scheme}:// is a {plugin.name} backend; expected "
+                                 f"{' or '.join(plugins)}")
+    return plugin.from_url(parsed)
+
+
+def split_backend_urls(text: str) -> tuple[str, ...]:
+    """``OTEL_EXT_BACKENDS`` -> URLs. Commas separate URLs, but a comma not followed by ``scheme://``
+    belongs to the URL before it (``kafka://b1:9092,b2:9092/topic``)."""
+    urls: list[str] = []
+    for piece in text.split(","):
+        if not piece.strip():
+            continue
+        if urls and not _URL_START.match(piece):
+            urls[-1] += "," + piece.strip()
+        else:
+            urls.append(piece.strip())
+    return tuple(urls)
 
 
 def parse_headers(text: str | None) -> dict[str, str]:
@@ -56,7 +230,7 @@ def _timeout(value: str, source: str) -> float:
     return seconds
 
 
-def _env(env: Mapping[str, str], *names: str) -> str | None:
+def env_first(env: Mapping[str, str], *names: str) -> str | None:
     for name in names:
         value = env.get(name)
         if value:
@@ -64,109 +238,34 @@ def _env(env: Mapping[str, str], *names: str) -> str | None:
     return None
 
 
-def backend_from_url(url: str, env: Mapping[str, str] | None = None, source: str = "OTEL_EXT_BACKENDS",
-                     default_timeout: float = 2.0) -> Backend:
-    env = os.environ if env is None else env
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in SCHEMES:
-        raise BackendConfigError(f"{source}: unsupported backend {url!r} (schemes: {', '.join(SCHEMES)})")
-    if parts.username or parts.password:
-        raise BackendConfigError(
-            f"{source}: credentials in a backend URL are not allowed; use OTEL_EXPORTER_OTLP_HEADERS or the "
-            "backend's credential variables"
-        )
-    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = set(query) - _QUERY_KEYS
-    if unknown:
-        raise BackendConfigError(f"{source}: {scheme} backend: unknown parameter(s) {sorted(unknown)}")
-    timeout = _timeout(query["timeout"], source) if "timeout" in query else default_timeout
-    name = query.get("name", "")
-    if scheme == "file":
-        directory = unquote(parts.path) if not parts.netloc else None
-        if not directory:
-            raise BackendConfigError(f"{source}: file backend needs an absolute path: file:///var/lib/app/logs")
-        try:
-            max_bytes = int(query.get("max_bytes", 64 * 1024 * 1024))
-            max_files = int(query.get("max_files", 0))
-        except ValueError:
-            raise BackendConfigError(f"{source}: file backend max_bytes/max_files must be integers") from None
-        return FileBackend(FileConfig(directory, max_bytes=max_bytes, max_files=max_files,
-                                      fsync=query.get("fsync", "") in ("1", "true"), name=name))
-    if scheme.startswith(("elasticsearch", "opensearch")):
-        return _search_backend(scheme, parts, query, env, source, timeout, name)
-    if not parts.hostname or parts.port is None:
-        raise BackendConfigError(f"{source}: {url!r} needs host:port (e.g. {scheme}://collector:4317)")
-    compression = query.get("compression") or _env(env, "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
-                                                    "OTEL_EXPORTER_OTLP_COMPRESSION")
+@dataclass(frozen=True)
+class OTLPOptions:
+    """Settings both OTLP transports read from the URL and the ``OTEL_EXPORTER_OTLP_*`` variables."""
+
+    compression: str | None
+    headers: dict[str, str]
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+
+
+OTLP_QUERY_KEYS = frozenset({"compression", "ca_file", "cert_file", "key_file"})
+
+
+def otlp_options(u: BackendURL) -> OTLPOptions:
+    env, query = u.env, u.query
+    compression = query.get("compression") or env_first(env, "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+                                                         "OTEL_EXPORTER_OTLP_COMPRESSION")
     if compression in ("none", ""):
         compression = None
     if compression not in (None, "gzip"):
-        raise BackendConfigError(f"{source}: compression must be gzip or none, got {compression!r}")
-    headers = parse_headers(_env(env, "OTEL_EXPORTER_OTLP_LOGS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"))
-    ca_file = query.get("ca_file") or _env(env, "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE")
-    cert_file = query.get("cert_file") or _env(env, "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
-                                               "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
-    key_file = query.get("key_file") or _env(env, "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY")
-    for label, path in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
-        if path and not os.access(path, os.R_OK):
-            raise BackendConfigError(f"{source}: {label} {path!r} is not readable")
-    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-    if scheme in ("otlp+grpc", "otlp+grpcs"):
-        return OTLPGrpcBackend(OTLPGrpcConfig(
-            endpoint=f"{host}:{parts.port}", insecure=scheme == "otlp+grpc", headers=headers,
-            compression=compression, timeout=timeout, ca_file=ca_file, client_cert_file=cert_file,
-            client_key_file=key_file, name=name or f"{scheme}://{host}:{parts.port}"))
-    http_scheme = "https" if scheme == "otlp+https" else "http"
-    path = parts.path if parts.path not in ("", "/") else "/v1/logs"
-    return OTLPHttpBackend(OTLPHttpConfig(
-        url=f"{http_scheme}://{host}:{parts.port}{path}", headers=headers, compression=compression,
-        timeout=timeout, ca_file=ca_file, client_cert_file=cert_file, client_key_file=key_file,
-        name=name or f"{scheme}://{host}:{parts.port}{path}"))
-
-
-def _search_backend(scheme: str, parts: Any, query: dict[str, str], env: Mapping[str, str], source: str,
-                    timeout: float, name: str) -> Backend:
-    """Elasticsearch / OpenSearch. Credentials only from env: OTEL_EXT_ES_API_KEY, or
-    OTEL_EXT_ES_USERNAME + OTEL_EXT_ES_PASSWORD; Elastic Cloud: OTEL_EXT_ES_CLOUD_ID."""
-    from otel_ext.backends.elasticsearch import ElasticsearchBackend, ElasticsearchConfig
-
-    flavour, _, transport = scheme.partition("+")
-    cloud_id = env.get("OTEL_EXT_ES_CLOUD_ID") or None
-    if not parts.hostname and not cloud_id:
-        raise BackendConfigError(f"{source}: {scheme} backend needs host:port (or OTEL_EXT_ES_CLOUD_ID)")
-    username, password = env.get("OTEL_EXT_ES_USERNAME"), env.get("OTEL_EXT_ES_PASSWORD")
-    if username and not password:
-        raise BackendConfigError("OTEL_EXT_ES_PASSWORD: missing (OTEL_EXT_ES_USERNAME is set)")
-    if cloud_id and not (env.get("OTEL_EXT_ES_API_KEY") or username):
-        raise BackendConfigError("OTEL_EXT_ES_CLOUD_ID is set but no credentials: set OTEL_EXT_ES_API_KEY")
-    ca_file = query.get("ca_file")
-    if ca_file and not os.access(ca_file, os.R_OK):
-        raise BackendConfigError(f"{source}: ca_file {ca_file!r} is not readable")
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    url = f"{transport}://{host}:{parts.port or 9200}" if host else ""
-    compression = query.get("compression", "")
-    if compression not in ("", "none", "gzip"):
-        raise BackendConfigError(f"{source}: compression must be gzip or none, got {compression!r}")
-    routing = query.get("routing", "class")
-    if routing not in ("class", "generic"):
-        raise BackendConfigError(f"{source}: routing must be class or generic, got {routing!r}")
-    try:
-        config = ElasticsearchConfig(
-            url=url, flavour=flavour, mapping=query.get("mapping", "ecs"), namespace=query.get("namespace", "default"),
-            route_by_class=routing == "class", api_key=env.get("OTEL_EXT_ES_API_KEY") or None, username=username,
-            password=password, cloud_id=cloud_id, ca_file=ca_file, timeout=timeout,
-            compress=True if compression == "gzip" else False if compression == "none" else None,
-            max_docs=int(query.get("max_docs", 2000)), max_bytes=int(query.get("max_bytes", 5 * 1024 * 1024)),
-            name=name or f"{scheme}://{host}:{parts.port or 9200}")
-    except ValueError as exc:
-        raise BackendConfigError(f"{source}: {scheme} backend: {exc}") from None
-    if flavour == "opensearch":
-        try:
-            import opensearchpy  # noqa: F401
-        except ImportError:
-            raise BackendConfigError(f"{source}: opensearch backends need opensearch-py: "
-                                     "pip install 'otel-ext[opensearch]'") from None
-    return ElasticsearchBackend(config)
+        raise BackendConfigError(f"{u.source}: compression must be gzip or none, got {compression!r}")
+    headers = parse_headers(env_first(env, "OTEL_EXPORTER_OTLP_LOGS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"))
+    ca_file = query.get("ca_file") or env_first(env, "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+                                                "OTEL_EXPORTER_OTLP_CERTIFICATE")
+    cert_file = query.get("cert_file") or env_first(env, "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+                                                    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
+    key_file = query.get("key_file") or env_first(env, "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
+                                                  "OTEL_EXPORTER_OTLP_CLIENT_KEY")
+    return OTLPOptions(compression, headers, u.readable("ca_file", ca_file), u.readable("cert_file", cert_file),
+                       u.readable("key_file", key_file))

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from otel_ext.backends.base import Backend
-from otel_ext.backends.es_mapping import MAPPING_MODES, otlp_payload
-from otel_ext.backends.es_render import BulkRenderer, RecordRef
+from otel_ext.backends.elasticsearch.mapping import MAPPING_MODES, otlp_payload
+from otel_ext.backends.elasticsearch.render import BulkRenderer, RecordRef
 from otel_ext.backends.outcome import Outcome, OutcomeKind
 
 _logger = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Bulk NDJSON for queued OTLP requests: for every log record, the ``create`` action line and the
-document line, as :mod:`otel_ext.backends.es_mapping` defines them, rendered without building the
+document line, as :mod:`otel_ext.backends.elasticsearch.mapping` defines them, rendered without building the
 document as a dict.
 
 Records of one service look alike: the same attribute keys with the same value types, under the
@@ -27,7 +27,7 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
-from otel_ext.backends import es_mapping as m
+from otel_ext.backends.elasticsearch import mapping as m
 
 RecordRef = tuple[ResourceLogs, ScopeLogs, LogRecord]
 _ESC: Callable[[str], str] = encode_basestring

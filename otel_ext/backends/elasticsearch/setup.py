@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from otel_ext.backends.elasticsearch import ElasticsearchBackend
+from otel_ext.backends.elasticsearch.backend import ElasticsearchBackend
 
 DEFAULT_RETENTION_DAYS = {"security": 365, "error": 90, "access": 30, "performance": 14, "application": 7}
 _ECS_COMPONENTS = ["logs@mappings", "logs@settings", "ecs@mappings"]

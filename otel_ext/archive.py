@@ -1,0 +1,200 @@
+"""``otel-ext archive setup`` and ``otel-ext archive replay``: the S3 archive's retention and its way
+back into a search store.
+
+setup: one lifecycle rule per event class (``otel-ext-<class>``, filter ``<prefix>/<class>/``,
+expiration after the class's retention; defaults as for Elasticsearch: security 365 d, error 90 d,
+access 30 d, performance 14 d, application 7 d) plus clean-up of abandoned multipart uploads. Rules
+of the bucket that are not ours are kept. Idempotent: a second run reports every rule unchanged and
+writes nothing.
+
+replay: lists the archived objects of the chosen classes whose time partition lies in
+``[since, until]``, decodes each back into an OTLP request and delivers it to any backend URL. Into
+Elasticsearch this is idempotent: the document id is the record's ``log.record.uid``, so a replayed
+record that is already indexed is recognised as a duplicate, not indexed twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from otel_ext.backends.base import Backend
+from otel_ext.backends.outcome import OutcomeKind
+from otel_ext.backends.s3 import S3Backend, decode_object, partition_time
+from otel_ext.backends.urls import BackendConfigError, backend_from_url
+
+DEFAULT_RETENTION_DAYS = {"security": 365, "error": 90, "access": 30, "performance": 14, "application": 7}
+RULE_PREFIX = "otel-ext-"
+
+
+def s3_backend(url: str, source: str) -> S3Backend:
+    backend = backend_from_url(url, source=source, default_timeout=30.0, plugins=("s3",))
+    assert isinstance(backend, S3Backend)  # the plug-in named s3 builds S3Backend
+    return backend
+
+
+def parse_retention(text: str | None) -> dict[str, int]:
+    from otel_ext.backends.elasticsearch.setup import parse_retention as parse
+
+    return parse(text)
+
+
+def _rule(backend: S3Backend, event_class: str, days: int) -> dict[str, Any]:
+    return {"ID": f"{RULE_PREFIX}{event_class}", "Status": "Enabled",
+            "Filter": {"Prefix": backend.config.base(event_class) + "/"},
+            "Expiration": {"Days": days},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
+
+
+def _normal(rule: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The parts of a rule we set, in a form that compares equal across servers' echoes."""
+    filt = rule.get("Filter") or {}
+    prefix = filt.get("Prefix", rule.get("Prefix", ""))
+    return (rule.get("ID"), rule.get("Status"), prefix, (rule.get("Expiration") or {}).get("Days"),
+            (rule.get("AbortIncompleteMultipartUpload") or {}).get("DaysAfterInitiation"))
+
+
+def setup(backend: S3Backend, retention: Mapping[str, int]) -> tuple[list[str], bool]:
+    """Install the per-class lifecycle rules. Returns (lines to print, ok)."""
+    from botocore.exceptions import ClientError
+
+    client, bucket = backend._c(), backend.config.bucket
+    lines: list[str] = []
+    try:
+        current = client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+            return [f"cannot read the lifecycle configuration of {bucket}: {exc}"], False
+        current = []
+    by_id = {r.get("ID"): r for r in current}
+    foreign = [r for r in current if not str(r.get("ID", "")).startswith(RULE_PREFIX)]
+    wanted = [_rule(backend, c, d) for c, d in sorted(retention.items(), key=lambda kv: -kv[1])]
+    changed = False
+    for rule in wanted:
+        old = by_id.get(rule["ID"])
+        days, prefix = rule["Expiration"]["Days"], rule["Filter"]["Prefix"]
+        if old is None:
+            lines.append(f"created rule {rule['ID']}: s3://{bucket}/{prefix}* expires after {days} d")
+            changed = True
+        elif _normal(old) != _normal(rule):
+            was = (old.get("Expiration") or {}).get("Days")
+            lines.append(f"updated rule {rule['ID']}: s3://{bucket}/{prefix}* expires after {days} d (was {was} d)")
+            changed = True
+        else:
+            lines.append(f"unchanged rule {rule['ID']}: s3://{bucket}/{prefix}* expires after {days} d")
+    ours = {r["ID"] for r in wanted}
+    stale = [r for r in current if str(r.get("ID", "")).startswith(RULE_PREFIX) and r.get("ID") not in ours]
+    for rule in stale:
+        lines.append(f"kept rule {rule['ID']} (a class not in --retention; delete it by hand if unwanted)")
+    if foreign:
+        lines.append(f"kept {len(foreign)} rule(s) not managed by otel-ext: "
+                     f"{', '.join(str(r.get('ID', '?')) for r in foreign)}")
+    if not changed:
+        lines.append("lifecycle configuration already up to date: nothing written")
+        return lines, True
+    try:
+        client.put_bucket_lifecycle_configuration(
+            Bucket=bucket, LifecycleConfiguration={"Rules": [*foreign, *stale, *wanted]})
+    except ClientError as exc:
+        return [*lines, f"FAILED to write the lifecycle configuration: {exc}"], False
+    lines.append(f"wrote {len(wanted)} otel-ext rule(s) to s3://{bucket}")
+    return lines, True
+
+
+_RELATIVE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+
+
+def parse_time(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """``2026-11-26``, ``2026-11-26T16:00[:00][Z|+01:00]`` (UTC if no zone), or ``30m``/``2h``/``7d`` ago."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    match = _RELATIVE.match(text)
+    if match:
+        seconds = int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+        return now - dt.timedelta(seconds=seconds)
+    try:
+        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (use 2026-11-26T16:00Z or 2h/30m/7d ago)") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+@dataclass
+class ReplayResult:
+    objects: int = 0
+    records: int = 0
+    failed: list[str] = field(default_factory=list)  # keys not delivered (with the reason)
+    rejected: int = 0  # records the target refused for good (dead-letter worthy), reported
+
+
+def replay(source: S3Backend, target: Backend, since: dt.datetime | None, until: dt.datetime | None,
+           classes: list[str] | None = None, attempt_timeout: float = 60.0,
+           progress: Callable[[str], None] | None = None) -> ReplayResult:
+    """Re-deliver archived records to ``target``. Retryable and throttled outcomes are retried with
+    back-off for up to ``attempt_timeout`` seconds per object; anything else is reported."""
+    result = ReplayResult()
+    wanted: list[str | None] = list(classes) if classes else [None]
+    for event_class in wanted:
+        for key in source.iter_keys(event_class, since, until):
+            payload = decode_object(key, source.get(key))
+            from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+            request = ExportLogsServiceRequest.FromString(payload)
+            count = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+            deadline = time.monotonic() + attempt_timeout
+            delay = 0.2
+            while True:
+                outcome = target.send(payload, count)
+                if outcome.delivered or outcome.kind not in (OutcomeKind.RETRYABLE, OutcomeKind.THROTTLED) \
+                        or time.monotonic() > deadline:
+                    break
+                time.sleep(outcome.retry_after or delay)
+                delay = min(delay * 2, 5.0)
+            result.objects += 1
+            if outcome.delivered:
+                result.records += count - outcome.rejected
+                result.rejected += outcome.rejected
+            else:
+                result.failed.append(f"{key}: {outcome.kind.value}: {outcome.message}")
+            if progress:
+                when = partition_time(key)
+                progress(f"{key} ({count} records, {when:%Y-%m-%d %H:%M} UTC): "
+                         f"{'delivered' if outcome.delivered else 'FAILED ' + outcome.kind.value}")
+    return result
+
+
+def run_setup(url: str, retention_text: str | None, out: Callable[[str], None]) -> int:
+    backend = s3_backend(url, "--backend")
+    lines, ok = setup(backend, parse_retention(retention_text))
+    out(f"{backend.describe()}:")
+    for line in lines:
+        out(f"  {line}")
+    backend.close()
+    return 0 if ok else 1
+
+
+def run_replay(from_url: str, to_url: str, since: str | None, until: str | None, classes: list[str] | None,
+               out: Callable[[str], None]) -> int:
+    source = s3_backend(from_url, "--from")
+    try:
+        target = backend_from_url(to_url, source="--to", default_timeout=30.0)
+    except BackendConfigError:
+        source.close()
+        raise
+    start = parse_time(since) if since else None
+    end = parse_time(until) if until else None
+    if start and end and start > end:
+        raise ValueError("--since is after --until")
+    try:
+        result = replay(source, target, start, end, classes, progress=out)
+    finally:
+        target.close()
+        source.close()
+    out(f"replayed {result.records} records from {result.objects} objects to {target.describe()}"
+        + (f"; {result.rejected} refused for good by the target" if result.rejected else ""))
+    for line in result.failed:
+        out(f"NOT DELIVERED: {line}")
+    return 1 if result.failed else 0

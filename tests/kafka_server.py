@@ -1,0 +1,182 @@
+"""A real Apache Kafka broker for tests: Kafka 4.4.0 in KRaft combined mode (broker + controller in one
+JVM, no ZooKeeper), run from its Maven Central jars (``org.apache.kafka:kafka_2.13`` and its
+dependencies, fetched once by ``ensure_kafka()`` into the git-ignored ``.peers/``), on 127.0.0.1 with
+free ports, small heap. ``kill()`` is kill -9; ``start()`` again restarts the same node on the same
+ports and log directory (nothing acknowledged is lost: the log is on disk).
+
+:func:`consume` reads a topic back from the beginning and decodes every message as an OTLP
+``ExportLogsServiceRequest`` (the ``otlp_proto`` encoding of the collector's kafkareceiver), so tests
+count what arrived by ``log.record.uid``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from peers import free_port, port_open, wait_until
+from search_server import java_home
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = ROOT / ".peers"
+VERSION = "4.4.0"
+_POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>otel-ext</groupId><artifactId>kafka-peer</artifactId><version>1</version>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{VERSION}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+
+def ensure_kafka() -> Path:
+    """The broker's classpath directory (jars), fetched with Maven once."""
+    home = PEERS / f"kafka-{VERSION}"
+    lib = home / "lib"
+    if (home / ".otel-ext-ready").exists():
+        return lib
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    (home / "pom.xml").write_text(_POM)
+    subprocess.run(["mvn", "-q", "-f", str(home / "pom.xml"), "dependency:copy-dependencies",
+                    f"-DoutputDirectory={lib}", "-DincludeScope=runtime"], check=True, timeout=900)
+    (home / ".otel-ext-ready").touch()
+    return lib
+
+
+class KafkaBroker:
+    """One KRaft broker+controller on 127.0.0.1."""
+
+    def __init__(self, partitions: int = 3) -> None:
+        self.lib = ensure_kafka()
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="otel-ext-kafka-"))
+        self.partitions = partitions
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.generation = 0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def url(self, topic: str, **query: str) -> str:
+        q = "&".join(f"{k}={v}" for k, v in query.items())
+        return f"kafka://{self.bootstrap}/{topic}" + (f"?{q}" if q else "")
+
+    def _java(self, *args: str, **kwargs: Any) -> list[str]:
+        return [str(Path(java_home()) / "bin" / "java"), *args]
+
+    def start(self) -> KafkaBroker:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        props = self.workdir / "server.properties"
+        if not props.exists():
+            props.write_text(
+                "process.roles=broker,controller\nnode.id=1\n"
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}\n"
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}\n"
+                "controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n"
+                f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}\n"
+                f"log.dirs={self.workdir / 'data'}\nnum.partitions={self.partitions}\n"
+                "offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"
+                "transaction.state.log.min.isr=1\nshare.coordinator.state.topic.replication.factor=1\n"
+                "offsets.topic.num.partitions=4\ngroup.initial.rebalance.delay.ms=0\n"
+                "auto.create.topics.enable=true\nbroker.session.timeout.ms=2000\n"
+                "broker.heartbeat.interval.ms=500\n")
+            subprocess.run(self._java("-Xmx256m", "-cp", f"{self.lib}/*", "kafka.tools.StorageTool", "format",
+                                      "--config", str(props), f"--cluster-id={uuid.uuid4().hex[:22]}",
+                                      "--standalone"),
+                           check=True, timeout=120, capture_output=True)
+        self.generation += 1
+        log = (self.workdir / f"broker-{self.generation}.out").open("wb")
+        self.proc = subprocess.Popen(
+            self._java("-Xmx512m", "-Xms256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp",
+                       f"{self.lib}/*", "kafka.Kafka", str(props)),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir)
+        if not wait_until(lambda: port_open(self.port) or self.proc is None or self.proc.poll() is not None, 90,
+                          interval=0.2) or self.proc.poll() is not None:
+            raise RuntimeError("kafka did not start:\n" + self.output()[-3000:])
+        return self
+
+    def output(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("broker-*.out")))
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def create_topic(self, topic: str, partitions: int | None = None) -> None:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        futures = admin.create_topics([NewTopic(topic, partitions or self.partitions, 1)], request_timeout=20)
+        futures[topic].result(30)
+        wait_until(lambda: topic in admin.list_topics(timeout=5).topics, 20)
+
+
+def consume(bootstrap: str, topic: str, timeout: float = 15.0, expect: int | None = None,
+            group: str | None = None) -> list[tuple[bytes | None, bytes]]:
+    """Every (key, value) in ``topic`` from the beginning, read until ``expect`` messages arrived or the
+    topic stayed quiet for 2 s (bounded by ``timeout``)."""
+    import time
+
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group or f"reader-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "isolation.level": "read_committed"})
+    consumer.subscribe([topic])
+    got: list[tuple[bytes | None, bytes]] = []
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error():
+                if got and time.monotonic() - quiet_since > 2.0 and (expect is None or len(got) >= expect):
+                    break
+                continue
+            got.append((msg.key(), msg.value()))
+            quiet_since = time.monotonic()
+    finally:
+        consumer.close()
+    return got
+
+
+def record_uids(messages: list[tuple[bytes | None, bytes]]) -> list[str]:
+    """``log.record.uid`` of every log record in every message (duplicates kept)."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    uids = []
+    for _, value in messages:
+        request = ExportLogsServiceRequest.FromString(value)
+        for rl in request.resource_logs:
+            for sl in rl.scope_logs:
+                for record in sl.log_records:
+                    for kv in record.attributes:
+                        if kv.key == "log.record.uid":
+                            uids.append(kv.value.string_value)
+    return uids
+
+
+if __name__ == "__main__":
+    print(ensure_kafka())
+    broker = KafkaBroker().start()
+    print("started", broker.bootstrap, port_open(broker.port))
+    broker.stop()
