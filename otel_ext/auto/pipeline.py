@@ -23,6 +23,7 @@ from otel_ext.classify.loader import read_rule_document
 from otel_ext.deferred import DeferredProcessingExporter
 from otel_ext.detect.engine import DETECT_COUNTERS, DetectionEngine, DetectorProcessor, engine_from_env
 from otel_ext.redact import REDACTION_COUNTERS, RedactionProcessor
+from otel_ext.usage import USAGE_COUNTERS, UsageMetricsProcessor
 from otel_ext.volume import VOLUME_COUNTERS, VolumeGate, VolumePolicy
 
 _logger = logging.getLogger(__name__)
@@ -37,13 +38,16 @@ class Parts:
     redaction: RedactionProcessor
     volume: VolumePolicy
     detection: DetectionEngine | None = None
+    usage: UsageMetricsProcessor | None = None
 
     @property
     def inline_processors(self) -> list[LogRecordProcessor]:
+        # usage metrics first, in both modes: they read the raw tenant id (hashed) before redaction
+        usage: list[LogRecordProcessor] = [self.usage] if self.usage is not None else []
         if self.settings.processing != "inline":
-            return []
+            return usage
         detect = [DetectorProcessor(self.detection)] if self.detection is not None else []
-        return [self.classifier, self.redaction, *detect]
+        return [*usage, self.classifier, self.redaction, *detect]
 
     def export_processor(self, exporter: LogRecordExporter, *args: Any, **kwargs: Any) -> LogRecordProcessor:
         """Wrap one exporter: the SDK batch processor (sized by ``buffer_size``) plus our stages."""
@@ -76,7 +80,10 @@ def build_parts(settings: Settings) -> Parts:
         detection = engine_from_env(section, source=settings.rules_file or "rules file")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return Parts(settings, classifier, RedactionProcessor(), volume, detection)
+    usage = None
+    if settings.usage_metrics == "on":
+        usage = UsageMetricsProcessor(client_attribute=settings.usage_client_attribute, top_n=settings.usage_top_n)
+    return Parts(settings, classifier, RedactionProcessor(), volume, detection, usage)
 
 
 @dataclass
@@ -100,6 +107,7 @@ class Pipeline:
             "volume_dropped": VOLUME_COUNTERS.snapshot().get("dropped", {}),
             "alerts": DETECT_COUNTERS.snapshot().get("alerts", {}),
             "detector_evicted_keys": DETECT_COUNTERS.snapshot().get("evicted_keys", {}),
+            "usage": USAGE_COUNTERS.snapshot(),
             "exporters": exporters,
         }
 
