@@ -1,7 +1,8 @@
 """Prepare the real peers the tests start (idempotent, cached under the git-ignored .peers/):
 build the OpenTelemetry Collector from collector_configs/builder-config.yaml (Go module proxy) and
 fetch the Elasticsearch / OpenSearch integ-test distributions (Maven Central) and the official
-elasticsearch client 8.x (pip, beside the venv's 9.x). rotel comes with pip."""
+elasticsearch client 8.x (pip, beside the venv's 9.x); install Debian's chromium for the report
+tests when /usr/bin/chromium is missing (apt-get). rotel comes with pip."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from browser import ensure_chromium
 from collector import ensure_collector
 from search_server import EXTRA_VERSIONS, FLAVOURS, ensure_distribution, ensure_es_client_8
 
@@ -21,4 +23,5 @@ if __name__ == "__main__":
         for version in EXTRA_VERSIONS.get(flavour, ()):
             print(f"{flavour} {version}: {ensure_distribution(flavour, version)}", flush=True)
     print(f"elasticsearch client 8.x: {ensure_es_client_8()}", flush=True)
+    print(f"chromium: {ensure_chromium()}", flush=True)
     print(f"peers ready in {time.monotonic() - t0:.0f} s", flush=True)

@@ -84,13 +84,14 @@ async def access_log(request: Request, call_next: Any) -> Any:
         route = request.scope.get("route")
         attrs = {
             "http.request.method": request.method,
-            "http.route": getattr(route, "path", request.url.path),
             "url.path": request.url.path,
             "http.response.status_code": status,
             "client.address": request.headers.get("x-forwarded-for", request.client.host if request.client else ""),
             "user_agent.original": request.headers.get("user-agent", ""),
             "http.server.request.duration": time.perf_counter() - start,
         }
+        if route is not None:  # semconv: http.route only when a route matched (no raw 404 paths)
+            attrs["http.route"] = route.path
         tenant = API_KEYS.get(request.headers.get("x-api-key", ""))
         if tenant:
             attrs["tenant.id"] = tenant
