@@ -42,6 +42,15 @@ def _version() -> str:
 
 # --- output ---------------------------------------------------------------------------------------
 
+_CONTROL = {c: "?" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+
+
+def clean(text: str) -> str:
+    """One line of printable text: control characters (escape sequences from a remote error
+    message, newlines) become ``?`` so nothing can move the cursor or fake a row."""
+    return text.translate(_CONTROL)
+
+
 class Out:
     """Where a command's results go: a Rich table on a terminal, plain aligned columns in a pipe,
     or collected into one JSON document (``--json``)."""
@@ -59,6 +68,7 @@ class Out:
         return bool(self.console.is_terminal)
 
     def line(self, text: str = "") -> None:
+        text = clean(text)
         if not self.as_json:
             if self.tty:
                 from rich.text import Text
@@ -74,7 +84,7 @@ class Out:
               numeric: Iterable[int] = (), keep: Iterable[int] = ()) -> None:
         """``numeric`` columns are right-aligned; they and the ``keep`` columns never wrap (on a
         narrow terminal the other columns fold instead)."""
-        rows = [[("-" if v is None else str(v)) for v in row] for row in rows]
+        rows = [[("-" if v is None else clean(str(v))) for v in row] for row in rows]
         if self.as_json:
             return
         right = set(numeric)
@@ -536,11 +546,11 @@ def report_cmd(backend: str | None, out_file: str, client_attribute: str, index:
     path = write_report(data, out_file, title=title)
     tiers = suggest_tiers({c: data.monthly(n) for c, n in data.client_totals().items()})
     out.line(f"wrote {path.resolve()} ({data.records} records, {len(data.usage)} clients, {len(data.routes)} routes, "
-             f"{len(data.alerts)} alerts) in {time.monotonic() - started:.1f}s")
+             f"{data.alerts_total} alerts) in {time.monotonic() - started:.1f}s")
     out.doc = {"report": str(path.resolve()), "source": data.source, "records": data.records, "scanned": scanned,
                "clients": data.client_totals(include_anonymous=True),
                "tiers": [{"name": t.name, "from": t.low, "to": t.high, "clients": t.clients} for t in tiers],
-               "alerts": len(data.alerts)}
+               "alerts": data.alerts_total}
     out.emit()
     return EXIT_OK
 

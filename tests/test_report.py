@@ -84,7 +84,7 @@ def assert_matches(data: ReportData, want: dict[str, Any], exact_percentiles: bo
     assert data.classes == dict(want["classes"])
     assert data.security_actions == dict(want["actions"])
     assert data.security_sources == dict(want["sources"])
-    assert len(data.alerts) == want["alerts"]
+    assert len(data.alerts) == data.alerts_total == want["alerts"]
     for route, latency in want["latency"].items():
         for q, value in latency.items():
             got = data.routes[route].latency[q]

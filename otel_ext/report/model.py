@@ -15,6 +15,7 @@ Definitions (shared by both paths):
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ class ReportData:
     bytes_kind: str  # what class_bytes measures
     retention_days: dict[str, int]
     records: int = 0
+    notes: list[str] = field(default_factory=list)  # what the report could not show in full
+    alerts_total: int = 0  # alerts in the period (``alerts`` may list fewer)
 
     @property
     def span_s(self) -> float:
@@ -161,26 +164,37 @@ def _num(value: Any) -> float | None:
 
 
 class Aggregator:
-    """Builds :class:`ReportData` from records in one pass (memory: per client x route counters and
-    the latency values per route)."""
+    """Builds :class:`ReportData` from records in one streaming pass. Memory: counters per client x
+    route, per client x time bucket (the buckets coarsen as the span grows: every interval divides
+    the next, so re-bucketing is exact and ends on the same epoch-aligned buckets a search backend
+    returns), the alerts, and the latency values per route (8 bytes each, for exact percentiles)."""
 
     def __init__(self, client_attribute: str = DEFAULT_CLIENT_ATTRIBUTE, source: str = "",
                  retention_days: Mapping[str, int] | None = None,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, max_alerts: int = 1000) -> None:
         self.client_attribute = client_attribute
         self.source = source
         self.retention_days = dict(retention_days or {})
         self.progress = progress
+        self.max_alerts = max_alerts
 
     def build(self, records: Iterable[Record]) -> ReportData:
-        kept: list[tuple[int, str, str, int, float | None]] = []  # time_ms, client, route, status, seconds
         alerts: list[Alert] = []
+        alerts_total = 0
         actions: Counter[str] = Counter()
         sources: Counter[str] = Counter()
         classes: Counter[str] = Counter()
         class_bytes: Counter[str] = Counter()
+        usage: dict[str, Counter[str]] = defaultdict(Counter)
+        routes: dict[str, RouteStats] = defaultdict(RouteStats)
+        latencies: dict[str, array[float]] = defaultdict(lambda: array("d"))
+        # (client, bucket start ms) -> calls; bucket start ms -> [calls, errors]; both at ``interval``
+        by_client_time: Counter[tuple[str, int]] = Counter()
+        timeline: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        interval = INTERVALS_S[0]
         start = end = None
         count = 0
+        notes: list[str] = []
         for rec in records:
             count += 1
             if self.progress is not None and count % 1000 == 0:
@@ -188,13 +202,19 @@ class Aggregator:
             t_ms = rec.time_ns // 1_000_000
             start = t_ms if start is None else min(start, t_ms)
             end = t_ms if end is None else max(end, t_ms)
+            wanted = pick_interval(max((end - start) / 1000.0, 1.0))
+            if wanted != interval:
+                interval = wanted
+                by_client_time, timeline = _rebucket(by_client_time, timeline, interval * 1000)
             event_class = rec.get("labels.event_class")
             if isinstance(event_class, str):
                 classes[event_class] += 1
                 class_bytes[event_class] += rec.size
             if rec.get("event.kind") == "alert":
-                alerts.append(Alert(t_ms, str(rec.get("rule.id", "")), str(rec.get("labels.alert_key", "")),
-                                    rec.body[:300]))
+                alerts_total += 1
+                if len(alerts) < self.max_alerts:
+                    alerts.append(Alert(t_ms, str(rec.get("rule.id", "")), str(rec.get("labels.alert_key", "")),
+                                        rec.body[:300]))
                 continue
             if event_class == "security":
                 actions[str(rec.get("event.action") or "(none)")] += 1
@@ -202,26 +222,13 @@ class Aggregator:
             status = _num(rec.get("http.response.status_code"))
             if status is None or rec.get("http.request.method") is None:
                 continue
-            client = rec.get(self.client_attribute)
-            route = rec.get("http.route")
-            kept.append((t_ms, str(client) if client not in (None, "") else ANONYMOUS,
-                         str(route) if route not in (None, "") else UNMATCHED, int(status),
-                         _num(rec.get("http.server.request.duration"))))
-        if self.progress is not None:
-            self.progress(count)
-        start = start or 0
-        end = end or 0
-        interval = pick_interval(max((end - start) / 1000.0, 1.0))
-        step = interval * 1000
-        usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        usage_timeline: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-        routes: dict[str, RouteStats] = defaultdict(RouteStats)
-        latencies: dict[str, list[float]] = defaultdict(list)
-        timeline: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-        for t_ms, client, route, status, seconds in kept:
-            bucket = t_ms // step * step
+            raw_client = rec.get(self.client_attribute)
+            raw_route = rec.get("http.route")
+            client = str(raw_client) if raw_client not in (None, "") else ANONYMOUS
+            route = str(raw_route) if raw_route not in (None, "") else UNMATCHED
+            bucket = t_ms // (interval * 1000) * interval * 1000
             usage[client][route] += 1
-            usage_timeline[client][bucket] += 1
+            by_client_time[client, bucket] += 1
             stats = routes[route]
             stats.calls += 1
             timeline[bucket][0] += 1
@@ -230,17 +237,37 @@ class Aggregator:
                 timeline[bucket][1] += 1
             elif status >= 400:
                 stats.client_errors += 1
-            if seconds is not None:
+            seconds = _num(rec.get("http.server.request.duration"))
+            if seconds is not None and math.isfinite(seconds):
                 latencies[route].append(seconds)
+        if self.progress is not None:
+            self.progress(count)
         for route, stats in routes.items():
-            values = sorted(latencies.get(route, []))
+            values = sorted(latencies.get(route, ()))
             stats.latency = {f"p{p:g}": percentile(values, p) for p in PERCENTILES}
+        usage_timeline: dict[str, dict[int, int]] = defaultdict(dict)
+        for (client, bucket), calls in by_client_time.items():
+            usage_timeline[client][bucket] = calls
         alerts.sort(key=lambda a: a.time_ms)
         return ReportData(
-            source=self.source, client_attribute=self.client_attribute, start_ms=start, end_ms=end,
+            source=self.source, client_attribute=self.client_attribute, start_ms=start or 0, end_ms=end or 0,
             interval_s=interval, usage={c: dict(r) for c, r in usage.items()},
-            usage_timeline={c: dict(t) for c, t in usage_timeline.items()}, routes=dict(routes),
+            usage_timeline={c: dict(sorted(t.items())) for c, t in usage_timeline.items()}, routes=dict(routes),
             timeline={b: (v[0], v[1]) for b, v in sorted(timeline.items())}, alerts=alerts,
             security_actions=dict(actions), security_sources=dict(sources), classes=dict(classes),
             class_bytes=dict(class_bytes), bytes_kind="OTLP/JSON bytes", retention_days=self.retention_days,
-            records=count)
+            records=count, notes=notes, alerts_total=alerts_total)
+
+
+def _rebucket(by_client_time: Counter[tuple[str, int]], timeline: dict[int, list[int]],
+              step: int) -> tuple[Counter[tuple[str, int]], dict[int, list[int]]]:
+    """The same counts at a coarser interval (``step`` ms, a multiple of the current one)."""
+    coarser: Counter[tuple[str, int]] = Counter()
+    for (client, bucket), calls in by_client_time.items():
+        coarser[client, bucket // step * step] += calls
+    merged: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for bucket, (calls, errors) in timeline.items():
+        slot = merged[bucket // step * step]
+        slot[0] += calls
+        slot[1] += errors
+    return coarser, merged

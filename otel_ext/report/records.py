@@ -64,7 +64,8 @@ def _attrs(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def records_from_otlp_json(doc: dict[str, Any]) -> Iterator[Record]:
-    """The records of one OTLP/JSON ``ExportLogsServiceRequest`` document."""
+    """The records of one OTLP/JSON ``ExportLogsServiceRequest`` document (raises ValueError,
+    TypeError, KeyError or AttributeError on a document of the wrong shape)."""
     for rl in doc.get("resourceLogs", []):
         resource = _attrs(rl.get("resource", {}).get("attributes", []))
         for sl in rl.get("scopeLogs", []):
@@ -100,13 +101,12 @@ class OTLPJsonFileReader:
                     line = line.strip()
                     if not line:
                         continue
-                    try:
-                        doc = json.loads(line)
-                    except ValueError:
+                    try:  # one line is one batch: decode it whole, so a damaged line yields nothing
+                        batch = list(records_from_otlp_json(json.loads(line)))
+                    except (ValueError, TypeError, KeyError, AttributeError):
                         self.bad_lines += 1
                         continue
-                    if isinstance(doc, dict):
-                        yield from records_from_otlp_json(doc)
+                    yield from batch
 
     def describe(self) -> str:
         return f"file://{self.path}"

@@ -129,6 +129,8 @@ def _header(page: _Page, data: ReportData, title: str) -> None:
              f'{_e(_iso(data.end_ms))} &middot; <span data-k="records">{data.records}</span> records &middot; '
              f"timeline buckets of {_interval(data.interval_s)} &middot; client = <code>{_e(data.client_attribute)}"
              f"</code></p>")
+    for note in data.notes:
+        page.add(f'<p class="note">Note: {_e(note)}</p>')
 
 
 def _usage(page: _Page, data: ReportData) -> None:
@@ -199,7 +201,8 @@ def _reliability(page: _Page, data: ReportData) -> None:
          (s.client_errors, f"route.4xx|{r}"), (_fmt(s.latency.get("p50"), "ms"), f"route.p50|{r}"),
          (_fmt(s.latency.get("p95"), "ms"), f"route.p95|{r}"), (_fmt(s.latency.get("p99"), "ms"), f"route.p99|{r}")]
         for r, s in routes), "table-routes")
-    page.add(f"<h3>Detector alerts (<span data-k=\"alerts\">{len(data.alerts)}</span>)</h3>")
+    listed = "" if len(data.alerts) == data.alerts_total else f", the first {len(data.alerts)} listed"
+    page.add(f"<h3>Detector alerts (<span data-k=\"alerts\">{data.alerts_total}</span>{_e(listed)})</h3>")
     page.table(["time", "detector", "key", "message"], (
         [(_iso(a.time_ms), None), (a.rule, None), (a.key, None), (a.message, None)] for a in data.alerts[:200]),
         "table-alerts")

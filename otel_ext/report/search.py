@@ -53,7 +53,10 @@ class SearchSource:
         self.prefix = ""
 
     def _call(self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None) -> Any:
-        status, answer = self.http.call(method, path, body, params)
+        try:
+            status, answer = self.http.call(method, path, body, params)
+        except Exception as exc:  # noqa: BLE001 - the one boundary where client errors become SearchError
+            raise SearchError(f"{method} {path}: {type(exc).__name__}: {str(exc)[:300]}") from None
         if status != 200:
             reason = answer.get("error", answer) if isinstance(answer, dict) else answer
             raise SearchError(f"{method} {path}: HTTP {status}: {str(reason)[:300]}")
@@ -139,6 +142,10 @@ class SearchSource:
         timeline = {int(b["key"]): (int(b["doc_count"]), int(b["errors"]["doc_count"]))
                     for b in result["access"]["time"]["buckets"]}
         alerts = [self._alert(h.get("_source", {})) for h in result["alerts"]["hits"]["hits"]["hits"]]
+        notes = []
+        for what, agg in (("clients", result["access"]["clients"]), ("routes", result["access"]["routes"])):
+            if agg.get("sum_other_doc_count"):
+                notes.append(f"{agg['sum_other_doc_count']} calls of further {what} are not shown (terms limit)")
         security = result["security"]
         classes = {str(b["key"]): int(b["doc_count"]) for b in result["classes"]["buckets"]}
         return ReportData(
@@ -148,7 +155,8 @@ class SearchSource:
             security_actions={str(b["key"]): int(b["doc_count"]) for b in security["actions"]["buckets"]},
             security_sources={str(b["key"]): int(b["doc_count"]) for b in security["sources"]["buckets"]},
             classes=classes, class_bytes=self._store_bytes(), bytes_kind="stored bytes (primary shards)",
-            retention_days=self._retention(), records=records)
+            retention_days=self._retention(), records=records, notes=notes,
+            alerts_total=int(result["alerts"]["doc_count"]))
 
     def _alert(self, src: dict[str, Any]) -> Alert:
         def pick(name: str) -> Any:
