@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     """One log record, flattened: time in ns since the epoch, severity number, body text and the
     record's attributes as plain Python values (resource attributes under ``resource``)."""
@@ -26,7 +26,7 @@ class Record:
     body: str
     attributes: dict[str, Any]
     resource: dict[str, Any] = field(default_factory=dict)
-    size: int = 0  # bytes of the record's JSON, a fair proxy for stored volume
+    size: int = 0  # stored bytes attributed to the record (its share of its OTLP/JSON line)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.attributes.get(key, default)
@@ -63,9 +63,10 @@ def _attrs(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {kv["key"]: _value(kv.get("value", {})) for kv in items if "key" in kv}
 
 
-def records_from_otlp_json(doc: dict[str, Any]) -> Iterator[Record]:
+def records_from_otlp_json(doc: dict[str, Any], record_size: int = 0) -> Iterator[Record]:
     """The records of one OTLP/JSON ``ExportLogsServiceRequest`` document (raises ValueError,
-    TypeError, KeyError or AttributeError on a document of the wrong shape)."""
+    TypeError, KeyError or AttributeError on a document of the wrong shape). ``record_size`` is the
+    stored size to attribute to each record (e.g. the line's length / its record count)."""
     for rl in doc.get("resourceLogs", []):
         resource = _attrs(rl.get("resource", {}).get("attributes", []))
         for sl in rl.get("scopeLogs", []):
@@ -74,8 +75,7 @@ def records_from_otlp_json(doc: dict[str, Any]) -> Iterator[Record]:
                 body = rec.get("body", {})
                 text = _value(body) if isinstance(body, dict) else None
                 yield Record(time_ns, int(rec.get("severityNumber") or 0), "" if text is None else str(text),
-                             _attrs(rec.get("attributes", [])), resource,
-                             len(json.dumps(rec, separators=(",", ":"))))
+                             _attrs(rec.get("attributes", [])), resource, record_size)
 
 
 class OTLPJsonFileReader:
@@ -102,7 +102,11 @@ class OTLPJsonFileReader:
                     if not line:
                         continue
                     try:  # one line is one batch: decode it whole, so a damaged line yields nothing
-                        batch = list(records_from_otlp_json(json.loads(line)))
+                        doc = json.loads(line)
+                        count = sum(len(sl.get("logRecords", [])) for rl in doc.get("resourceLogs", [])
+                                    for sl in rl.get("scopeLogs", []))
+                        size = len(line) // max(count, 1)  # each record's share of the line
+                        batch = list(records_from_otlp_json(doc, size))
                     except (ValueError, TypeError, KeyError, AttributeError):
                         self.bad_lines += 1
                         continue
