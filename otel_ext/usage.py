@@ -159,6 +159,8 @@ class UsageMetricsProcessor(LogRecordProcessor):
             code = int(code)
         if not isinstance(code, int) or isinstance(code, bool) or not isinstance(method, str):
             return False
+        if attrs.get("event.kind") == "alert":  # a detector's alert about requests is not a request
+            return False
         raw_client = attrs.get(self.client_attribute)
         client = str(raw_client) if raw_client not in (None, "") else "unknown"
         if self.hash and client != "unknown":

@@ -117,6 +117,7 @@ def test_non_access_and_hostile_records_are_skipped_without_raising() -> None:
     assert not usage.record({"message": "app started"})
     assert not usage.record({"http.response.status_code": True, "http.request.method": "GET"})
     assert not usage.record({"http.response.status_code": 200, "http.request.method": 7})
+    assert not usage.record(access(**{"event.kind": "alert"}))  # a detector's alert is not a request
     assert usage.record({"http.response.status_code": "404", "http.request.method": "BREW", "http.route": "",
                          "client.address": "", "http.server.request.duration": "slow"})
     assert points(reader, REQUESTS) == {("unknown", "unmatched", "_OTHER", "4xx"): 1}

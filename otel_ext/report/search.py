@@ -9,6 +9,7 @@ Works on both mapping modes of the backend (``ecs``: attributes at the top level
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -199,17 +200,16 @@ class SearchSource:
 
 
 def _percentile_value(values: Any, p: float) -> float | None:
+    found: Any = None
     if isinstance(values, dict):
-        for key in (f"{p}", f"{p:g}", f"{p:.1f}"):
-            if key in values:
-                v = values[key]
-                return float(v) if v is not None else None
-    if isinstance(values, list):  # keyed: false
-        for item in values:
-            if float(item.get("key", -1)) == p:
-                v = item.get("value")
-                return float(v) if v is not None else None
-    return None
+        found = next((values[k] for k in (f"{p}", f"{p:g}", f"{p:.1f}") if k in values), None)
+    elif isinstance(values, list):  # keyed: false
+        found = next((item.get("value") for item in values if float(item.get("key", -1)) == p), None)
+    try:
+        value = float(found) if found is not None else None
+    except (TypeError, ValueError):
+        return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _epoch_ms(stamp: str) -> int:
