@@ -1,7 +1,9 @@
 """The whole promise in one run: the example API service under ``opentelemetry-instrument`` with
 otel-ext, failing over between two local OTLP receivers (real rotel processes) while the primary is
 killed halfway through the traffic; then a summary: events per class, records delivered per
-backend, failovers, queue depth and lost records, counted at the receivers.
+backend, failovers, queue depth and lost records, counted at the receivers. It ends by writing the
+``otel-ext report`` HTML page (usage per tenant with a pricing-tier suggestion, errors and latency,
+security events, volume per class) and printing its path; the work directory is kept.
 
     python examples/demo.py                 # two receivers, primary killed halfway
     python examples/demo.py --no-backends   # nothing configured: the embedded file default
@@ -20,12 +22,44 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 from examples.api_service import traffic  # noqa: E402
+from otel_ext.report import OTLPJsonFileReader, Record, write_report  # noqa: E402
+from otel_ext.report.model import Aggregator, suggest_tiers  # noqa: E402
+
+
+class ReceiversReader:
+    """A report RecordReader over what the demo's receivers accepted, each record once (by uid)."""
+
+    def __init__(self, *receivers: Receiver) -> None:
+        self.receivers = receivers
+
+    def records(self) -> Iterator[Record]:
+        seen: set[object] = set()
+        for receiver in self.receivers:
+            for record in receiver.parsed():
+                uid = record.get("log.record.uid")
+                if uid not in seen:
+                    seen.add(uid)
+                    yield record
+
+    def describe(self) -> str:
+        return "the demo's OTLP receivers (" + ", ".join(r.name for r in self.receivers) + ")"
+
+
+def write_demo_report(reader: ReceiversReader | OTLPJsonFileReader, workdir: Path) -> Path:
+    data = Aggregator("tenant.id", reader.describe(), {"security": 365, "error": 90, "access": 30,
+                                                      "performance": 14, "application": 7}).build(reader.records())
+    path = write_report(data, workdir / "otel-ext-report.html", title="shop-api usage report (demo)")
+    tiers = suggest_tiers({c: data.monthly(n) for c, n in data.client_totals().items()})
+    print(f"{'pricing tiers (tenants)':28} " + ", ".join(f"{t.name} {len(t.clients)}" for t in tiers))
+    print(f"{'report':28} {path}")
+    return path
 
 
 def free_port() -> int:
@@ -62,6 +96,21 @@ class Receiver:
             stdout=self.out.open("wb"), stderr=subprocess.STDOUT)
         if not (wait_port(self.grpc) and wait_port(self.http)):
             raise SystemExit(f"receiver {name} did not start")
+
+    def parsed(self) -> Iterator[Record]:
+        """Every record this receiver printed, as a report Record (rotel's debug output is the only
+        copy the demo keeps of what reached an OTLP receiver)."""
+        text = self.out.read_text(errors="replace")
+        for chunk in text.split("LogRecord #")[1:]:
+            attrs: dict[str, object] = {}
+            for key, kind, value in re.findall(r"-> ([\w.@-]+): (Str|Int|Double|Bool)\((.*?)\)\n", chunk):
+                attrs[key] = (int(value) if kind == "Int" else float(value) if kind == "Double"
+                              else value == "true" if kind == "Bool" else value)
+            stamp = re.search(r"\nTimestamp: (\d+)", chunk)
+            observed = re.search(r"ObservedTimestamp: (\d+)", chunk)
+            t_ns = int(stamp.group(1)) if stamp and stamp.group(1) != "0" else int(observed.group(1) if observed else 0)
+            body = re.search(r"\nBody: Str\((.*?)\)\n", chunk)
+            yield Record(t_ns, 0, body.group(1) if body else "", attrs)
 
     def records(self) -> tuple[list[str], Counter[str]]:
         text = self.out.read_text(errors="replace")
@@ -132,6 +181,7 @@ def run_failover(requests: int, workdir: Path) -> int:
         print(f"{'acknowledged to disk':28} {emitted}")
         print(f"{'delivered (unique)':28} {unique}")
         print(f"{'lost':28} {lost}")
+        write_demo_report(ReceiversReader(primary, secondary), workdir)
         return 0 if lost == 0 else 1
     finally:
         if service is not None:
@@ -165,6 +215,7 @@ def run_no_backends(requests: int, workdir: Path) -> int:
     print(f"{'written to':28} {out}")
     print(f"{'events per class':28} {dict(classes)}")
     print(f"{'acknowledged / written':28} {emitted} / {records}; lost {emitted - records}")
+    write_demo_report(OTLPJsonFileReader(out.parent), workdir)
     return 0 if emitted == records else 1
 
 
@@ -172,9 +223,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--no-backends", action="store_true")
+    parser.add_argument("--workdir", help="where to keep the logs, queue and report (default: a new temp dir, kept)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="otel-ext-demo-") as tmp:
-        code = (run_no_backends if args.no_backends else run_failover)(args.requests, Path(tmp))
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="otel-ext-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    code = (run_no_backends if args.no_backends else run_failover)(args.requests, workdir)
+    print(f"{'kept':28} {workdir}")
     sys.exit(code)
 
 

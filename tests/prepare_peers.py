@@ -3,7 +3,8 @@ build the OpenTelemetry Collector from collector_configs/builder-config.yaml (Go
 fetch the Elasticsearch / OpenSearch integ-test distributions (Maven Central) and the official
 elasticsearch client 8.x (pip, beside the venv's 9.x), the Apache Kafka jars (Maven Central, under
 .peers/) and SeaweedFS (built from the Go module proxy, cached outside the clone under
-~/.cache/otel-ext-peers/; the S3 tests fall back to moto if it cannot be built). rotel comes with pip."""
+~/.cache/otel-ext-peers/; the S3 tests fall back to moto if it cannot be built); install Debian's chromium for the report
+tests when /usr/bin/chromium is missing (apt-get). rotel comes with pip."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from browser import ensure_chromium
 from collector import ensure_collector
 from kafka_server import ensure_kafka
 from search_server import EXTRA_VERSIONS, FLAVOURS, ensure_distribution, ensure_es_client_8
@@ -32,4 +34,5 @@ if __name__ == "__main__":
         print(f"seaweedfs: {ensure_seaweedfs()}", flush=True)
     except (OSError, subprocess.SubprocessError) as exc:  # the S3 tests then use moto, and say so
         print(f"seaweedfs: NOT BUILT ({exc}); S3 tests will fall back to moto", flush=True)
+    print(f"chromium: {ensure_chromium()}", flush=True)
     print(f"peers ready in {time.monotonic() - t0:.0f} s", flush=True)

@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.peers
-def test_demo_fails_over_and_reports_lost_zero() -> None:
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--requests", "160"],
+def test_demo_fails_over_and_reports_lost_zero(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--requests", "160", "--workdir",
+                          str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     lines = dict((line[:28].strip(), line[28:].strip())
@@ -21,13 +22,19 @@ def test_demo_fails_over_and_reports_lost_zero() -> None:
     assert lines["lost"] == "0"
     assert lines["failovers"].startswith("1 ")
     assert "secondary 0" not in lines["delivered per backend"]
+    report = Path(lines["report"])  # the demo ends with the report page, and keeps it
+    assert report.is_file() and "Plotly.newPlot" in report.read_text()
+    assert lines["pricing tiers (tenants)"].startswith("Starter ")
 
 
-def test_demo_embedded_default_without_backends() -> None:
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--no-backends", "--requests", "60"],
+def test_demo_embedded_default_without_backends(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--no-backends", "--requests", "60",
+                          "--workdir", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "lost 0" in run.stdout
+    report = Path(run.stdout.split("report", 1)[1].split()[0])
+    assert report.is_file() and "data-k=\"records\"" in report.read_text()  # kept after the demo exits
 
 
 def test_label_events_example_prints_labels() -> None:

@@ -35,6 +35,11 @@ log = logging.getLogger("shop.api")
 
 USERS = {"alice": "wonderland", "bob": "builder", "admin": "correct-horse-battery-staple"}
 RATE_LIMIT = 20  # requests per client per second on /api/orders
+# API keys of the example's tenants (the key itself is never logged: the access record carries the
+# tenant id, which otel-ext's usage metrics export hashed and the report groups by)
+API_KEYS = {"ak-acme-7f3c": "acme", "ak-globex-91b2": "globex", "ak-initech-2d4e": "initech",
+            "ak-umbrella-c0de": "umbrella", "ak-hooli-55aa": "hooli", "ak-stark-0b0e": "stark",
+            "ak-wayne-1a1a": "wayne", "ak-wonka-3c3c": "wonka"}
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     yield
@@ -79,13 +84,17 @@ async def access_log(request: Request, call_next: Any) -> Any:
         route = request.scope.get("route")
         attrs = {
             "http.request.method": request.method,
-            "http.route": getattr(route, "path", request.url.path),
             "url.path": request.url.path,
             "http.response.status_code": status,
             "client.address": request.headers.get("x-forwarded-for", request.client.host if request.client else ""),
             "user_agent.original": request.headers.get("user-agent", ""),
             "http.server.request.duration": time.perf_counter() - start,
         }
+        if route is not None:  # semconv: http.route only when a route matched (no raw 404 paths)
+            attrs["http.route"] = route.path
+        tenant = API_KEYS.get(request.headers.get("x-api-key", ""))
+        if tenant:
+            attrs["tenant.id"] = tenant
         user = request.headers.get("x-user") or getattr(request.state, "user", None)
         if user:
             attrs["user.id"] = user
@@ -126,6 +135,11 @@ async def list_orders(request: Request) -> list[dict[str, Any]]:
     if limited:
         raise HTTPException(status_code=429, detail="rate limit exceeded")
     return [{"id": 1, "item": "book", "quantity": 2}]
+
+
+@app.get("/api/orders/{order_id}")
+async def order_detail(order_id: int) -> dict[str, Any]:
+    return {"id": order_id, "item": "book", "quantity": 1, "lines": [{"sku": "B-1", "price": 12.5}]}
 
 
 @app.post("/api/orders")

@@ -1,6 +1,8 @@
 """Traffic generator for the example service: a realistic mix (browsing, orders, logins that
 succeed and fail, admin probing, rate-limit bursts, slow reports, errors, invalid input) and a
-burst of failed logins against one account from one source.
+burst of failed logins against one account from one source. Requests carry the API key of one of
+a few tenants with different usage profiles (an enterprise tenant hammering the order-detail
+endpoint, a mid-size one, a handful of small ones), so the ``otel-ext report`` shows pricing tiers.
 
     python -m examples.api_service.traffic --url http://127.0.0.1:8000 --requests 400
 """
@@ -11,17 +13,45 @@ import argparse
 import json
 import random
 from collections import Counter
+from dataclasses import dataclass
 
 import urllib3
 
 
-def run(url: str, requests: int, seed: int = 1, burst: bool = True) -> Counter[int]:
+@dataclass(frozen=True)
+class Tenant:
+    """One API customer: its key, its share of the traffic mix and how often it calls the
+    order-detail endpoint on top of it."""
+
+    name: str
+    api_key: str
+    weight: float
+    detail_rate: float  # chance of an extra GET /api/orders/{id} with each mix request it makes
+
+
+TENANTS = (
+    Tenant("acme", "ak-acme-7f3c", 0.40, 0.8),  # enterprise: heavy order-detail use
+    Tenant("globex", "ak-globex-91b2", 0.25, 0.3),
+    Tenant("initech", "ak-initech-2d4e", 0.12, 0),
+    Tenant("umbrella", "ak-umbrella-c0de", 0.08, 0),
+    Tenant("hooli", "ak-hooli-55aa", 0.06, 0),
+    Tenant("stark", "ak-stark-0b0e", 0.04, 0),
+    Tenant("wayne", "ak-wayne-1a1a", 0.03, 0),
+    Tenant("wonka", "ak-wonka-3c3c", 0.02, 0),
+)
+
+
+def run(url: str, requests: int, seed: int = 1, burst: bool = True, tenants: bool = True) -> Counter[int]:
     rnd = random.Random(seed)
+    trnd = random.Random(seed + 7919)  # tenants draw from their own stream: the request mix stays the same
+    tenant: Tenant | None = None
     http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=10))
     statuses: Counter[int] = Counter()
 
     def call(method: str, path: str, body: dict[str, object] | None = None, **headers: str) -> None:
         hdrs = {"User-Agent": "shop-traffic/1.0", **{k.replace("_", "-"): v for k, v in headers.items()}}
+        if tenant is not None:
+            hdrs.setdefault("x-api-key", tenant.api_key)
         data = json.dumps(body).encode() if body is not None else None
         if data is not None:
             hdrs["Content-Type"] = "application/json"
@@ -31,10 +61,13 @@ def run(url: str, requests: int, seed: int = 1, burst: bool = True) -> Counter[i
     for i in range(requests):
         client = f"198.51.100.{rnd.randint(1, 40)}"
         p = rnd.random()
+        tenant = trnd.choices(TENANTS, weights=[t.weight for t in TENANTS])[0] if tenants else None
+        if tenant is not None and trnd.random() < tenant.detail_rate:
+            call("GET", f"/api/orders/{trnd.randint(1, 500)}", x_forwarded_for=client)
         if burst and i == requests // 3:  # credential stuffing against one account
-            for _ in range(12):
+            for _ in range(12):  # no API key: an attacker
                 call("POST", "/api/login", {"username": "admin", "password": f"guess{rnd.randint(0, 9999)}"},
-                     x_forwarded_for="203.0.113.66")
+                     x_forwarded_for="203.0.113.66", x_api_key="")
         if p < 0.40:
             call("GET", "/api/orders", x_forwarded_for=client)
         elif p < 0.50:
@@ -67,8 +100,9 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-tenants", action="store_true", help="send no API keys")
     args = parser.parse_args()
-    print(dict(sorted(run(args.url.rstrip("/"), args.requests, args.seed).items())))
+    print(dict(sorted(run(args.url.rstrip("/"), args.requests, args.seed, tenants=not args.no_tenants).items())))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from otel_ext.export.firsthop import FIRST_HOP_COUNTERS, FirstHopProcessor
 from otel_ext.handler import HANDLER_COUNTERS, OtelExtLoggingHandler
 from otel_ext.queue.ownership import prepare_dir
 from otel_ext.redact import REDACTION_COUNTERS, RedactionProcessor
+from otel_ext.usage import USAGE_COUNTERS, UsageMetricsProcessor
 from otel_ext.volume import VOLUME_COUNTERS, VolumeGate, VolumePolicy
 
 _logger = logging.getLogger(__name__)
@@ -43,13 +44,16 @@ class Parts:
     volume: VolumePolicy
     detection: DetectionEngine | None = None
     first_hops: list[FirstHopProcessor] = field(default_factory=list)
+    usage: UsageMetricsProcessor | None = None
 
     @property
     def inline_processors(self) -> list[LogRecordProcessor]:
+        # usage metrics first, in both modes: they read the raw tenant id (hashed) before redaction
+        usage: list[LogRecordProcessor] = [self.usage] if self.usage is not None else []
         if self.settings.processing != "inline":
-            return []
+            return usage
         detect = [DetectorProcessor(self.detection)] if self.detection is not None else []
-        return [self.classifier, self.redaction, *detect]
+        return [*usage, self.classifier, self.redaction, *detect]
 
     def export_processor(self, exporter: LogRecordExporter, *args: Any, **kwargs: Any) -> LogRecordProcessor:
         """Wrap one exporter: our first hop (buffer sized by ``buffer_size``, spilling to the queue
@@ -101,7 +105,10 @@ def build_parts(settings: Settings) -> Parts:
         detection = engine_from_env(section, source=settings.rules_file or "rules file")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return Parts(settings, classifier, RedactionProcessor(), volume, detection)
+    usage = None
+    if settings.usage_metrics == "on":
+        usage = UsageMetricsProcessor(client_attribute=settings.usage_client_attribute, top_n=settings.usage_top_n)
+    return Parts(settings, classifier, RedactionProcessor(), volume, detection, usage=usage)
 
 
 @dataclass
@@ -130,6 +137,7 @@ class Pipeline:
                           "spilled": FIRST_HOP_COUNTERS.get("spilled"),
                           "processors": [hop.stats() for hop in self.parts.first_hops]},
             "encoding": ENCODE_COUNTERS.snapshot(),
+            "usage": USAGE_COUNTERS.snapshot(),
             "exporters": exporters,
         }
 

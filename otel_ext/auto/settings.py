@@ -41,6 +41,9 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "OTEL_EXT_OVERLOAD": ("overload", "str"),
     "OTEL_EXT_ON_CONFIG_ERROR": ("on_config_error", "str"),
     "OTEL_EXT_QUEUE_INSECURE_DIR": ("queue_insecure_dir", "bool"),
+    "OTEL_EXT_USAGE_METRICS": ("usage_metrics", "str"),
+    "OTEL_EXT_USAGE_CLIENT_ATTRIBUTE": ("usage_client_attribute", "str"),
+    "OTEL_EXT_USAGE_TOP_N": ("usage_top_n", "int"),
 }
 FILE_KEYS = {key for key, _ in ENV_KEYS.values()}
 
@@ -62,6 +65,9 @@ class Settings:
     overload: str = "spill"  # first-hop policy when the buffer is full: "spill" or "drop" (see export/firsthop.py)
     on_config_error: str = "exit"  # or "continue"
     queue_insecure_dir: bool = False  # accept a queue dir that is a symlink / shared / not ours
+    usage_metrics: str = "on"  # or "off": otel_ext.usage.* metrics from access records (otel_ext/usage.py)
+    usage_client_attribute: str = "client.address"  # any other attribute is exported hashed
+    usage_top_n: int = 50  # clients with their own label per window; the rest are "other"
     state_dir: str = field(default_factory=lambda: str(state_dir()))
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -162,4 +168,6 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
                           f"got {settings.overload!r}")
     if settings.on_config_error not in ("exit", "continue"):
         raise ConfigError(f"{sources.get('on_config_error', 'OTEL_EXT_ON_CONFIG_ERROR')}: use 'exit' or 'continue'")
+    if settings.usage_metrics not in ("on", "off"):
+        raise ConfigError(f"{sources.get('usage_metrics', 'OTEL_EXT_USAGE_METRICS')}: use 'on' or 'off'")
     return settings
