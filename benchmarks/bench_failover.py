@@ -30,7 +30,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from peers import ROTEL, free_port, port_open, wait_until
+from peers import free_port, port_open, rotel_binary, wait_until
 
 from otel_ext.export import FailoverLogExporter
 from otel_ext.queue.store import NewEntry, PersistentQueue
@@ -47,7 +47,7 @@ class Receiver:
         import subprocess
 
         self.port = free_port()
-        args = [ROTEL, "start", "--otlp-grpc-endpoint", f"127.0.0.1:{self.port}", "--otlp-http-endpoint",
+        args = [rotel_binary(), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{self.port}", "--otlp-http-endpoint",
                 f"127.0.0.1:{free_port()}", "--exporter", "blackhole", "--pid-file", str(workdir / f"{self.port}.pid"),
                 "--log-file", str(workdir / f"{self.port}.log")]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

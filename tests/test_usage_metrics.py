@@ -23,7 +23,7 @@ from google.protobuf.json_format import ParseDict
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from peers import ROTEL, free_port, port_open, wait_until
+from peers import free_port, port_open, rotel_binary, wait_until
 from service import Service, uvicorn
 
 from examples.api_service import traffic
@@ -175,7 +175,7 @@ def service_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
     tmp = tmp_path_factory.mktemp("usage")
     grpc_port, http_port = free_port(), free_port()
     out = tmp / "rotel.out"
-    rotel = subprocess.Popen([ROTEL, "start", "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}", "--otlp-http-endpoint",
+    rotel = subprocess.Popen([rotel_binary(), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}", "--otlp-http-endpoint",
                               f"127.0.0.1:{http_port}", "--exporter", "blackhole", "--debug-log", "metrics",
                               "--debug-log-verbosity", "detailed", "--metrics-batch-timeout", "20ms",
                               "--pid-file", str(tmp / "rotel.pid"), "--log-file", str(tmp / "rotel.log")],

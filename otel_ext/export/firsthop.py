@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.context import attach, detach, set_value
 from opentelemetry.sdk._logs import LogRecordLimits, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.resources import Resource
@@ -67,6 +67,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import TraceFlags
 
 from otel_ext._attrs import read_view, set_many
+from otel_ext._sdk_compat import SUPPRESS_INSTRUMENTATION_KEY
 from otel_ext.export.encoding import repair_value
 from otel_ext.telemetry import Counters, register_counters, register_gauge
 
@@ -466,7 +467,7 @@ class FirstHopProcessor(LogRecordProcessor):
             self._note_error(f"final drain failed: {type(exc).__name__}: {exc}")
 
     def _export(self, batch: Sequence[ReadWriteLogRecord]) -> bool:
-        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        token = attach(set_value(SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             return self.exporter.export(batch) == LogRecordExportResult.SUCCESS  # type: ignore[arg-type]
         except Exception:  # the exporter counts its own failures; never kill the worker
