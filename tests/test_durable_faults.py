@@ -274,6 +274,19 @@ def test_group_or_world_writable_queue_dir_is_refused_unless_opted_in(tmp_path: 
     exp.shutdown()
 
 
+def test_opt_in_by_env_applies_to_every_user_of_the_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = tmp_path / "open"
+    directory.mkdir()
+    os.chmod(directory, 0o777)
+    with pytest.raises(UnsafeQueueDir):
+        prepare_dir(directory)
+    monkeypatch.setenv("OTEL_EXT_QUEUE_INSECURE_DIR", "true")
+    assert prepare_dir(directory) == directory
+    exp = exporter(MemoryBackend(), directory)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o777
+    exp.shutdown()
+
+
 def test_queue_dir_of_another_user_is_refused(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to chown")
