@@ -70,7 +70,8 @@ def seqs(backend: MemoryBackend) -> Counter[int]:
 # --- truth from the store ----------------------------------------------------------------------
 
 
-def test_disk_full_then_backend_back_delivers_every_record_once(tmp_path: Path) -> None:
+def test_disk_full_then_backend_back_delivers_every_record_once(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Issue 12: 2,600 acknowledged records became ~590,000 deliveries. Now: each exactly once."""
     with tmpfs("3m") as mnt:
         backend = MemoryBackend(answer=Outcome.retryable("down"))
@@ -86,6 +87,8 @@ def test_disk_full_then_backend_back_delivers_every_record_once(tmp_path: Path) 
             seq += 1
         assert os.statvfs(mnt).f_bavail < 64  # really full
         assert exp.queue_counters.get("dropped", "access:cannot_write") == 25
+        said = [line for line in capsys.readouterr().err.splitlines() if "cannot store records" in line]
+        assert len(said) == 1, said  # said once, not once per record
         backend.answer = None  # the backend comes back
         assert wait_for(lambda: sum(seqs(backend).values()) >= len(acknowledged))
         time.sleep(1.5)  # would have been ~7 redeliveries of everything before
@@ -179,6 +182,20 @@ def test_overflow_drops_are_counted_per_class_and_said_once(tmp_path: Path,
     q.close()
 
 
+def test_wal_is_truncated_once_the_queue_is_idle(tmp_path: Path) -> None:
+    q = PersistentQueue(tmp_path / "q.db")
+    q.register_lanes(["main"])
+    for i in range(100):
+        q.append([entry(list(range(i * 10, i * 10 + 10)))])
+    assert q.wal_bytes() > 100_000
+    q.maintain()  # entries pending: the WAL is under its bound, left alone
+    assert q.wal_bytes() > 100_000
+    q.advance("main", q.last_id())
+    q.maintain()
+    assert q.wal_bytes() == 0 and q.stats().entries == 0
+    q.close()
+
+
 # --- corruption contained ----------------------------------------------------------------------
 
 
@@ -254,6 +271,19 @@ def test_group_or_world_writable_queue_dir_is_refused_unless_opted_in(tmp_path: 
         exporter(MemoryBackend(), directory)
     exp = exporter(MemoryBackend(), directory, queue_insecure_dir=True)
     assert stat.S_IMODE(directory.stat().st_mode) == mode  # opted in: still not chmod-ed
+    exp.shutdown()
+
+
+def test_opt_in_by_env_applies_to_every_user_of_the_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = tmp_path / "open"
+    directory.mkdir()
+    os.chmod(directory, 0o777)
+    with pytest.raises(UnsafeQueueDir):
+        prepare_dir(directory)
+    monkeypatch.setenv("OTEL_EXT_QUEUE_INSECURE_DIR", "true")
+    assert prepare_dir(directory) == directory
+    exp = exporter(MemoryBackend(), directory)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o777
     exp.shutdown()
 
 

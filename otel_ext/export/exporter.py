@@ -248,8 +248,8 @@ class FailoverLogExporter(LogRecordExporter):
                     classes[name] = classes.get(name, 0) + count
             self.queue.count_unwritable(classes)
             self._unwritable += len(batch)
-            say_every(60.0, "cannot-write", "otel-ext: the queue in %s cannot store records (%s): %d dropped "
-                      "so far, counted per class as queue.dropped{reason=cannot_write}",
+            say_every(60.0, f"cannot-write:{self.queue_dir}", "otel-ext: the queue in %s cannot store records "
+                      "(%s): %d dropped so far, counted per class as queue.dropped{reason=cannot_write}",
                       self.queue_dir, exc, self._unwritable)
             return LogRecordExportResult.FAILURE
         for lane in self.lanes:

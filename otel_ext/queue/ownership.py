@@ -51,8 +51,16 @@ class UnsafeQueueDir(ValueError):
     """The queue directory could be read or planted into by someone else; the message names it."""
 
 
-def prepare_dir(path: str | os.PathLike[str], allow_insecure: bool = False) -> Path:
-    """Create the queue directory 0700, or check an existing one (see module docstring)."""
+INSECURE_DIR_ENV = "OTEL_EXT_QUEUE_INSECURE_DIR"
+
+
+def prepare_dir(path: str | os.PathLike[str], allow_insecure: bool | None = None) -> Path:
+    """Create the queue directory 0700, or check an existing one (see module docstring).
+
+    ``allow_insecure`` None: as ``OTEL_EXT_QUEUE_INSECURE_DIR`` says (so every user of the queue
+    directory — exporter, first hop, CLI — takes the same decision)."""
+    if allow_insecure is None:
+        allow_insecure = os.environ.get(INSECURE_DIR_ENV, "").strip().lower() in ("1", "true", "yes", "on")
     directory = Path(path)
     try:
         info = os.lstat(directory)

@@ -433,13 +433,15 @@ class PersistentQueue:
         return True
 
     def maintain(self) -> None:
-        """Housekeeping: truncate a WAL that grew past its limit, take the reserve back if it was used."""
+        """Housekeeping: delete acknowledged entries a full disk kept, truncate the WAL when it grew
+        past its limit or the queue is empty, take the reserve back if it was used."""
         if self._closed:
             return
         if self._entries:  # acknowledged entries a full disk kept us from deleting
             with contextlib.suppress(QueueError), self._lock, self._write() as delta:
                 self._delete_acknowledged(delta)
-        if self.wal_bytes() > WAL_SIZE_LIMIT:
+        wal = self.wal_bytes()
+        if wal > WAL_SIZE_LIMIT or (wal and not self._entries):  # grown past its bound, or idle
             self.checkpoint()
         if not self.reserve_path.exists():
             with self._lock:
