@@ -48,7 +48,8 @@ LAST_TWO: dict[tuple[str, str], str] = {
                      ("key", "password")], "secret"),
     **dict.fromkeys([("password", "hash"), ("password", "digest"), ("pass", "hash"), ("pwd", "hash")], "password"),
     **dict.fromkeys([("session", "id"), ("session", "key"), ("session", "token"), ("session", "cookie"),
-                     ("connect", "sid"), ("session", "secret")], "session"),
+                     ("connect", "sid")], "session"),
+    ("session", "secret"): "secret",  # a signing secret is removed, not hashed
     **dict.fromkeys([("card", "number"), ("credit", "card"), ("cc", "number"), ("card", "cvv"), ("card", "cvc"),
                      ("security", "code"), ("card", "pan")], "card"),
     **dict.fromkeys([("connection", "string"), ("database", "url"), ("db", "url"), ("conn", "str"),
