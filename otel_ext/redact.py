@@ -243,6 +243,9 @@ class Redactor:
         kind = self.key_kind(key)
         if kind is None:
             return vstart
+        start = match.start()
+        if start and text[start - 1] == ":" and match.group("ks") == ":":
+            return vstart  # one link of a colon chain (arn:aws:secretsmanager:…:secret:db), an identifier
         end = match.end()
         inner, quote = value, ""
         for q in ('\\"', '"', "'", "%22"):
@@ -261,7 +264,7 @@ class Redactor:
         new = self._replacement(kind, inner, key)
         if new is inner:
             return vstart
-        return text[match.start():vstart] + quote + str(new) + quote, kind, end
+        return text[start:vstart] + quote + str(new) + quote, kind, end
 
     # --- values ----------------------------------------------------------------------------
 

@@ -120,7 +120,8 @@ def secret_cases() -> list[Case]:
 
     # passwords under every key spelling the issue lists
     for key in ["password", "passwd", "pwd", "pass", "DB_PASSWORD", "userPassword", "user-password", "new_password",
-                "MYSQL_ROOT_PASSWORD", "passphrase", "contrasena"]:
+                "MYSQL_ROOT_PASSWORD", "passphrase", "contrasena", "password_confirmation", "password2",
+                "passwordConfirm", "my_password_super_secure", "secret_value", "SMTP_PASSWORD_NEW"]:
         pw = rand(ALNUM, 12) + "!"
         add("password_kv", key, f"login attempt {key}={pw} from 10.0.0.7", pw[:-1])
     phrase = "correct horse battery staple"
@@ -252,6 +253,9 @@ HARMLESS: list[Any] = [
     "auth=none",
     "PWD=/srv/app HOME=/home/app",
     "secret_name=prod/db rotated",
+    "password_reset_required=true",
+    "secret_arn=arn:aws:secretsmanager:eu-west-1:123456789012:secret:db",
+    "password_strength=weak password_expires_in_days=30",
     "signed_in=true",
     "sort_key=created_at partition_key=tenant",
     "public_key=ssh-ed25519",

@@ -22,7 +22,7 @@ from typing import Any
 
 import re2
 
-from otel_ext.redaction.keys import LAST_TWO, LAST_WORD
+from otel_ext.redaction.keys import LAST_TWO, LAST_WORD, STRONG_WORDS
 
 # --- vendor tokens (kind, pattern); the whole token is the secret -----------------------------
 _B = r"(?<![A-Za-z0-9_\-])"  # token start: not inside a longer word
@@ -82,7 +82,7 @@ WEBHOOKS: list[tuple[str, str]] = [
 # no key character can start a separator, so the key is taken possessively (no backtracking)
 KV_KEY = (r"(?:(?<=%26)|(?<=%3[Ff])|(?<=%3[Bb])|(?<=%20)|(?<![A-Za-z0-9_%.\-])(?<![A-Za-z0-9_.\-]\[))"
           r"(?P<kk>[A-Za-z_](?:[A-Za-z0-9_.\-\[\]]++|%(?!3[DdAaFfBb]|2[026])[0-9A-Fa-f]{2}){0,80}+)")
-KV_SEP = r"(?P<ks>(?:\\?[\"'])?[ \t]*(?:=>|:=|==?|:(?!//)|%3[Dd]|%3[Aa](?!%2[Ff]))[ \t]*)"
+KV_SEP = r"(?P<ks>(?:\\?[\"'])?[ \t]*(?:=>|:=|!?={1,3}|:(?!//)|%3[Dd]|%3[Aa](?!%2[Ff]))[ \t]*)"
 # A quoted value is taken whole (escapes included). An unquoted one stops at whitespace, pair
 # separators and quotes, a trailing ".)]}>" is kept as the surrounding punctuation it is, and inside
 # the scan it also stops at "=" / ":" (but for base64 padding): a pair whose key is not secret is
@@ -132,7 +132,9 @@ COMBINED = re.compile("|".join(_GROUPED))
 _END_WORDS = sorted({*LAST_WORD, *(pair[1] for pair in LAST_TWO if pair[1] != "id")}, key=len, reverse=True)
 _KEY_WORDS = "|".join(re.escape(w) for w in _END_WORDS) + r"|sess(?:ion)?[._\-]?id"
 # a key=value pair can only hold a secret when its key ends in a secret word (see keys.py)
-KV_ANCHOR = r"(?i:(?:" + _KEY_WORDS + r")(?:%5[Dd]|\]|\\?[\"'])?[ \t]*(?:[:=]|%3[Dd]|%3[Aa]))"
+_STRONG = "|".join(sorted(STRONG_WORDS, key=len, reverse=True))
+KV_ANCHOR = (r"(?i:(?:(?:" + _KEY_WORDS + r")|(?:" + _STRONG + r")[A-Za-z0-9_.\-]{1,40})"
+             r"(?:%5[Dd]|\]|\\?[\"'])?[ \t]*(?:[:=]|%3[Dd]|%3[Aa]))")
 _POSSESSIVE = re.compile(r"([*+?}])\+")  # RE2 has no possessive quantifiers (nor needs them)
 _LOOKAROUND = re.compile(r"\(\?<?[!=](?:\\.|\[(?:\\.|[^\]])*\]|[^()\\\[])*\)")
 

@@ -18,6 +18,7 @@ from urllib.parse import unquote
 _CAMEL_1 = re.compile(r"([A-Z]+)([A-Z][a-z])")
 _CAMEL_2 = re.compile(r"([a-z0-9])([A-Z])")
 _SPLIT = re.compile(r"[^a-z0-9]+")
+_DIGITS = re.compile(r"([a-z])([0-9])")  # password2 -> password 2
 
 # last word -> kind
 LAST_WORD: dict[str, str] = {
@@ -48,7 +49,8 @@ LAST_TWO: dict[tuple[str, str], str] = {
                      ("key", "password")], "secret"),
     **dict.fromkeys([("password", "hash"), ("password", "digest"), ("pass", "hash"), ("pwd", "hash")], "password"),
     **dict.fromkeys([("session", "id"), ("session", "key"), ("session", "token"), ("session", "cookie"),
-                     ("connect", "sid"), ("session", "secret")], "session"),
+                     ("connect", "sid")], "session"),
+    ("session", "secret"): "secret",  # a signing secret is removed, not hashed
     **dict.fromkeys([("card", "number"), ("credit", "card"), ("cc", "number"), ("card", "cvv"), ("card", "cvc"),
                      ("security", "code"), ("card", "pan")], "card"),
     **dict.fromkeys([("connection", "string"), ("database", "url"), ("db", "url"), ("conn", "str"),
@@ -58,6 +60,25 @@ LAST_TWO: dict[tuple[str, str], str] = {
                      ("recovery", "code"), ("code", "verifier"), ("client", "assertion")], "token"),
     **dict.fromkeys([("set", "cookie")], "cookie"),
 }
+# words that make a whole name secret unless it ends in a word *about* the secret:
+# password_confirmation, password2, secret_value, my_password_secure are secrets ...
+STRONG_WORDS = frozenset({"password", "passwd", "passphrase", "pwd", "pswd", "secret", "passwort", "contrasena",
+                          "motdepasse"})
+# ... but password_policy, password_changed_at, secret_name, secret_arn are about one
+METADATA_WORDS = frozenset({
+    "at", "policy", "policies", "length", "len", "changed", "change", "reset", "expiry", "expires", "expired",
+    "expiration", "hint", "strength", "min", "max", "count", "type", "name", "names", "id", "ids", "required",
+    "enabled", "disabled", "rule", "rules", "format", "history", "age", "updated", "created", "valid", "invalid",
+    "status", "state", "version", "versions", "manager", "store", "ref", "path", "file", "arn", "label", "mode",
+    "provider", "backend", "rotation", "rotated", "last", "set", "is", "has", "ok", "error", "errors", "field",
+    "fields", "prompt", "placeholder", "page", "form", "link", "flow", "strategy", "algorithm", "algo", "scheme",
+    "iterations", "rounds", "complexity", "requirements", "score", "entropy", "masked", "redacted", "present",
+    "missing", "provided", "exists", "schema", "scope", "scopes", "key", "keys", "list", "kind", "source",
+    "location", "region", "namespace", "mount", "engine", "ttl", "lease", "url", "uri", "endpoint", "date", "time",
+    "timestamp", "ts", "days", "attempts", "retries", "failures", "failed", "success", "match", "matches",
+    "mismatch", "reuse", "sharing", "santa",
+})
+
 # names that end in a secret word but are not secrets (pagination cursors, metadata about tokens)
 NOT_SECRET: frozenset[tuple[str, ...]] = frozenset(
     {("page", "token"), ("next", "page", "token"), ("next", "token"), ("continuation", "token"),
@@ -73,7 +94,7 @@ def key_words(key: str) -> tuple[str, ...]:
     if not key.isascii():
         key = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode("ascii")
     key = _CAMEL_2.sub(r"\1_\2", _CAMEL_1.sub(r"\1_\2", key))
-    return tuple(w for w in _SPLIT.split(key.lower()) if w)
+    return tuple(w for w in _SPLIT.split(_DIGITS.sub(r"\1_\2", key.lower())) if w)
 
 
 def key_kind(key: str) -> str | None:
@@ -97,6 +118,10 @@ def key_kind(key: str) -> str | None:
         return None
     if kind is None and len(words) >= 2:
         kind = LAST_WORD.get(words[-2] + last)  # "access token" spelled apart: "X-Access-Token"
+    if kind is None and last not in METADATA_WORDS:
+        for word in words[:-1]:
+            if word in STRONG_WORDS:
+                return LAST_WORD.get(word, "secret")
     return kind
 
 
