@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 try:  # the collector's regex engine; optional: Python's re gives the same answers, slower
     import re2 as _re2
@@ -664,16 +664,31 @@ class PayloadInspector:
 
     def inspect(self, attr: Callable[[str], Any]) -> Hit | None:
         """Inspect the fields ``attr(name)`` returns (non-strings are skipped)."""
+        return self.inspect_maps({name: attr(name) for name, _ in INSPECTED_FIELDS}, None)
+
+    def inspect_maps(self, attrs: Mapping[str, Any], fallback: Mapping[str, Any] | None) -> Hit | None:
+        """Inspect ``attrs`` (a field missing there is read from ``fallback``, e.g. what the
+        access-line parser found). The hot path: one memo look-up per present field."""
+        memo = self._memo
         for name, kind in INSPECTED_FIELDS:
-            value = attr(name)
-            if not isinstance(value, str) or not value:
+            value = attrs.get(name)
+            if value is None and fallback is not None:
+                value = fallback.get(name)
+            if value.__class__ is not str or not value:
                 continue
-            if _utf8_len(value) > BOUND_BYTES:
-                return Hit("oversize", "oversize.field", name, FAMILIES["oversize"].description)
-            found = self.inspect_value(kind, value)
+            cached = memo.get((kind, value), _MISSING)
+            if cached is _MISSING:
+                if len(value) * 4 > BOUND_BYTES and _utf8_len(value) > BOUND_BYTES:
+                    return Hit("oversize", "oversize.field", name, FAMILIES["oversize"].description)
+                found = self.inspect_value(kind, value)
+            else:
+                found = cast("Pattern | None", cached)
             if found is not None:
                 return Hit(found.family, found.id, name, found.name)
         return None
+
+
+_MISSING = object()
 
 
 RULESET = "otel-ext payload inspection"
