@@ -244,6 +244,8 @@ def test_padding_past_the_bound_is_itself_a_signal() -> None:
     huge = {"url.path": "/x", "url.query": "pad=" + "A" * BOUND_BYTES + "&f=../../etc/passwd"}
     hit = inspect_mapping(huge)
     assert hit is not None and hit.family == "oversize" and hit.field == "url.query"
+    huge_body = inspect_mapping({"url.path": "/upload", "http.request.body.content": "a" * 10_000_000})
+    assert huge_body is not None and huge_body.family == "oversize"  # not scanned, not even hashed
     # multi-byte characters count in UTF-8 bytes, as the collector's Len() does
     assert inspect_mapping({"url.query": "é" * (BOUND_BYTES // 2 + 1)}) is not None
     assert inspect_mapping({"url.query": "é" * (BOUND_BYTES // 2 - 8)}) is None

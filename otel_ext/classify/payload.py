@@ -629,10 +629,13 @@ _MEMO_MAX = 4096
 _MEMO_LEN = 256
 
 
-def _utf8_len(value: str) -> int:
+def _over_bound(value: str) -> bool:
+    """More than BOUND_BYTES in UTF-8 (as the collector's Len() counts), without encoding a huge value."""
+    if len(value) > BOUND_BYTES:
+        return True  # every character is at least one byte
     if len(value) * 4 <= BOUND_BYTES:
-        return len(value)  # cannot exceed the bound
-    return len(value.encode("utf-8", "surrogatepass"))
+        return False  # at most four bytes each
+    return len(value.encode("utf-8", "surrogatepass")) > BOUND_BYTES
 
 
 class PayloadInspector:
@@ -676,9 +679,10 @@ class PayloadInspector:
                 value = fallback.get(name)
             if value.__class__ is not str or not value:
                 continue
-            cached = memo.get((kind, value), _MISSING)
+            # long values are never memoised (nor hashed: a 10 MB body costs no more than its bound)
+            cached = memo.get((kind, value), _MISSING) if len(value) <= _MEMO_LEN else _MISSING
             if cached is _MISSING:
-                if len(value) * 4 > BOUND_BYTES and _utf8_len(value) > BOUND_BYTES:
+                if _over_bound(value):
                     return Hit("oversize", "oversize.field", name, FAMILIES["oversize"].description)
                 found = self.inspect_value(kind, value)
             else:
