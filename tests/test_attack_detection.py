@@ -324,3 +324,20 @@ def test_aiohttp_default_access_format_yields_client_address(make_pipeline: Any,
     if "ref.example" in line:
         assert attrs["http.request.referrer"] == "https://ref.example/"
         assert attrs["event.action"] == "malicious_xss"
+
+
+def test_equality_gated_rules_still_match_unhashable_attribute_values(make_pipeline: Any) -> None:
+    from otel_ext.classify import build_ruleset
+
+    rules = [{"id": "t.eq", "when": {"attributes.kind": "x"}, "class": "security"},
+             {"id": "t.eq2", "when": {"attributes.kind": "y"}, "class": "error"}]
+    pipe = make_pipeline(EventClassifierProcessor(build_ruleset(rules=rules, use_env=False), counters=Counters("t")))
+    log = pipe.logger("shop.api")
+    log.info("a", extra={"kind": "x"})
+    assert pipe.attrs()["labels.event_class"] == "security"
+    log.info("b", extra={"kind": "y"})
+    assert pipe.attrs()["labels.event_class"] == "error"
+    log.info("c", extra={"kind": ["x"]})  # a list: never equal to "x", and no crash
+    assert pipe.attrs()["labels.event_class"] == "application"
+    log.info("d", extra={"kind": {"nested": "x"}})  # a mapping (unhashable): every rule tried, none match
+    assert pipe.attrs()["labels.event_class"] == "application"
