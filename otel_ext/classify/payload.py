@@ -14,8 +14,8 @@ literal or RE2-compatible regex replacement with identical semantics in Python `
 
 The byte bound cannot be used to evade: a field longer than :data:`BOUND_BYTES` (UTF-8) is not
 scanned in part — it is itself a hit (family ``oversize``), so padding an attack only changes
-which security label it gets. Patterns use only bounded repetition: scanning is linear in the
-field length.
+which security label it gets. Matching runs on RE2 (google-re2, linear time, the collector's own
+engine); decoding regexes have no nested repetition, so both are linear in the field length.
 """
 
 from __future__ import annotations
