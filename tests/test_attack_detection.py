@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -243,6 +244,8 @@ def test_padding_past_the_bound_is_itself_a_signal() -> None:
     huge = {"url.path": "/x", "url.query": "pad=" + "A" * BOUND_BYTES + "&f=../../etc/passwd"}
     hit = inspect_mapping(huge)
     assert hit is not None and hit.family == "oversize" and hit.field == "url.query"
+    huge_body = inspect_mapping({"url.path": "/upload", "http.request.body.content": "a" * 10_000_000})
+    assert huge_body is not None and huge_body.family == "oversize"  # not scanned, not even hashed
     # multi-byte characters count in UTF-8 bytes, as the collector's Len() does
     assert inspect_mapping({"url.query": "é" * (BOUND_BYTES // 2 + 1)}) is not None
     assert inspect_mapping({"url.query": "é" * (BOUND_BYTES // 2 - 8)}) is None
@@ -271,6 +274,10 @@ def test_waf_style_decoding_defeats_encoded_evasions(raw: str) -> None:
 def test_fast_normalize_equals_the_step_by_step_reference() -> None:
     samples = [r["uri"] for r in crs_rows()[::3]] + [r["uri"] for r in csic_rows()[::40]]
     samples += ["%%341", "%2%341", "%%0041", "%25%32%37", "&#x25;3c", "%c0%2e%2e/", "a  b\t\tc"]
+    pieces = [*"%&#;x0123456789abcdefABCDEF+/*\\u.<>'\"lgtampquo \t\n", "%25", "%u00", "&#x", "&lt", "\\x",
+              "%c0%af", "\uff0e", "\u3002", "/*!", "*/", "%00", "%0a"]
+    rnd = random.Random(7)  # random mixes of every decoding trigger
+    samples += ["".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 30))) for _ in range(5000)]
     for text in samples:
         assert normalize(text) == normalize_reference(text), text
 
@@ -298,3 +305,39 @@ def test_every_pattern_and_decoding_step_is_re2_compatible() -> None:
         re2.compile(pattern.regex)
     for step in decode_steps():
         re2.compile(step.regex)
+
+
+@pytest.mark.parametrize(("line", "client"), [
+    ('127.0.0.1 [26/Nov/2026:16:00:00 +0000] "GET /api/items?page=2 HTTP/1.1" 200 123 "-" "curl/8.5.0"', "127.0.0.1"),
+    ('::1 [26/Nov/2026:16:00:00 +0000] "GET /x HTTP/1.1" 404 0 "-" "-"', "::1"),
+    ('203.0.113.9 [26/Nov/2026:16:00:00 +0000] "GET /a?q=%3Cscript%3E HTTP/1.1" 200 5 "https://ref.example/" "Mozilla/5.0"',
+     "203.0.113.9"),
+])
+def test_aiohttp_default_access_format_yields_client_address(make_pipeline: Any, line: str, client: str) -> None:
+    pipe = make_pipeline(EventClassifierProcessor(counters=Counters("t")))
+    pipe.logger("aiohttp.access").info(line)
+    attrs = pipe.attrs()
+    assert attrs["client.address"] == client
+    assert attrs["http.request.method"] == "GET"
+    if '"-" "-"' not in line:
+        assert attrs["user_agent.original"] in {"curl/8.5.0", "Mozilla/5.0"}
+    if "ref.example" in line:
+        assert attrs["http.request.referrer"] == "https://ref.example/"
+        assert attrs["event.action"] == "malicious_xss"
+
+
+def test_equality_gated_rules_still_match_unhashable_attribute_values(make_pipeline: Any) -> None:
+    from otel_ext.classify import build_ruleset
+
+    rules = [{"id": "t.eq", "when": {"attributes.kind": "x"}, "class": "security"},
+             {"id": "t.eq2", "when": {"attributes.kind": "y"}, "class": "error"}]
+    pipe = make_pipeline(EventClassifierProcessor(build_ruleset(rules=rules, use_env=False), counters=Counters("t")))
+    log = pipe.logger("shop.api")
+    log.info("a", extra={"kind": "x"})
+    assert pipe.attrs()["labels.event_class"] == "security"
+    log.info("b", extra={"kind": "y"})
+    assert pipe.attrs()["labels.event_class"] == "error"
+    log.info("c", extra={"kind": ["x"]})  # a list: never equal to "x", and no crash
+    assert pipe.attrs()["labels.event_class"] == "application"
+    log.info("d", extra={"kind": {"nested": "x"}})  # a mapping (unhashable): every rule tried, none match
+    assert pipe.attrs()["labels.event_class"] == "application"

@@ -69,7 +69,15 @@ def attack_entries() -> list[tuple[str, str, str, dict[str, Any]]]:
                     f'{(200, 404)[i % 2]} 12 "{row.get("referer") or "-"}" "{ua}"')
             entries.append(("gunicorn.access", "info", line, {}))
     entries += [("gunicorn.access", "info", line, {}) for line, _ in SCANNER_LINES]
+    entries += [("aiohttp.access", "info", line, {}) for line in AIOHTTP_LINES]
     return entries
+
+
+AIOHTTP_LINES = [  # aiohttp's default `%a %t "%r" %s %b "%{Referer}i" "%{User-Agent}i"`
+    '127.0.0.1 [26/Nov/2026:16:00:00 +0000] "GET /api/items?page=2 HTTP/1.1" 200 123 "-" "curl/8.5.0"',
+    '::1 [26/Nov/2026:16:00:00 +0000] "GET /x HTTP/1.1" 404 0 "-" "-"',
+    '203.0.113.9 [26/Nov/2026:16:00:00 +0000] "GET /a?q=%3Cscript%3E HTTP/1.1" 200 5 "https://ref.example/" "sqlmap/1"',
+]
 
 
 def corpus_records() -> list[Any]:

@@ -95,6 +95,20 @@ class RuleSet:
                 self._always.append(rule)
             else:
                 self._groups.setdefault(gate.field, []).append(rule)
+        # a group whose gate is a plain equality (e.g. the `attack: <family>` rules) is indexed by
+        # that value: a record is matched against the rules of its value only
+        self._by_value: dict[str, tuple[dict[Any, list[Rule]], list[Rule]]] = {}
+        for gate_field, rules in self._groups.items():
+            index: dict[Any, list[Rule]] = {}
+            rest: list[Rule] = []
+            for rule in rules:
+                spec = rule.source.get("when", {}).get(gate_field)
+                if isinstance(spec, (str, int)) and not isinstance(spec, bool) and gate_field != "severity":
+                    index.setdefault(spec, []).append(rule)
+                else:
+                    rest.append(rule)
+            if index:
+                self._by_value[gate_field] = (index, rest)
         # body rules gated by `contains` are skipped unless one of their anchor words occurs
         body_rules = self._groups.get("body", [])
         self._anchored_body = [r for r in body_rules if r.conditions[0].phrases]
@@ -118,6 +132,14 @@ class RuleSet:
                 if self._anchors:
                     matched.extend(r for r in self._anchor_hits(value) if r.matches(get))
                 rules = self._unanchored_body
+            elif gate_field in self._by_value:
+                index, rest = self._by_value[gate_field]
+                try:
+                    candidates: Iterable[Rule] = index.get(value, ())
+                except TypeError:  # an unhashable attribute value (a mapping): try every rule
+                    candidates = [r for indexed in index.values() for r in indexed]
+                matched.extend(r for r in candidates if r.matches(get))
+                rules = rest
             matched.extend(r for r in rules if r.matches(get))
         matched.extend(r for r in self._always if r.matches(get))
         return matched

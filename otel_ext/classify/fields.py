@@ -206,7 +206,7 @@ class RecordFields:
         return None  # structured bodies are matched through attributes, not as text
 
     def _attack(self) -> str | None:
-        hit = _INSPECTOR.inspect(self.attr)
+        hit = _INSPECTOR.inspect_maps(self._attrs, self.parsed)
         self._cache["attack_hit"] = hit
         return hit.family if hit is not None else None
 

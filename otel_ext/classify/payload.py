@@ -14,8 +14,8 @@ literal or RE2-compatible regex replacement with identical semantics in Python `
 
 The byte bound cannot be used to evade: a field longer than :data:`BOUND_BYTES` (UTF-8) is not
 scanned in part — it is itself a hit (family ``oversize``), so padding an attack only changes
-which security label it gets. Patterns use only bounded repetition: scanning is linear in the
-field length.
+which security label it gets. Matching runs on RE2 (google-re2, linear time, the collector's own
+engine); decoding regexes have no nested repetition, so both are linear in the field length.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 try:  # the collector's regex engine; optional: Python's re gives the same answers, slower
     import re2 as _re2
@@ -629,10 +629,13 @@ _MEMO_MAX = 4096
 _MEMO_LEN = 256
 
 
-def _utf8_len(value: str) -> int:
+def _over_bound(value: str) -> bool:
+    """More than BOUND_BYTES in UTF-8 (as the collector's Len() counts), without encoding a huge value."""
+    if len(value) > BOUND_BYTES:
+        return True  # every character is at least one byte
     if len(value) * 4 <= BOUND_BYTES:
-        return len(value)  # cannot exceed the bound
-    return len(value.encode("utf-8", "surrogatepass"))
+        return False  # at most four bytes each
+    return len(value.encode("utf-8", "surrogatepass")) > BOUND_BYTES
 
 
 class PayloadInspector:
@@ -664,16 +667,32 @@ class PayloadInspector:
 
     def inspect(self, attr: Callable[[str], Any]) -> Hit | None:
         """Inspect the fields ``attr(name)`` returns (non-strings are skipped)."""
+        return self.inspect_maps({name: attr(name) for name, _ in INSPECTED_FIELDS}, None)
+
+    def inspect_maps(self, attrs: Mapping[str, Any], fallback: Mapping[str, Any] | None) -> Hit | None:
+        """Inspect ``attrs`` (a field missing there is read from ``fallback``, e.g. what the
+        access-line parser found). The hot path: one memo look-up per present field."""
+        memo = self._memo
         for name, kind in INSPECTED_FIELDS:
-            value = attr(name)
-            if not isinstance(value, str) or not value:
+            value = attrs.get(name)
+            if value is None and fallback is not None:
+                value = fallback.get(name)
+            if value.__class__ is not str or not value:
                 continue
-            if _utf8_len(value) > BOUND_BYTES:
-                return Hit("oversize", "oversize.field", name, FAMILIES["oversize"].description)
-            found = self.inspect_value(kind, value)
+            # long values are never memoised (nor hashed: a 10 MB body costs no more than its bound)
+            cached = memo.get((kind, value), _MISSING) if len(value) <= _MEMO_LEN else _MISSING
+            if cached is _MISSING:
+                if _over_bound(value):
+                    return Hit("oversize", "oversize.field", name, FAMILIES["oversize"].description)
+                found = self.inspect_value(kind, value)
+            else:
+                found = cast("Pattern | None", cached)
             if found is not None:
                 return Hit(found.family, found.id, name, found.name)
         return None
+
+
+_MISSING = object()
 
 
 RULESET = "otel-ext payload inspection"
