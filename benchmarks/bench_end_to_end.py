@@ -254,7 +254,7 @@ def main() -> None:
         args.records, args.rates, args.rounds = 60_000, "5000,10000,20000", 3
     variants = [v for v in args.variants.split(",") if v]
     rates = [int(r) for r in args.rates.split(",") if r.strip() and int(r) > 0]
-    modes = [(0, b) for b in args.buffers.split(",")] + [(r, "default") for r in rates]
+    modes = [(0, b) for b in args.buffers.split(",") if b] + [(r, "default") for r in rates]
     results: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="otel-ext-e2e-") as tmp:
         for _ in range(args.rounds):  # interleaved: drift on the shared box hits every variant alike

@@ -182,10 +182,11 @@ def encode_log_record(item: ReadableLogRecord, cache: _AttributeCache = _CACHE) 
         by_key = cache._by_key
         append = out.append
         for key, value in read_view(attributes).items():
-            if type(value) is str:  # the common case, inlined: one dict lookup per attribute
+            kind = type(value)
+            if kind is str or kind is int:  # the common cases, inlined: one dict lookup per attribute
                 per = by_key.get(key)
                 if per is not None:
-                    found = per.get(value)
+                    found = per.get(value if kind is str else (int, value))
                     if found is not None:
                         append(found)
                         continue
@@ -354,10 +355,16 @@ def encode_batch(batch: Sequence[ReadableLogRecord], counters: Counters = ENCODE
     classes: dict[int, dict[str, int]] = {}
     for item in batch:
         record = item.log_record
-        attrs = read_view(record.attributes)
+        attributes = record.attributes
+        attrs = read_view(attributes)
         if UID_ATTR not in attrs:
-            set_many(record, {UID_ATTR: new_uid()})
-            attrs = read_view(record.attributes)
+            room = isinstance(attributes, BoundedAttributes) and (
+                attributes.maxlen is None or len(attrs) < attributes.maxlen)
+            if room:
+                attrs[UID_ATTR] = new_uid()
+            else:
+                set_many(record, {UID_ATTR: new_uid()})
+                attrs = read_view(record.attributes)
         encoded = encode_one(item, counters)
         if encoded is None:
             continue

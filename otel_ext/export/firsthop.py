@@ -584,7 +584,7 @@ class FirstHopProcessor(LogRecordProcessor):
         dropped = {k.split(":", 1)[1]: v for k, v in delta.items() if k.startswith("dropped:")}
         spilled = sum(v for k, v in delta.items() if k.startswith("spilled:"))
         self._note_error(
-            f"in the last {self.report_interval:.0f}s: spilled {spilled} records to disk "
+            f"in the last {self.report_interval:.0f}s: spilled {spilled} records past the in-memory buffer "
             f"(backlog {self.spill_backlog}), dropped "
             + (", ".join(f"{k}={v}" for k, v in sorted(dropped.items())) if dropped else "none")
             + f" (policy OTEL_EXT_OVERLOAD={self.overload})")
