@@ -114,6 +114,7 @@ def test_kafka_errors_map_to_our_outcome_classes(code: int, kind: str) -> None:
     [
         ("kafka://b1:9092", {}, "needs brokers and a topic"),
         ("kafka://b1:9092,b2/logs", {}, "broker 'b2' needs host:port"),
+        ("kafka://b1:9092/logs%20x", {}, "not a legal Kafka topic name"),
         ("kafka://b1:9092/logs?compression=brotli", {}, "compression must be one of lz4, zstd"),
         ("kafka://b1:9092/logs?mapping=ecs", {}, r"allowed: ca_file, compression, linger_ms, max_message_bytes, name, sasl_mechanism, timeout"),
         ("kafka://b1:9092/logs", {"OTEL_EXT_KAFKA_USERNAME": "svc"}, "set both or neither"),

@@ -299,6 +299,14 @@ def test_replay_into_elasticsearch_is_idempotent_and_filters_by_class_and_time(
     assert "replayed 300 records" in capsys.readouterr().out
     uids = _es_uids(search_server.url, index)
     assert len(uids) == 300 == len(set(uids))
+    # a damaged object is reported by name and the rest still replays
+    client: Any = s3.client()
+    client.put_object(Bucket=bucket, Key="prod/security/year=2026/month=01/day=01/hour=00/minute=00/logs_x.json.gz",
+                      Body=b"not gzip")
+    assert main([*argv[:-4], "--class", "security"]) == 1
+    out = capsys.readouterr().out
+    assert "NOT DELIVERED: prod/security/year=2026/month=01/day=01/hour=00/minute=00/logs_x.json.gz: unreadable" in out
+    assert "replayed 300 records" in out
     # nothing of the access class went there, and a window in the past selects nothing
-    assert main(["archive", "replay", "--from", archive, "--to", target, "--until", "2h"]) == 0
+    assert main(["archive", "replay", "--from", archive, "--to", target, "--since", "3h", "--until", "2h"]) == 0
     assert "replayed 0 records from 0 objects" in capsys.readouterr().out

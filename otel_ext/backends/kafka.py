@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -404,6 +405,8 @@ def from_url(u: BackendURL) -> KafkaBackend:
     if not bootstrap or not topic or "/" in topic:
         raise BackendConfigError(f"{u.source}: {u.scheme} backend needs brokers and a topic: "
                                  f"{u.scheme}://broker1:9092,broker2:9092/topic")
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic) or topic in (".", ".."):
+        raise u.error(f"topic {topic!r} is not a legal Kafka topic name (letters, digits, '.', '_', '-')")
     for broker in bootstrap.split(","):
         host, sep, port = broker.rpartition(":")
         if not sep or not host or not port.isdigit():
