@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
 from otel_ext.backends.base import Backend
 from otel_ext.backends.outcome import OutcomeKind
 from otel_ext.backends.s3 import S3Backend, decode_object, partition_time
@@ -139,10 +141,15 @@ def replay(source: S3Backend, target: Backend, since: dt.datetime | None, until:
     wanted: list[str | None] = list(classes) if classes else [None]
     for event_class in wanted:
         for key in source.iter_keys(event_class, since, until):
-            payload = decode_object(key, source.get(key))
-            from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-
-            request = ExportLogsServiceRequest.FromString(payload)
+            try:
+                payload = decode_object(key, source.get(key))
+                request = ExportLogsServiceRequest.FromString(payload)
+            except Exception as exc:  # noqa: BLE001 - a foreign or damaged object: report it, go on
+                result.objects += 1
+                result.failed.append(f"{key}: unreadable: {type(exc).__name__}: {str(exc)[:200]}")
+                if progress:
+                    progress(f"{key}: FAILED unreadable ({type(exc).__name__})")
+                continue
             count = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
             deadline = time.monotonic() + attempt_timeout
             delay = 0.2

@@ -52,8 +52,11 @@ def ensure_kafka() -> Path:
 class KafkaBroker:
     """One KRaft broker+controller on 127.0.0.1."""
 
-    def __init__(self, partitions: int = 3) -> None:
+    def __init__(self, partitions: int = 3, scram: tuple[str, str] | None = None) -> None:
+        """``scram=(user, password)`` adds a SASL_PLAINTEXT listener (SCRAM-SHA-512) with that user."""
         self.lib = ensure_kafka()
+        self.scram = scram
+        self.sasl_port = free_port()
         self.port = free_port()
         self.controller_port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="otel-ext-kafka-"))
@@ -76,11 +79,16 @@ class KafkaBroker:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         props = self.workdir / "server.properties"
         if not props.exists():
+            sasl = f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}" if self.scram else ""
             props.write_text(
                 "process.roles=broker,controller\nnode.id=1\n"
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}\n"
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}\n"
-                "controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n"
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}{sasl}\n"
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}{sasl}\n"
+                + ("listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+                   "SASL_PLAINTEXT:SASL_PLAINTEXT\nsasl.enabled.mechanisms=SCRAM-SHA-512\n"
+                   "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+                   "org.apache.kafka.common.security.scram.ScramLoginModule required;\n" if self.scram else "")
+                + "controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n"
                 f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}\n"
                 f"log.dirs={self.workdir / 'data'}\nnum.partitions={self.partitions}\n"
                 "offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"
@@ -88,9 +96,11 @@ class KafkaBroker:
                 "offsets.topic.num.partitions=4\ngroup.initial.rebalance.delay.ms=0\n"
                 "auto.create.topics.enable=true\nbroker.session.timeout.ms=2000\n"
                 "broker.heartbeat.interval.ms=500\n")
+            scram = (["--add-scram", f"SCRAM-SHA-512=[name={self.scram[0]},password={self.scram[1]}]"]
+                     if self.scram else [])
             subprocess.run(self._java("-Xmx256m", "-cp", f"{self.lib}/*", "kafka.tools.StorageTool", "format",
                                       "--config", str(props), f"--cluster-id={uuid.uuid4().hex[:22]}",
-                                      "--standalone"),
+                                      "--standalone", *scram),
                            check=True, timeout=120, capture_output=True)
         self.generation += 1
         log = (self.workdir / f"broker-{self.generation}.out").open("wb")

@@ -114,6 +114,7 @@ def test_kafka_errors_map_to_our_outcome_classes(code: int, kind: str) -> None:
     [
         ("kafka://b1:9092", {}, "needs brokers and a topic"),
         ("kafka://b1:9092,b2/logs", {}, "broker 'b2' needs host:port"),
+        ("kafka://b1:9092/logs%20x", {}, "not a legal Kafka topic name"),
         ("kafka://b1:9092/logs?compression=brotli", {}, "compression must be one of lz4, zstd"),
         ("kafka://b1:9092/logs?mapping=ecs", {}, r"allowed: ca_file, compression, linger_ms, max_message_bytes, name, sasl_mechanism, timeout"),
         ("kafka://b1:9092/logs", {"OTEL_EXT_KAFKA_USERNAME": "svc"}, "set both or neither"),
@@ -266,5 +267,24 @@ def test_failover_from_kafka_to_otlp_when_the_broker_dies(receivers: Any, tmp_pa
         in_otlp = set(collect(1, secondary, timeout=10))
         assert len(in_kafka | in_otlp) == 2000
         assert len(in_kafka) >= 1000 and len(in_otlp) >= 900  # the second half went to the secondary
+    finally:
+        broker.stop()
+
+
+@pytest.mark.peers
+def test_sasl_scram_credentials_from_env_and_a_wrong_password_is_an_auth_outcome() -> None:
+    broker = KafkaBroker(partitions=1, scram=("otel", "right-secret")).start()
+    try:
+        topic = _topic(broker)
+        url = f"kafka://127.0.0.1:{broker.sasl_port}/{topic}?timeout=3s&sasl_mechanism=SCRAM-SHA-512"
+        good = backend_from_url(url, env={"OTEL_EXT_KAFKA_USERNAME": "otel", "OTEL_EXT_KAFKA_PASSWORD": "right-secret"})
+        assert good.send(_request({"checkout": 3}), 3).kind is OutcomeKind.OK
+        good.close()
+        bad = backend_from_url(url, env={"OTEL_EXT_KAFKA_USERNAME": "otel", "OTEL_EXT_KAFKA_PASSWORD": "wrong"})
+        outcome = bad.send(_request({"checkout": 2}), 2)
+        assert outcome.kind is OutcomeKind.AUTH, outcome
+        assert "wrong" not in outcome.message and "right-secret" not in outcome.message
+        bad.close()
+        assert sorted(record_uids(consume(broker.bootstrap, topic, expect=3))) == [f"checkout-{i}" for i in range(3)]
     finally:
         broker.stop()

@@ -66,6 +66,37 @@ def test_records_are_split_by_class_and_round_trip_through_otlp_json() -> None:
         assert all(u.startswith(event_class) for u in record_uids([(None, back)]))
 
 
+def test_fast_otlp_json_equals_the_protobuf_runtimes_json_for_every_value_kind() -> None:
+    from opentelemetry.proto.common.v1.common_pb2 import ArrayValue, InstrumentationScope, KeyValueList
+
+    from otel_ext.backends.file import to_otlp_json
+    from otel_ext.backends.s3 import otlp_json
+
+    def kv(key: str, value: AnyValue) -> KeyValue:
+        return KeyValue(key=key, value=value)
+
+    values = [AnyValue(string_value="héllo \u2028 \"q\""), AnyValue(int_value=-(2**63)), AnyValue(int_value=2**63 - 1),
+              AnyValue(bool_value=False), AnyValue(double_value=float("nan")), AnyValue(double_value=float("-inf")),
+              AnyValue(double_value=1.5e-300), AnyValue(bytes_value=b"\x00\xffbin"), AnyValue(),
+              AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=1), AnyValue(string_value="x")])),
+              AnyValue(kvlist_value=KeyValueList(values=[kv("a", AnyValue(double_value=2.0)),
+                                                         kv("b", AnyValue(array_value=ArrayValue()))])),
+              AnyValue(string_value_strindex=3)]
+    record = LogRecord(time_unix_nano=2**64 - 1, observed_time_unix_nano=1, severity_number=17, severity_text="ERROR",
+                       body=values[10], attributes=[kv(f"k{i}", v) for i, v in enumerate(values)],
+                       dropped_attributes_count=4, flags=1, trace_id=bytes(range(16)), span_id=bytes(range(8)),
+                       event_name="login")
+    record.attributes.append(KeyValue(key_strindex=7, value=AnyValue(string_value="indexed")))
+    request = ExportLogsServiceRequest(resource_logs=[ResourceLogs(
+        resource=Resource(attributes=[kv("service.name", AnyValue(string_value="api"))], dropped_attributes_count=1),
+        scope_logs=[ScopeLogs(scope=InstrumentationScope(name="s", version="1", attributes=[kv("x", values[1])]),
+                              log_records=[record, LogRecord()], schema_url="https://opentelemetry.io/schemas/1.0")],
+        schema_url="u")])
+    payload = request.SerializeToString()
+    assert json.loads(otlp_json(payload)) == json.loads(to_otlp_json(payload))
+    assert ExportLogsServiceRequest.FromString(decode_object("k/logs_1.json", otlp_json(payload))) == request
+
+
 def test_key_layout_is_the_collectors_awss3_layout_with_the_class_first() -> None:
     backend = backend_from_url("s3://archive/prod/api?region=eu-west-1", env={})
     assert isinstance(backend, S3Backend)
@@ -268,6 +299,14 @@ def test_replay_into_elasticsearch_is_idempotent_and_filters_by_class_and_time(
     assert "replayed 300 records" in capsys.readouterr().out
     uids = _es_uids(search_server.url, index)
     assert len(uids) == 300 == len(set(uids))
+    # a damaged object is reported by name and the rest still replays
+    client: Any = s3.client()
+    client.put_object(Bucket=bucket, Key="prod/security/year=2026/month=01/day=01/hour=00/minute=00/logs_x.json.gz",
+                      Body=b"not gzip")
+    assert main([*argv[:-4], "--class", "security"]) == 1
+    out = capsys.readouterr().out
+    assert "NOT DELIVERED: prod/security/year=2026/month=01/day=01/hour=00/minute=00/logs_x.json.gz: unreadable" in out
+    assert "replayed 300 records" in out
     # nothing of the access class went there, and a window in the past selects nothing
-    assert main(["archive", "replay", "--from", archive, "--to", target, "--until", "2h"]) == 0
+    assert main(["archive", "replay", "--from", archive, "--to", target, "--since", "3h", "--until", "2h"]) == 0
     assert "replayed 0 records from 0 objects" in capsys.readouterr().out

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -38,7 +39,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
 from otel_ext.backends.base import Backend
-from otel_ext.backends.outcome import Outcome
+from otel_ext.backends.outcome import Outcome, OutcomeKind
 from otel_ext.backends.urls import BackendConfigError, BackendPlugin, BackendURL
 
 _log = logging.getLogger(__name__)
@@ -262,8 +263,13 @@ class KafkaBackend(Backend):
 
     _fatal = False
 
+    _auth_failed_at = 0.0
+
     def _on_error(self, err: Any) -> None:  # client-level errors (all brokers down, auth): noted, not raised
         self._last_error = f"{err.name()}: {err.str()}"
+        verdict = classify_kafka_error(err)
+        if isinstance(verdict, Outcome) and verdict.kind is OutcomeKind.AUTH:
+            self._auth_failed_at = time.monotonic()
         if err.fatal():  # an idempotent producer in a fatal state: start a fresh one at the next send
             self._fatal = True
 
@@ -297,7 +303,8 @@ class KafkaBackend(Backend):
         from confluent_kafka import KafkaException
 
         producer = self._ensure_producer()
-        deadline = time.monotonic() + self.config.timeout + 1.0
+        started = time.monotonic()
+        deadline = started + self.config.timeout + 1.0
         try:
             work = [(key, value, 0) for key, value in messages_for(payload, self.config.max_message_bytes)]
         except Exception as exc:  # noqa: BLE001 - not an OTLP request: no broker will ever take it
@@ -328,6 +335,8 @@ class KafkaBackend(Backend):
                         return verdict if isinstance(verdict, Outcome) else Outcome.retryable(str(exc))
             while batch.pending > 0 and time.monotonic() < deadline:
                 producer.flush(max(0.01, deadline - time.monotonic()))
+            if batch.pending > 0 and self._auth_failed_at >= started - 1.0:
+                return Outcome.auth(f"kafka: authentication failed ({self._last_error})")
             if batch.pending > 0:
                 return Outcome.retryable(f"kafka: {batch.pending} message(s) not acknowledged in time "
                                          f"({self._last_error or 'no broker answer'})")
@@ -338,6 +347,9 @@ class KafkaBackend(Backend):
                 elif isinstance(verdict, Outcome) and (worst is None or _rank(verdict) > _rank(worst)):
                     worst = verdict
             if worst is not None:
+                if worst.kind is OutcomeKind.RETRYABLE and self._auth_failed_at >= started - 1.0:
+                    # the messages only timed out: the broker refused our credentials meanwhile
+                    return Outcome.auth(f"kafka: authentication failed ({self._last_error})")
                 return worst
             work = retry
         if rejected:
@@ -404,6 +416,8 @@ def from_url(u: BackendURL) -> KafkaBackend:
     if not bootstrap or not topic or "/" in topic:
         raise BackendConfigError(f"{u.source}: {u.scheme} backend needs brokers and a topic: "
                                  f"{u.scheme}://broker1:9092,broker2:9092/topic")
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic) or topic in (".", ".."):
+        raise u.error(f"topic {topic!r} is not a legal Kafka topic name (letters, digits, '.', '_', '-')")
     for broker in bootstrap.split(","):
         host, sep, port = broker.rpartition(":")
         if not sep or not host or not port.isdigit():
