@@ -11,6 +11,7 @@ count what arrived by ``log.record.uid``.
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 import tempfile
@@ -98,10 +99,13 @@ class KafkaBroker:
                 "broker.heartbeat.interval.ms=500\n")
             scram = (["--add-scram", f"SCRAM-SHA-512=[name={self.scram[0]},password={self.scram[1]}]"]
                      if self.scram else [])
-            subprocess.run(self._java("-Xmx256m", "-cp", f"{self.lib}/*", "kafka.tools.StorageTool", "format",
-                                      "--config", str(props), f"--cluster-id={uuid.uuid4().hex[:22]}",
-                                      "--standalone", *scram),
-                           check=True, timeout=120, capture_output=True)
+            done = subprocess.run(self._java("-Xmx256m", "-cp", f"{self.lib}/*", "kafka.tools.StorageTool", "format",
+                                             "--config", str(props), f"--cluster-id={cluster_id()}",
+                                             "--standalone", *scram),
+                                  timeout=120, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"kafka-storage format failed ({done.returncode}):\n{done.stdout[-2000:]}"
+                                   f"{done.stderr[-2000:]}")
         self.generation += 1
         log = (self.workdir / f"broker-{self.generation}.out").open("wb")
         self.proc = subprocess.Popen(
@@ -190,3 +194,12 @@ if __name__ == "__main__":
     broker = KafkaBroker().start()
     print("started", broker.bootstrap, port_open(broker.port))
     broker.stop()
+
+
+def cluster_id() -> str:
+    """A Kafka cluster id as Kafka's own ``Uuid.randomUuid().toString()`` makes them: the URL-safe
+    base64 of 16 random bytes without padding (a hex string is not one), not starting with '-'."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
