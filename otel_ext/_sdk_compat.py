@@ -1,7 +1,9 @@
 """Every reach of otel-ext into names the OpenTelemetry SDK/API keep private, in one place.
 
-``tests/test_sdk_compat.py`` imports each of them and checks its shape, so an SDK upgrade that
-renames or changes one fails that test loudly instead of breaking a guarantee quietly.
+``tests/test_config_honesty.py`` imports each of them and checks its shape, so an SDK upgrade that
+renames or changes one fails that test loudly instead of breaking a guarantee quietly. The one other
+reach is ``otel_ext/handler.py``, a subclass of the contrib ``LoggingHandler`` that uses a few of its
+private members; the same test file checks those too.
 """
 
 from __future__ import annotations

@@ -123,3 +123,19 @@ def test_private_sdk_names_we_rely_on_still_exist_and_behave() -> None:
     offenders = [p for p in (ROOT / "otel_ext").rglob("*.py") if p.name != "_sdk_compat.py"
                  and ("sdk._configuration" in p.read_text() or "_SUPPRESS_INSTRUMENTATION_KEY" in p.read_text())]
     assert offenders == []
+
+
+def test_private_contrib_handler_names_our_handler_builds_on_still_exist() -> None:
+    """otel_ext/handler.py subclasses the contrib LoggingHandler and reaches into a few of its private
+    members (and the SDK provider's limits): if this fails after an upgrade, fix otel_ext/handler.py."""
+    from opentelemetry.instrumentation import logging as instrumentation
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+    from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
+
+    handler = LoggingHandler(logger_provider=LoggerProvider())
+    for name in ("_is_emitting", "_logger_provider", "_get_attributes", "_translate"):
+        assert hasattr(handler, name), f"contrib LoggingHandler lost {name}"
+    assert callable(handler._get_attributes) and callable(handler._translate)
+    assert hasattr(handler._is_emitting, "get") and hasattr(handler._is_emitting, "set")  # a ContextVar
+    assert isinstance(LoggerProvider()._log_record_limits, LogRecordLimits)
+    assert callable(getattr(instrumentation, "_setup_logging_handler", None))
