@@ -514,6 +514,11 @@ def report_cmd(backend: str | None, out_file: str, client_attribute: str, index:
     from otel_ext.report.model import Aggregator, suggest_tiers
 
     out = Out(as_json)
+    try:
+        import plotly  # noqa: F401 - the report embeds plotly.js from this package
+    except ImportError:
+        out.warn("error: the report needs Plotly: pip install 'otel-ext[report]'")
+        return EXIT_USAGE
     retention_days = parse_retention(retention) if retention else None
     url = backend or _default_file_backend()
     started = time.monotonic()
