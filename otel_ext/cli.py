@@ -581,6 +581,11 @@ def report_cmd(backend: str | None, out_file: str, client_attribute: str, index:
     from otel_ext.report.model import Aggregator, suggest_tiers
 
     out = Out(as_json)
+    try:
+        import plotly  # noqa: F401 - the report embeds plotly.js from this package
+    except ImportError:
+        out.warn("error: the report needs Plotly: pip install 'otel-ext[report]'")
+        return EXIT_USAGE
     retention_days = parse_retention(retention) if retention else None
     url = backend or _default_file_backend()
     started = time.monotonic()
@@ -610,7 +615,11 @@ def report_cmd(backend: str | None, out_file: str, client_attribute: str, index:
             out.warn(f"error: {exc}")
             return EXIT_BACKEND
         scanned = {"index": index}
-    path = write_report(data, out_file, title=title)
+    try:
+        path = write_report(data, out_file, title=title)
+    except OSError as exc:
+        out.warn(f"error: cannot write {out_file}: {exc.strerror or exc}")
+        return EXIT_USAGE
     tiers = suggest_tiers({c: data.monthly(n) for c, n in data.client_totals().items()})
     out.line(f"wrote {path.resolve()} ({data.records} records, {len(data.usage)} clients, {len(data.routes)} routes, "
              f"{data.alerts_total} alerts) in {time.monotonic() - started:.1f}s")

@@ -8,6 +8,9 @@ records read back from the file backend / an archive.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -29,9 +32,17 @@ def write_report(data: ReportData, out: str | Path, title: str = "API usage repo
     from otel_ext.report.render import render_html
 
     path = Path(out)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_html(data, title=title), encoding="utf-8")
-    tmp.replace(path)
+    page = render_html(data, title=title)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # O_EXCL, random
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(page)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return path
 
 
