@@ -61,9 +61,7 @@ APP = textwrap.dedent("""
     sys.path.insert(0, sys.argv[3] + "/tests")
     from pathlib import Path
     from exporter_harness import make_app
-    from otel_ext.status import StatusPublisher
-    app = make_app(sys.argv[1].split(","), Path(sys.argv[2]))
-    StatusPublisher(app.exporter, interval_s=0.2).start()
+    app = make_app(sys.argv[1].split(","), Path(sys.argv[2]))  # the exporter publishes its status file itself
     app.emit(300)
     assert app.deliver(30)
     print("delivered", flush=True)
@@ -92,13 +90,26 @@ def test_version() -> None:
 
 def test_status_shows_running_backends_then_the_orphan_after_kill(running_app: Any) -> None:
     proc, queue_dir = running_app
-    (queue_dir / "q-1-dead.db.corrupt-20261126T120000").write_bytes(b"junk")  # as the queue quarantines
-    assert wait_until(lambda: any(queue_dir.glob("*.status.json")), 10)
+    (queue_dir / "quarantine").mkdir(mode=0o700)  # as adoption quarantines a damaged orphan
+    (queue_dir / "quarantine" / "q-1-dead.db").write_bytes(b"junk")
+    (queue_dir / "quarantine" / "q-1-dead.db.reason").write_text("bad header: not an SQLite file\n")
+
+    def failed_over() -> bool:  # the exporter rewrites its status file every 5 s
+        for path in queue_dir.glob("*.status.json"):
+            try:
+                doc = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return False
+            return any(b.get("active") and b.get("name") == "archive" for b in doc.get("backends", []))
+        return False
+
+    assert wait_until(failed_over, 20)
     out = run("status", "--queue-dir", str(queue_dir), "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     [queue] = doc["queues"]
     assert queue["state"] == "running" and queue["owner_pid"] == proc.pid
+    assert doc["quarantine"] == [{"file": "q-1-dead.db", "reason": "bad header: not an SQLite file", "bytes": 4}]
     backends = {b["name"]: b for b in queue["backends"]}
     assert set(backends) == {"primary", "archive"}
     assert backends["archive"]["active"] and not backends["primary"]["active"]

@@ -39,6 +39,7 @@ from otel_ext.queue.ownership import ClaimedFile, claim_new, orphans, prepare_di
 from otel_ext.queue.store import QUEUE_COUNTERS, PersistentQueue, QueueError
 from otel_ext.selflog import install as install_selflog
 from otel_ext.selflog import say_every
+from otel_ext.status import StatusPublisher
 from otel_ext.telemetry import Counters, ensure_published, register_gauge
 
 _logger = logging.getLogger(__name__)
@@ -170,6 +171,8 @@ class FailoverLogExporter(LogRecordExporter):
         for lane in self.lanes:
             lane.start()
         self.prober.start()
+        # `otel-ext status` shows this process's backends from this file (no record content, no secrets)
+        self._status = StatusPublisher(self).start()
 
     def _after_fork_in_child(self) -> None:
         if self._shutdown:
@@ -284,6 +287,7 @@ class FailoverLogExporter(LogRecordExporter):
                 return
             self._shutdown = True
         _LIVE.discard(self)
+        self._status.stop()
         budget = self.shutdown_timeout
         if timeout_millis is not None:
             budget = min(budget, max(0.0, timeout_millis / 1000))
