@@ -562,7 +562,8 @@ def archive_replay(source: str, to: str, since: str | None, until: str | None, e
 
 @cli.command("report")
 @click.option("--backend", help="an elasticsearch+http(s):// or opensearch+http(s):// URL (aggregations), "
-              "or file:///dir (the file backend's OTLP JSON); default: the configured file backend")
+              "or file:///dir (the file backend's OTLP JSON), or s3://bucket/prefix?… (the archive); "
+              "default: the configured file backend")
 @click.option("--out", "out_file", default="otel-ext-report.html", show_default=True, help="the HTML file to write")
 @click.option("--client-attribute", default="tenant.id", show_default=True,
               help="the attribute that names an API client (falls back to '(anonymous)')")
@@ -605,6 +606,20 @@ def report_cmd(backend: str | None, out_file: str, client_attribute: str, index:
         if reader.bad_lines:
             out.warn(f"skipped {reader.bad_lines} damaged line(s) in {reader.describe()}")
         scanned: dict[str, Any] = {"files": len(reader.files()), "bytes": total_bytes}
+    elif url.startswith("s3://"):
+        from otel_ext.report.records import S3ArchiveReader
+
+        archive = S3ArchiveReader(url)
+        progress, _, _ = out.progress("reading records", None)
+        with progress:
+            task = progress.add_task(f"reading {archive.describe()}", total=None)
+            aggregator = Aggregator(client_attribute, archive.describe(),
+                                    retention_days or dict(DEFAULT_RETENTION_DAYS),
+                                    progress=lambda n: progress.update(task, completed=n))
+            data = aggregator.build(archive.records())
+        if archive.bad_objects:
+            out.warn(f"skipped {archive.bad_objects} unreadable object(s) in {archive.describe()}")
+        scanned = {"objects": archive.objects, "bytes": archive.bytes}
     else:
         from otel_ext.report.search import SearchError, search_source_from_url
 

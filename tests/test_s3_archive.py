@@ -310,3 +310,52 @@ def test_replay_into_elasticsearch_is_idempotent_and_filters_by_class_and_time(
     # nothing of the access class went there, and a window in the past selects nothing
     assert main(["archive", "replay", "--from", archive, "--to", target, "--since", "3h", "--until", "2h"]) == 0
     assert "replayed 0 records from 0 objects" in capsys.readouterr().out
+
+
+@pytest.mark.peers
+def test_report_from_the_archive_equals_the_report_from_the_file_backend(s3: S3Server, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """``otel-ext report --backend s3://…`` reads the archive as it lies (every class, gzip OTLP JSON):
+    the same records replicated to a file backend and the archive give the same numbers."""
+    from opentelemetry._logs import SeverityNumber
+
+    from otel_ext.report import OTLPJsonFileReader, S3ArchiveReader
+    from otel_ext.report.model import Aggregator
+
+    bucket = _bucket(s3)
+    archive = s3.url(bucket, "rep")
+    app = make_app([f"file://{tmp_path / 'logs'}?name=files", archive], tmp_path / "q", policy="replicate")
+    logger = app.provider.get_logger("shop.api")
+    tenants = ["acme"] * 9 + ["globex"] * 4 + ["initech"]
+    for i in range(280):
+        status = 500 if i % 20 == 0 else 401 if i % 31 == 0 else 200
+        cls = "error" if status == 500 else "security" if status == 401 else "access"
+        logger.emit(body=f"GET /api/orders/{i} {status}", severity_number=SeverityNumber.INFO,
+                    attributes={"labels.event_class": cls, "tenant.id": tenants[i % len(tenants)],
+                                "http.route": "/api/orders/{order_id}" if i % 3 else "/api/items",
+                                "http.request.method": "GET", "http.response.status_code": status,
+                                "http.server.request.duration": 0.001 * (i % 50), "client.address": "10.0.0.7",
+                                "event.action": "authz_fail" if status == 401 else ""})
+    assert app.deliver()
+    app.close()
+    client: Any = s3.client()
+    client.put_object(Bucket=bucket, Key="rep/access/year=2026/month=11/day=26/hour=12/minute=00/logs_bad.json.gz",
+                      Body=b"not gzip")  # a damaged object is counted, not fatal
+    retention = {"access": 30, "error": 90, "security": 365, "performance": 14, "application": 7}
+    from_files = Aggregator("tenant.id", "files", retention).build(OTLPJsonFileReader(tmp_path / "logs").records())
+    reader = S3ArchiveReader(archive)
+    from_archive = Aggregator("tenant.id", "archive", retention).build(reader.records())
+    assert reader.bad_objects == 1 and reader.objects >= 3  # one object per class at least
+    assert from_archive.records == from_files.records == 280
+    assert from_archive.client_totals() == from_files.client_totals() == {"acme": 180, "globex": 80, "initech": 20}
+    assert from_archive.usage == from_files.usage and from_archive.timeline == from_files.timeline
+    assert from_archive.classes == from_files.classes
+    assert from_archive.security_actions == from_files.security_actions
+    assert {r: s.calls for r, s in from_archive.routes.items()} == {r: s.calls for r, s in from_files.routes.items()}
+    from otel_ext import cli
+
+    capsys.readouterr()
+    assert cli.main(["report", "--backend", archive, "--out", str(tmp_path / "r.html"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["records"] == 280 and doc["clients"] == {"acme": 180, "globex": 80, "initech": 20}
+    assert (tmp_path / "r.html").read_text().count("acme") >= 1

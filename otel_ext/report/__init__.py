@@ -15,10 +15,25 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from otel_ext.report.model import DEFAULT_CLIENT_ATTRIBUTE, Aggregator, ReportData
-from otel_ext.report.records import OTLPJsonFileReader, Record, RecordReader, records_from_otlp_json
+from otel_ext.report.records import (
+    OTLPJsonFileReader,
+    Record,
+    RecordReader,
+    S3ArchiveReader,
+    records_from_otlp_json,
+)
 
-__all__ = ["OTLPJsonFileReader", "Record", "RecordReader", "ReportData", "aggregate_records", "build_report",
-           "records_from_otlp_json", "write_report"]
+__all__ = [
+    "OTLPJsonFileReader",
+    "Record",
+    "RecordReader",
+    "ReportData",
+    "S3ArchiveReader",
+    "aggregate_records",
+    "build_report",
+    "records_from_otlp_json",
+    "write_report",
+]
 
 
 def aggregate_records(reader: RecordReader, client_attribute: str = DEFAULT_CLIENT_ATTRIBUTE,

@@ -114,3 +114,42 @@ class OTLPJsonFileReader:
 
     def describe(self) -> str:
         return f"file://{self.path}"
+
+
+class S3ArchiveReader:
+    """An otel-ext S3 archive (``s3://bucket/prefix?region=…&endpoint=…``, the layout of
+    :mod:`otel_ext.backends.s3`): every archived object, JSON or protobuf, gzip or not. An object that
+    cannot be read or decoded is skipped and counted in :attr:`bad_objects`, never fatal."""
+
+    def __init__(self, url: str) -> None:
+        from otel_ext.archive import s3_backend
+
+        self.url = url
+        self.backend = s3_backend(url, "--backend")
+        self.bad_objects = 0
+        self.objects = 0
+        self.bytes = 0
+
+    def records(self) -> Iterator[Record]:
+        from otel_ext.backends.otlp_json import to_otlp_json
+        from otel_ext.backends.s3 import decode_object
+
+        try:
+            for key in self.backend.iter_keys(None, None, None):
+                try:
+                    data = self.backend.get(key)
+                    doc = json.loads(to_otlp_json(decode_object(key, data)))
+                    count = sum(len(sl.get("logRecords", [])) for rl in doc.get("resourceLogs", [])
+                                for sl in rl.get("scopeLogs", []))
+                    batch = list(records_from_otlp_json(doc, len(data) // max(count, 1)))
+                except Exception:  # noqa: BLE001 - a damaged or foreign object is counted, not fatal
+                    self.bad_objects += 1
+                    continue
+                self.objects += 1
+                self.bytes += len(data)
+                yield from batch
+        finally:
+            self.backend.close()
+
+    def describe(self) -> str:
+        return self.url.split("?", 1)[0]
