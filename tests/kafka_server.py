@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from peers import free_port, port_open, wait_until
+from peers import free_port, kill_process, port_open, stop_process, wait_until
 from search_server import java_home
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,18 +121,10 @@ class KafkaBroker:
         return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("broker-*.out")))
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
+        kill_process(self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def create_topic(self, topic: str, partitions: int | None = None) -> None:

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def rotel_binary() -> str:
@@ -142,3 +143,21 @@ def collect(expected: int, *receivers: Rotel, timeout: float = 15.0) -> list[str
             return uids
         last = len(uids)
         time.sleep(0.15)
+
+
+def kill_process(proc: subprocess.Popen[Any] | None) -> None:
+    """kill -9 a peer process that may already be gone, and reap it."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait(30)
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, grace: float = 30.0) -> None:
+    """SIGTERM a peer process, SIGKILL it if it has not exited after ``grace`` seconds."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

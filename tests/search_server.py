@@ -25,7 +25,7 @@ import zipfile
 from pathlib import Path
 
 import urllib3
-from peers import free_port, wait_until
+from peers import free_port, kill_process, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / ".peers"
@@ -258,18 +258,10 @@ class SearchServer:
 
     def kill(self) -> None:
         """kill -9 (the data directory stays: start() again restarts the same node on the same port)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
+        kill_process(self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

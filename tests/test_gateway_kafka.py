@@ -21,7 +21,7 @@ from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
-from peers import free_port, port_open, wait_until
+from peers import free_port, kill_process, port_open, stop_process, wait_until
 
 from otel_ext.export import FailoverLogExporter
 
@@ -65,18 +65,10 @@ class Gateway:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
+        kill_process(self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
 
 def index_uids(url: str) -> list[str]:
