@@ -136,7 +136,7 @@ def queue_dir_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _queue_dir(queue_dir: str | None) -> Path:
-    from otel_ext.auto.settings import load_settings
+    from otel_ext.settings import load_settings
 
     return Path(queue_dir) if queue_dir else load_settings().effective_queue_dir
 
@@ -306,8 +306,8 @@ def queue_drain(queue_dir: str | None, backends: str | None, timeout: float, as_
     """Deliver the queues of dead processes to the configured backends."""
     import threading
 
-    from otel_ext.auto.settings import load_settings
     from otel_ext.export import FailoverLogExporter
+    from otel_ext.settings import load_settings
 
     out = Out(as_json)
     settings = load_settings(backends=backends) if backends else load_settings()
@@ -647,7 +647,7 @@ def report_cmd(backend: str | None, out_file: str, client_attribute: str, index:
 
 
 def _default_file_backend() -> str:
-    from otel_ext.auto.settings import load_settings
+    from otel_ext.settings import load_settings
 
     for url in load_settings().effective_backends:
         if url.startswith("file://"):

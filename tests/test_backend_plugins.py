@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from otel_ext.auto.settings import load_settings
 from otel_ext.backends import BackendConfigError, backend_from_url, schemes, split_backend_urls
 from otel_ext.backends.urls import load_plugin
+from otel_ext.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

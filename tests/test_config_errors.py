@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_ext.auto.settings import ConfigError, load_settings
 from otel_ext.backends import BackendConfigError, FileBackend, OTLPGrpcBackend, OTLPHttpBackend, backend_from_url
+from otel_ext.settings import ConfigError, load_settings
 
 
 def test_backend_urls_map_to_backends() -> None:
@@ -69,7 +69,7 @@ def test_settings_env_wins_over_file_and_overrides_win_over_env(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("env", "problem"),
     [
-        ({"OTEL_EXT_FAILOVER_POLICY": "random"}, "OTEL_EXT_FAILOVER_POLICY: unknown policy 'random'"),
+        ({"OTEL_EXT_FAILOVER_POLICY": "random"}, "OTEL_EXT_FAILOVER_POLICY: unknown value 'random'"),
         ({"OTEL_EXT_QUEUE_MAX_BYTES": "lots"}, "OTEL_EXT_QUEUE_MAX_BYTES: expected a positive int"),
         ({"OTEL_EXT_QUEUE_MAX_BYTES": "-5"}, "OTEL_EXT_QUEUE_MAX_BYTES: expected a positive int"),
         ({"OTEL_EXT_QUEUE_FSYNC": "sometimes"}, "OTEL_EXT_QUEUE_FSYNC"),

@@ -13,9 +13,9 @@ import pytest
 
 import otel_ext
 from otel_ext import _sdk_compat
-from otel_ext.auto.settings import ConfigError
 from otel_ext.export import FailoverLogExporter
 from otel_ext.export.testing import MemoryBackend
+from otel_ext.settings import ConfigError
 from otel_ext.telemetry import Counters
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ from opentelemetry import trace
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_ext.auto.settings import load_settings
 from otel_ext.export import FailoverLogExporter
+from otel_ext.settings import load_settings
 
 
 def read_lines(directory: Path) -> list[dict]:  # type: ignore[type-arg]

@@ -116,7 +116,7 @@ def test_no_backend_configured_uses_the_embedded_file_default(tmp_path: Path) ->
     [
         ({"OTEL_EXT_BACKENDS": "mq://broker:9092"}, "OTEL_EXT_BACKENDS: unsupported backend"),
         ({"OTEL_EXT_BACKENDS": "kafka://broker:9092"}, "kafka backend needs brokers and a topic"),
-        ({"OTEL_EXT_FAILOVER_POLICY": "random"}, "OTEL_EXT_FAILOVER_POLICY: unknown policy"),
+        ({"OTEL_EXT_FAILOVER_POLICY": "random"}, "OTEL_EXT_FAILOVER_POLICY: unknown value"),
         ({"OTEL_EXT_RULES_FILE": "/nonexistent/rules.yaml"}, "/nonexistent/rules.yaml: cannot read rule file"),
         ({"OTEL_EXT_SAMPLE": "access=3"}, "between 0 and 1"),
         ({"OTEL_EXT_BACKENDS": "otlp+grpcs://c:4317?ca_file=/nonexistent/ca.pem"}, "is not readable"),

@@ -15,8 +15,8 @@ from opentelemetry.sdk._logs import LoggerProvider
 from otel_ext._sdk_compat import OTEL_CONFIG_FILE, SDKConfigurator
 from otel_ext.auto import exit as exit_flush
 from otel_ext.auto.pipeline import Pipeline, build_parts, set_current
-from otel_ext.auto.settings import ConfigError, load_settings
 from otel_ext.handler import install_for_instrumentation
+from otel_ext.settings import ConfigError, env_value, load_settings, on_config_error
 
 
 class OtelExtConfigurator(SDKConfigurator):
@@ -29,12 +29,12 @@ class OtelExtConfigurator(SDKConfigurator):
     """
 
     def _configure(self, **kwargs: Any) -> None:
-        if os.environ.get(OTEL_CONFIG_FILE):
+        if env_value(OTEL_CONFIG_FILE):
             print(f"otel-ext: configuration error: {OTEL_CONFIG_FILE} is set: the SDK's file configuration "
                   "would run without otel-ext's processors; unset it to use otel-ext (or set "
                   "OTEL_EXT_ON_CONFIG_ERROR=continue to run with the file configuration and without otel-ext)",
                   file=sys.stderr, flush=True)
-            if os.environ.get("OTEL_EXT_ON_CONFIG_ERROR") == "continue":
+            if on_config_error() == "continue":
                 super()._configure(**kwargs)  # type: ignore[no-untyped-call]
                 return
             sys.stdout.flush()
@@ -49,7 +49,7 @@ class OtelExtConfigurator(SDKConfigurator):
                     backend_from_url(url, default_timeout=settings.timeout).close()
         except (ConfigError, ValueError) as exc:
             print(f"otel-ext: configuration error: {exc}", file=sys.stderr, flush=True)
-            if os.environ.get("OTEL_EXT_ON_CONFIG_ERROR") == "continue":
+            if on_config_error() == "continue":
                 return
             # We run inside sitecustomize, before the app: SystemExit here would become a fatal
             # "Failed to import the site module" with a traceback. Nothing is started yet.
@@ -72,5 +72,6 @@ class OtelExtConfigurator(SDKConfigurator):
 
 
 def _log_exporter_names() -> list[str]:
-    return [n.strip() for n in os.environ.get("OTEL_LOGS_EXPORTER", "").split(",") if n.strip()]
+    names: tuple[str, ...] = env_value("OTEL_LOGS_EXPORTER")
+    return list(names)
 

@@ -4,7 +4,6 @@ zero-code configurator — and the :class:`Pipeline` handle."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -18,7 +17,6 @@ from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 
 from otel_ext.auto import exit as exit_flush
-from otel_ext.auto.settings import ConfigError, Settings, load_settings
 from otel_ext.classify import CLASSIFIER_COUNTERS, EventClassifierProcessor, RuleFileError
 from otel_ext.classify.loader import read_rule_document
 from otel_ext.deferred import DeferredProcessingExporter
@@ -28,6 +26,7 @@ from otel_ext.export.firsthop import FIRST_HOP_COUNTERS, FirstHopProcessor
 from otel_ext.handler import HANDLER_COUNTERS, OtelExtLoggingHandler
 from otel_ext.queue.ownership import prepare_dir
 from otel_ext.redact import REDACTION_COUNTERS, RedactionProcessor
+from otel_ext.settings import ConfigError, Settings, env_value, load_settings, on_config_error
 from otel_ext.usage import USAGE_COUNTERS, UsageMetricsProcessor
 from otel_ext.volume import VOLUME_COUNTERS, VolumeGate, VolumePolicy
 
@@ -45,6 +44,9 @@ class Parts:
     detection: DetectionEngine | None = None
     first_hops: list[FirstHopProcessor] = field(default_factory=list)
     usage: UsageMetricsProcessor | None = None
+    # the SDK's batch settings, read (and checked) with the rest before anything starts
+    schedule_delay_ms: float = 100.0
+    max_export_batch_size: int = 512
 
     @property
     def inline_processors(self) -> list[LogRecordProcessor]:
@@ -60,7 +62,6 @@ class Parts:
         directory under ``overload``) plus our stages."""
         settings = self.settings
         # records reach the durable queue within ~100 ms unless OTEL_BLRP_SCHEDULE_DELAY says otherwise
-        delay = _env_number("OTEL_BLRP_SCHEDULE_DELAY", 100)
         spill_dir = prepare_dir(getattr(exporter, "queue_dir", None) or settings.effective_queue_dir,
                                 allow_insecure=settings.queue_insecure_dir)
         deferred = settings.processing == "deferred"
@@ -69,22 +70,13 @@ class Parts:
             target = DeferredProcessingExporter(exporter, self.classifier, self.redaction, self.volume,
                                                 detection=self.detection)
         first_hop = FirstHopProcessor(target, spill_dir, max_queue_size=settings.buffer_size,
-                                      max_export_batch_size=int(_env_number("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", 512)),
-                                      schedule_delay_millis=delay, overload=settings.overload,
+                                      max_export_batch_size=self.max_export_batch_size,
+                                      schedule_delay_millis=self.schedule_delay_ms, overload=settings.overload,
                                       spill_max_bytes=settings.queue_max_bytes,
                                       classify=self.classifier.classify_record if deferred else None,
                                       assign_uid=new_uid)
         self.first_hops.append(first_hop)
         return first_hop if deferred else VolumeGate(first_hop, self.volume)
-
-
-def _env_number(name: str, default: float) -> float:
-    """An OTEL_BLRP_* value as the SDK reads it: a positive number, else the default."""
-    try:
-        value = float(os.environ.get(name) or default)
-    except ValueError:
-        return default
-    return value if value > 0 else default
 
 
 def build_parts(settings: Settings) -> Parts:
@@ -108,7 +100,13 @@ def build_parts(settings: Settings) -> Parts:
     usage = None
     if settings.usage_metrics == "on":
         usage = UsageMetricsProcessor(client_attribute=settings.usage_client_attribute, top_n=settings.usage_top_n)
-    return Parts(settings, classifier, RedactionProcessor(), volume, detection, usage=usage)
+    try:
+        redaction = RedactionProcessor()
+        batch = {"schedule_delay_ms": env_value("OTEL_BLRP_SCHEDULE_DELAY"),
+                 "max_export_batch_size": env_value("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE")}
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return Parts(settings, classifier, redaction, volume, detection, usage=usage, **batch)
 
 
 @dataclass
@@ -189,7 +187,7 @@ def configure(**overrides: Any) -> Pipeline:
     install the logging handler on the root logger and return its handle.
 
     Calling it again returns the pipeline already running (a warning says so if overrides differ).
-    Configuration errors raise one :class:`~otel_ext.auto.settings.ConfigError` naming the variable
+    Configuration errors raise one :class:`~otel_ext.settings.ConfigError` naming the variable
     or file, before anything is started; with ``OTEL_EXT_ON_CONFIG_ERROR=continue`` (or
     ``on_config_error="continue"``) one line goes to stderr instead and the returned pipeline does
     nothing.
@@ -210,8 +208,7 @@ def configure(**overrides: Any) -> Pipeline:
             parts = build_parts(settings)
             exporter = FailoverLogExporter(settings=settings)
         except (ConfigError, ValueError) as exc:
-            choice = overrides.get("on_config_error") or os.environ.get("OTEL_EXT_ON_CONFIG_ERROR")
-            if choice == "continue":
+            if on_config_error(overrides.get("on_config_error")) == "continue":
                 print(f"otel-ext: configuration error: {exc}; continuing without otel-ext", file=sys.stderr,
                       flush=True)
                 return Pipeline(LoggerProvider(), [], None, Parts(Settings(), *_inert_parts()), closed=False)

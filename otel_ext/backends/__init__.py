@@ -14,8 +14,8 @@ from otel_ext.backends.urls import (
     BackendURL,
     backend_from_url,
     schemes,
-    split_backend_urls,
 )
+from otel_ext.settings import split_backend_urls
 
 __all__ = [
     "Backend",

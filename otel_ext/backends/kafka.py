@@ -425,7 +425,7 @@ def from_url(u: BackendURL) -> KafkaBackend:
     compression = u.query.get("compression", "lz4")
     if compression not in COMPRESSIONS:
         raise u.error(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
-    username, password = u.env.get("OTEL_EXT_KAFKA_USERNAME"), u.env.get("OTEL_EXT_KAFKA_PASSWORD")
+    username, password = u.setting("OTEL_EXT_KAFKA_USERNAME"), u.setting("OTEL_EXT_KAFKA_PASSWORD")
     if bool(username) != bool(password):
         raise BackendConfigError("OTEL_EXT_KAFKA_USERNAME and OTEL_EXT_KAFKA_PASSWORD: set both or neither")
     mechanism = u.query.get("sasl_mechanism") or ("SCRAM-SHA-512" if username else None)

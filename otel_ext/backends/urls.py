@@ -26,11 +26,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 if TYPE_CHECKING:
     from otel_ext.backends.base import Backend
+from otel_ext.settings import env_value, environ
 
 GROUP = "otel_ext.backends"
 # keys every scheme accepts: a backend's name in counters/logs, and its per-attempt timeout
@@ -51,7 +52,6 @@ _BUILTIN = {
     "s3": "otel_ext.backends.s3:PLUGIN",
 }
 _log = logging.getLogger(__name__)
-_URL_START = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class BackendConfigError(ValueError):
@@ -69,6 +69,10 @@ class BackendURL:
     env: Mapping[str, str]
     source: str = "OTEL_EXT_BACKENDS"
     default_timeout: float = 2.0
+
+    def setting(self, name: str) -> Any:
+        """The declared variable ``name`` (:mod:`otel_ext.settings`) as this URL's environment has it."""
+        return env_value(name, self.env)
 
     def error(self, problem: str) -> BackendConfigError:
         return BackendConfigError(f"{self.source}: {self.scheme} backend: {problem}")
@@ -161,7 +165,7 @@ def load_plugin(scheme: str, source: str = "OTEL_EXT_BACKENDS") -> BackendPlugin
 
 def parse_backend_url(url: str, env: Mapping[str, str] | None = None, source: str = "OTEL_EXT_BACKENDS",
                       default_timeout: float = 2.0) -> tuple[BackendPlugin, BackendURL]:
-    env = os.environ if env is None else env
+    env = environ() if env is None else env
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if not scheme:
@@ -193,20 +197,6 @@ def backend_from_url(url: str, env: Mapping[str, str] | None = None, source: str
     return plugin.from_url(parsed)
 
 
-def split_backend_urls(text: str) -> tuple[str, ...]:
-    """``OTEL_EXT_BACKENDS`` -> URLs. Commas separate URLs, but a comma not followed by ``scheme://``
-    belongs to the URL before it (``kafka://b1:9092,b2:9092/topic``)."""
-    urls: list[str] = []
-    for piece in text.split(","):
-        if not piece.strip():
-            continue
-        if urls and not _URL_START.match(piece):
-            urls[-1] += "," + piece.strip()
-        else:
-            urls.append(piece.strip())
-    return tuple(urls)
-
-
 def parse_headers(text: str | None) -> dict[str, str]:
     """``k1=v1,k2=v2`` with URL-encoded values (the OTEL_EXPORTER_OTLP_HEADERS format)."""
     headers: dict[str, str] = {}
@@ -231,8 +221,9 @@ def _timeout(value: str, source: str) -> float:
 
 
 def env_first(env: Mapping[str, str], *names: str) -> str | None:
+    """The first of ``names`` (declared in :mod:`otel_ext.settings`) that is set in ``env``."""
     for name in names:
-        value = env.get(name)
+        value: str | None = env_value(name, env)
         if value:
             return value
     return None

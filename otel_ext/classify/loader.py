@@ -18,6 +18,7 @@ from otel_ext.classify.builtin import builtin_rules
 from otel_ext.classify.engine import RuleSet
 from otel_ext.classify.fields import DEFAULT_ACCESS_LOGGERS, FieldSettings
 from otel_ext.classify.rules import RuleError, compile_rule, merge_rules
+from otel_ext.settings import env_value
 
 RULES_FILE_ENV = "OTEL_EXT_RULES_FILE"
 SETTINGS_KEYS = frozenset({"slow_request_ms", "slow_routes", "access_loggers"})
@@ -98,7 +99,7 @@ def build_ruleset(
 ) -> RuleSet:
     """Built-ins, then the rule file (``rules_file`` or ``$OTEL_EXT_RULES_FILE``), then ``rules``."""
     if rules_file is None and use_env:
-        rules_file = os.environ.get(RULES_FILE_ENV) or None
+        rules_file = env_value(RULES_FILE_ENV)
     specs: list[Mapping[str, Any]] = list(builtin_rules())
     file_settings: FieldSettings | None = None
     if rules_file is not None:

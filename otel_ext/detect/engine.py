@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from otel_ext._attrs import read_view
 from otel_ext._pairs import split_pairs
 from otel_ext.detect.detectors import DETECTORS, Alert, Detector, Event
 from otel_ext.detect.webhook import WebhookSink
+from otel_ext.settings import env_value
 from otel_ext.telemetry import Counters, register_counters
 
 _logger = logging.getLogger(__name__)
@@ -224,9 +224,9 @@ class DetectorProcessor(LogRecordProcessor):
 
 def engine_from_env(yaml_section: Any = None, source: str = "rules file") -> DetectionEngine | None:
     """The engine configured by ``OTEL_EXT_DETECTORS`` / the rules file, with the optional webhook."""
-    config = DetectorConfig.parse(yaml_section, os.environ.get(ENV), source)
+    config = DetectorConfig.parse(yaml_section, env_value(ENV), source)
     if not config.enabled:
         return None
-    url = os.environ.get("OTEL_EXT_ALERT_WEBHOOK")
-    webhook = WebhookSink(url, service=os.environ.get("OTEL_SERVICE_NAME", "")) if url else None
+    url = env_value("OTEL_EXT_ALERT_WEBHOOK")
+    webhook = WebhookSink(url, service=env_value("OTEL_SERVICE_NAME")) if url else None
     return DetectionEngine(config, webhook=webhook)

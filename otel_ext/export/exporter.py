@@ -29,7 +29,6 @@ from typing import Any
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-from otel_ext.auto.settings import Settings, load_settings
 from otel_ext.backends.base import Backend
 from otel_ext.backends.urls import backend_from_url
 from otel_ext.export.encoding import encode_batch
@@ -39,6 +38,7 @@ from otel_ext.queue.ownership import ClaimedFile, claim_new, orphans, prepare_di
 from otel_ext.queue.store import QUEUE_COUNTERS, PersistentQueue, QueueError
 from otel_ext.selflog import install as install_selflog
 from otel_ext.selflog import say_every
+from otel_ext.settings import Settings, load_settings
 from otel_ext.status import StatusPublisher
 from otel_ext.telemetry import Counters, ensure_published, register_gauge
 
@@ -95,6 +95,8 @@ class FailoverLogExporter(LogRecordExporter):
         shutdown_timeout: float | None = None,
         timeout: float | None = None,
         queue_insecure_dir: bool | None = None,
+        max_request_records: int | None = None,
+        max_request_bytes: int | None = None,
         probe_interval: float = 0.25,
         recover_after: int = 2,
         settings: Settings | None = None,
@@ -108,7 +110,8 @@ class FailoverLogExporter(LogRecordExporter):
         settings = settings or load_settings(
             failover_policy=policy, queue_dir=None if queue_dir is None else str(queue_dir),
             queue_max_bytes=queue_max_bytes, queue_fsync=fsync, shutdown_timeout=shutdown_timeout,
-            timeout=timeout, queue_insecure_dir=queue_insecure_dir)
+            timeout=timeout, queue_insecure_dir=queue_insecure_dir, max_request_records=max_request_records,
+            max_request_bytes=max_request_bytes)
         self.settings = settings
         self.policy_name = policy or settings.failover_policy
         attempt_timeout = timeout or settings.timeout
@@ -126,6 +129,9 @@ class FailoverLogExporter(LogRecordExporter):
         self.queue_max_bytes = queue_max_bytes or settings.queue_max_bytes
         self.fsync = fsync or settings.queue_fsync
         self.shutdown_timeout = shutdown_timeout if shutdown_timeout is not None else settings.shutdown_timeout
+        # one coalesced request per lane: the at-least-once window of a kill -9
+        self.max_request_records = max_request_records or settings.max_request_records
+        self.max_request_bytes = max_request_bytes or settings.max_request_bytes
         self.probe_interval = probe_interval
         self.recover_after = recover_after
         self.counters = counters
@@ -156,14 +162,14 @@ class FailoverLogExporter(LogRecordExporter):
         if self.policy_name == "replicate":
             self.lanes = [
                 Lane(b.name, self.queue, Policy([b], "priority", self.probe_interval, recover_after=self.recover_after),
-                     self.counters)
+                     self.counters, self.max_request_records, self.max_request_bytes)
                 for b in self.backends
             ]
         else:
             self.lanes = [
                 Lane("main", self.queue,
                      Policy(self.backends, self.policy_name, self.probe_interval, recover_after=self.recover_after),
-                     self.counters)
+                     self.counters, self.max_request_records, self.max_request_bytes)
             ]
         self.queue.register_lanes(lane.lane for lane in self.lanes)
         self.adopt_orphans()

@@ -13,8 +13,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from otel_ext.auto.settings import POLICIES
 from otel_ext.backends.base import Backend
+from otel_ext.settings import POLICIES
 
 __all__ = ["POLICIES", "BackendHealth", "Policy"]
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from otel_ext.settings import env_value
+
 
 @dataclass
 class ClaimedFile:
@@ -60,7 +62,7 @@ def prepare_dir(path: str | os.PathLike[str], allow_insecure: bool | None = None
     ``allow_insecure`` None: as ``OTEL_EXT_QUEUE_INSECURE_DIR`` says (so every user of the queue
     directory — exporter, first hop, CLI — takes the same decision)."""
     if allow_insecure is None:
-        allow_insecure = os.environ.get(INSECURE_DIR_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+        allow_insecure = bool(env_value(INSECURE_DIR_ENV))
     directory = Path(path)
     try:
         info = os.lstat(directory)

@@ -23,15 +23,15 @@ __all__ = ["PLUGIN", "ElasticsearchBackend", "ElasticsearchConfig", "from_url"]
 def from_url(u: BackendURL) -> ElasticsearchBackend:
     from otel_ext.backends.elasticsearch.backend import ElasticsearchBackend, ElasticsearchConfig
 
-    env, query, parts, source = u.env, u.query, u.parts, u.source
+    query, parts, source = u.query, u.parts, u.source
     flavour, _, transport = u.scheme.partition("+")
-    cloud_id = env.get("OTEL_EXT_ES_CLOUD_ID") or None
+    cloud_id = u.setting("OTEL_EXT_ES_CLOUD_ID")
     if not parts.hostname and not cloud_id:
         raise BackendConfigError(f"{source}: {u.scheme} backend needs host:port (or OTEL_EXT_ES_CLOUD_ID)")
-    username, password = env.get("OTEL_EXT_ES_USERNAME"), env.get("OTEL_EXT_ES_PASSWORD")
+    username, password = u.setting("OTEL_EXT_ES_USERNAME"), u.setting("OTEL_EXT_ES_PASSWORD")
     if username and not password:
         raise BackendConfigError("OTEL_EXT_ES_PASSWORD: missing (OTEL_EXT_ES_USERNAME is set)")
-    if cloud_id and not (env.get("OTEL_EXT_ES_API_KEY") or username):
+    if cloud_id and not (u.setting("OTEL_EXT_ES_API_KEY") or username):
         raise BackendConfigError("OTEL_EXT_ES_CLOUD_ID is set but no credentials: set OTEL_EXT_ES_API_KEY")
     ca_file = u.readable("ca_file", query.get("ca_file"))
     host = parts.hostname or ""
@@ -47,7 +47,7 @@ def from_url(u: BackendURL) -> ElasticsearchBackend:
     try:
         config = ElasticsearchConfig(
             url=url, flavour=flavour, mapping=query.get("mapping", "ecs"), namespace=query.get("namespace", "default"),
-            route_by_class=routing == "class", api_key=env.get("OTEL_EXT_ES_API_KEY") or None, username=username,
+            route_by_class=routing == "class", api_key=u.setting("OTEL_EXT_ES_API_KEY"), username=username,
             password=password, cloud_id=cloud_id, ca_file=ca_file, timeout=u.timeout,
             compress=True if compression == "gzip" else False if compression == "none" else None,
             max_docs=int(query.get("max_docs", 2000)), max_bytes=int(query.get("max_bytes", 5 * 1024 * 1024)),
