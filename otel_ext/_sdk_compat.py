@@ -1,15 +1,25 @@
 """Every reach of otel-ext into names the OpenTelemetry SDK/API keep private, in one place.
 
-``tests/test_config_honesty.py`` imports each of them and checks its shape, so an SDK upgrade that
-renames or changes one fails that test loudly instead of breaking a guarantee quietly. The one other
-reach is ``otel_ext/handler.py``, a subclass of the contrib ``LoggingHandler`` that uses a few of its
-private members; the same test file checks those too.
+``tests/test_config_honesty.py`` imports each of them and checks its shape and behaviour, so an SDK
+upgrade that renames or changes one fails that test loudly instead of breaking a guarantee quietly.
+That includes the private members of the contrib ``LoggingHandler`` (opentelemetry-instrumentation-
+logging) that ``otel_ext/handler.py`` builds on: the handler reaches them only through the functions
+below (a test checks that it names none of them itself).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry._logs import LoggerProvider as APILoggerProvider
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+from opentelemetry.instrumentation.logging.handler import LoggingHandler as ContribLoggingHandler
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+from opentelemetry.sdk._logs import LogRecordLimits
+from opentelemetry.util.types import AnyValue
 
 # opentelemetry.context key: when True in the current context, instrumentations (and our logging
 # handler) must not record anything. Set in otel-ext's own threads.
@@ -23,4 +33,61 @@ SDKConfigurator = _OTelSDKConfigurator
 # which ignores the processors we pass.
 OTEL_CONFIG_FILE = "OTEL_CONFIG_FILE"
 
-__all__ = ["OTEL_CONFIG_FILE", "SUPPRESS_INSTRUMENTATION_KEY", "SDKConfigurator"]
+
+# --- the contrib LoggingHandler ----------------------------------------------------------------
+
+# Its private names our handler depends on (the subclass also overrides ``_translate`` with its safe
+# translation, so contrib code calling it gets ours). Checked by the compat test.
+CONTRIB_HANDLER_PRIVATE_NAMES = ("_is_emitting", "_logger_provider", "_get_attributes", "_translate")
+
+
+def handler_emitting_flag() -> ContextVar[bool]:
+    """The contrib handler's re-entry guard: one ContextVar on the class, shared by every contrib
+    handler and ours, so a record the SDK logs while any of them emits is never re-entered."""
+    flag: ContextVar[bool] = ContribLoggingHandler._is_emitting
+    return flag
+
+
+def handler_provider(handler: ContribLoggingHandler) -> APILoggerProvider:
+    """The LoggerProvider the handler emits into."""
+    provider: APILoggerProvider = handler._logger_provider
+    return provider
+
+
+def handler_attributes(handler: ContribLoggingHandler,
+                       record: logging.LogRecord) -> tuple[dict[str, AnyValue], str | None]:
+    """The contrib handler's attributes of ``record`` (extras, exception.*, code.*) and its event name."""
+    attributes, event_name = handler._get_attributes(record)
+    return attributes, event_name
+
+
+def provider_limits(provider: Any) -> LogRecordLimits:
+    """The SDK provider's attribute limits (the defaults from env for any other provider)."""
+    limits = getattr(provider, "_log_record_limits", None)
+    return limits if isinstance(limits, LogRecordLimits) else LogRecordLimits()
+
+
+def keep_through_logging_config(handler: logging.Handler) -> None:
+    """Make ``logging.basicConfig`` / ``dictConfig`` keep ``handler`` on the root logger, as the
+    contrib instrumentation does for its own handler."""
+    from opentelemetry.instrumentation.logging import handler as contrib
+
+    contrib._overwrite_logging_config_fns(handler)  # type: ignore[arg-type]
+
+
+def swap_instrumentation_handler_setup(
+        setup: Callable[..., logging.Handler]) -> Callable[..., logging.Handler] | None:
+    """Make the contrib logging instrumentor install its handler through ``setup``; returns the
+    function it replaced, or None (nothing replaced) when the instrumentation lacks that hook."""
+    import opentelemetry.instrumentation.logging as instrumentation
+
+    previous: Callable[..., logging.Handler] | None = getattr(instrumentation, "_setup_logging_handler", None)
+    if previous is None:
+        return None
+    instrumentation._setup_logging_handler = setup  # type: ignore[attr-defined,assignment]
+    return previous
+
+
+__all__ = ["CONTRIB_HANDLER_PRIVATE_NAMES", "OTEL_CONFIG_FILE", "SUPPRESS_INSTRUMENTATION_KEY", "ContribLoggingHandler",
+           "SDKConfigurator", "handler_attributes", "handler_emitting_flag", "handler_provider",
+           "keep_through_logging_config", "provider_limits", "swap_instrumentation_handler_setup"]

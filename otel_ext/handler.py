@@ -10,10 +10,12 @@ Guarantees:
   (or recurses without end) is still emitted, with a safe body: the unformatted message plus the
   ``repr`` of each argument, unprintable parts replaced by ``<unprintable TYPE>``. Any other failure
   goes to :meth:`handleError`, which counts it and writes at most one line a minute to stderr.
-- **Our own logs never feed back.** Records of the ``otel_ext`` logger tree, records emitted while
-  OTel instrumentation is suppressed in the current context (our sender/queue threads run that
-  way), and records logged by the SDK while this handler is already emitting (re-entry) are skipped
-  and counted, silently.
+- **Our own logs never feed back.** Records of the ``otel_ext`` logger tree, records emitted on one
+  of our threads or while OTel instrumentation is suppressed in the current context (our
+  sender/queue threads run that way) — one decision, :func:`otel_ext.selflog.own_record_reason` —
+  and records logged by the SDK while this handler is already emitting (re-entry) are skipped and
+  counted, silently.
+- **Private names of the contrib handler** are reached only through ``otel_ext/_sdk_compat.py``.
 - **Attribute limits without noise.** The SDK's count and value-length limits
   (``OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT`` / ``OTEL_ATTRIBUTE_COUNT_LIMIT`` and the ``_VALUE_LENGTH_``
   pair) are applied here, before the SDK would log one warning per dropped key; drops are counted and
@@ -35,10 +37,17 @@ from opentelemetry._logs import LogRecord, NoOpLogger, get_logger
 from opentelemetry.context import get_current
 from opentelemetry.instrumentation.log_utils import std_to_otel
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.sdk._logs import LogRecordLimits
 from opentelemetry.util.types import AnyValue
 
+from otel_ext._sdk_compat import (
+    handler_attributes,
+    handler_emitting_flag,
+    handler_provider,
+    keep_through_logging_config,
+    provider_limits,
+    swap_instrumentation_handler_setup,
+)
+from otel_ext.selflog import own_record_reason
 from otel_ext.telemetry import Counters, register_counters
 
 _logger = logging.getLogger(__name__)
@@ -46,7 +55,7 @@ _logger = logging.getLogger(__name__)
 HANDLER_COUNTERS = register_counters(
     Counters("handler"),
     {
-        "skipped": ("reason",),  # own | suppressed | reentrant
+        "skipped": ("reason",),  # own | own_thread | suppressed | reentrant
         "format_failed": ("part",),  # message | attributes
         "failed": (),  # records that could not be emitted at all (handleError)
         "attributes_dropped": (),
@@ -56,6 +65,7 @@ HANDLER_COUNTERS = register_counters(
 """What the handler did instead of raising: skipped records, failed formatting, applied limits."""
 
 OWN_LOGGER = "otel_ext"
+_IS_EMITTING = handler_emitting_flag()  # shared with every contrib LoggingHandler
 WARN_INTERVAL_S = 60.0
 _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 
@@ -126,9 +136,8 @@ class OtelExtLoggingHandler(LoggingHandler):
         super().__init__(level=level, logger_provider=logger_provider, log_code_attributes=log_code_attributes)
         self.counters = counters
         self._warnings = _RateLimitedWarning()
-        limits = getattr(self._logger_provider, "_log_record_limits", None)
-        if not isinstance(limits, LogRecordLimits):
-            limits = LogRecordLimits()
+        self.provider = handler_provider(self)
+        limits = provider_limits(self.provider)
         self.max_attributes: int | None = limits.max_log_record_attributes
         self.max_value_length: int | None = limits.max_log_record_attribute_length
 
@@ -136,23 +145,20 @@ class OtelExtLoggingHandler(LoggingHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            name = record.name
-            if name == OWN_LOGGER or name.startswith("otel_ext."):
-                self.counters.add("skipped", "own")
+            reason = own_record_reason(record)  # ours, our threads', suppressed contexts'
+            if reason is not None:
+                self.counters.add("skipped", reason)
                 return
-            if self._is_emitting.get():  # the SDK logging while we emit: never recurse, never print
+            if _IS_EMITTING.get():  # the SDK logging while we emit: never recurse, never print
                 self.counters.add("skipped", "reentrant")
                 return
-            if not is_instrumentation_enabled():
-                self.counters.add("skipped", "suppressed")
-                return
-            token = self._is_emitting.set(True)
+            token = _IS_EMITTING.set(True)
             try:
-                logger = get_logger(name, logger_provider=self._logger_provider)
+                logger = get_logger(record.name, logger_provider=self.provider)
                 if not isinstance(logger, NoOpLogger):
-                    logger.emit(self._translate(record))
+                    logger.emit(self.translate(record))
             finally:
-                self._is_emitting.reset(token)
+                _IS_EMITTING.reset(token)
         except Exception:  # noqa: BLE001 - the application's log call must return normally
             self.handleError(record)
 
@@ -183,7 +189,7 @@ class OtelExtLoggingHandler(LoggingHandler):
 
     def _attributes(self, record: logging.LogRecord) -> tuple[dict[str, AnyValue], str | None]:
         try:
-            return self._get_attributes(record)
+            return handler_attributes(self, record)
         except Exception:  # noqa: BLE001 - e.g. an exception whose args[0].__str__ raises
             self.counters.add("format_failed", "attributes")
             attributes: dict[str, AnyValue] = {}
@@ -216,7 +222,7 @@ class OtelExtLoggingHandler(LoggingHandler):
         if self._warnings.due(topic):
             _logger.warning(message)  # the otel_ext tree: skipped by this handler, seen by the app's others
 
-    def _translate(self, record: logging.LogRecord) -> LogRecord:
+    def translate(self, record: logging.LogRecord) -> LogRecord:
         body = self._body(record)
         attributes, event_name = self._attributes(record)
         return LogRecord(
@@ -230,6 +236,8 @@ class OtelExtLoggingHandler(LoggingHandler):
             event_name=event_name,
         )
 
+    _translate = translate  # the contrib's private name too: any contrib code calling it gets ours
+
 
 def _setup_handler(
     logger_provider: APILoggerProvider,
@@ -237,31 +245,24 @@ def _setup_handler(
     level: int | None = None,
 ) -> LoggingHandler:
     """Drop-in for the contrib instrumentation's ``_setup_logging_handler``: same effect, our handler."""
-    from opentelemetry.instrumentation.logging import handler as contrib
-
     handler = OtelExtLoggingHandler(level=level or logging.NOTSET, logger_provider=logger_provider,
                                     log_code_attributes=log_code_attributes)
     logging.getLogger().addHandler(handler)
-    contrib._overwrite_logging_config_fns(handler)  # dictConfig/basicConfig keep our handler, as theirs
+    keep_through_logging_config(handler)  # dictConfig/basicConfig keep our handler, as theirs
     return handler
 
 
 def install_for_instrumentation() -> Callable[..., LoggingHandler] | None:
     """Make the contrib logging instrumentation (``opentelemetry-instrument``) install our handler.
 
-    The instrumentor installs its handler through the module-level name ``_setup_logging_handler``
-    of ``opentelemetry.instrumentation.logging``; it is replaced by :func:`_setup_handler`. Returns
-    the previous function (None when the instrumentation is not importable).
-    tests/test_handler.py fails loudly if the contrib package moves that name.
+    The instrumentor installs its handler through a module-level hook that
+    :func:`otel_ext._sdk_compat.swap_instrumentation_handler_setup` points at :func:`_setup_handler`.
+    Returns the previous function (None when the instrumentation has no such hook: its own handler
+    is then used, and one warning says so). tests/test_handler.py fails loudly if the hook moves.
     """
-    try:
-        import opentelemetry.instrumentation.logging as instrumentation
-    except ImportError:
-        return None
-    previous: Callable[..., LoggingHandler] | None = getattr(instrumentation, "_setup_logging_handler", None)
+    previous = swap_instrumentation_handler_setup(_setup_handler)
     if previous is None:
-        _logger.warning("otel-ext: opentelemetry-instrumentation-logging has no _setup_logging_handler; "
+        _logger.warning("otel-ext: opentelemetry-instrumentation-logging has no handler setup hook; "
                         "its own LoggingHandler is used")
         return None
-    instrumentation._setup_logging_handler = _setup_handler  # type: ignore[attr-defined]
-    return previous
+    return previous  # type: ignore[return-value]

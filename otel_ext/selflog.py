@@ -6,9 +6,12 @@
 - Our threads (delivery lanes, prober, CLI drains) run with OpenTelemetry instrumentation suppressed
   (:func:`suppressed`), so instrumented clients record nothing about our own traffic and logging
   handlers can skip records emitted there.
-- :func:`own_records_filter` is a ``logging`` filter for a capturing handler: it drops records of the
-  ``otel_ext`` logger tree and records emitted while instrumentation is suppressed — e.g. the
-  per-request INFO lines of ``elastic_transport``/``urllib3`` when one of our lanes calls a backend.
+- :func:`own_record_reason` is the one place that decides which records a capturing handler must
+  not ship: the ``otel_ext`` logger tree, records emitted on one of our threads, and records emitted
+  while instrumentation is suppressed — e.g. the per-request INFO lines of
+  ``elastic_transport``/``urllib3`` when one of our lanes calls a backend. Our logging handler
+  (``otel_ext/handler.py``) skips and counts by it; :func:`own_records_filter` is the same decision
+  as a ``logging`` filter for any other capturing handler.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from opentelemetry import context
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from otel_ext._sdk_compat import SUPPRESS_INSTRUMENTATION_KEY
 
@@ -122,12 +126,23 @@ def suppressed() -> Iterator[None]:
 THREAD_PREFIX = "otel-ext-"  # every thread we start is named so (lanes, prober, bulk senders)
 
 
-def own_records_filter(record: logging.LogRecord) -> bool:
-    """False for records a capturing handler must not ship: ours, emitted while instrumentation is
-    suppressed, or emitted on one of our threads."""
+_OWN_PREFIX = LOGGER_NAME + "."
+
+
+def own_record_reason(record: logging.LogRecord) -> str | None:
+    """Why a capturing handler must not ship ``record``: ``own`` (the ``otel_ext`` logger tree),
+    ``own_thread`` (emitted on one of our threads, e.g. a client's line about our request) or
+    ``suppressed`` (OTel instrumentation suppressed in this context, either key); None to ship it."""
     name = record.name
-    if name == LOGGER_NAME or name.startswith(LOGGER_NAME + "."):
-        return False
+    if name == LOGGER_NAME or name.startswith(_OWN_PREFIX):
+        return "own"
     if (record.threadName or "").startswith(THREAD_PREFIX):
-        return False
-    return not is_suppressed()
+        return "own_thread"
+    if not is_instrumentation_enabled():
+        return "suppressed"
+    return None
+
+
+def own_records_filter(record: logging.LogRecord) -> bool:
+    """:func:`own_record_reason` as a ``logging`` filter: False for records not to ship."""
+    return own_record_reason(record) is None

@@ -5,6 +5,8 @@ silently dropping our processors, and every reach into private SDK names is pinn
 from __future__ import annotations
 
 import inspect
+import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -126,16 +128,56 @@ def test_private_sdk_names_we_rely_on_still_exist_and_behave() -> None:
 
 
 def test_private_contrib_handler_names_our_handler_builds_on_still_exist() -> None:
-    """otel_ext/handler.py subclasses the contrib LoggingHandler and reaches into a few of its private
-    members (and the SDK provider's limits): if this fails after an upgrade, fix otel_ext/handler.py."""
-    from opentelemetry.instrumentation import logging as instrumentation
+    """otel_ext/handler.py builds on a few private members of the contrib LoggingHandler (and the SDK
+    provider's limits), reached only through otel_ext/_sdk_compat.py: if this fails after an
+    upgrade, fix _sdk_compat.py."""
+    import contextvars
+
     from opentelemetry.instrumentation.logging.handler import LoggingHandler
     from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
 
-    handler = LoggingHandler(logger_provider=LoggerProvider())
-    for name in ("_is_emitting", "_logger_provider", "_get_attributes", "_translate"):
-        assert hasattr(handler, name), f"contrib LoggingHandler lost {name}"
-    assert callable(handler._get_attributes) and callable(handler._translate)
-    assert hasattr(handler._is_emitting, "get") and hasattr(handler._is_emitting, "set")  # a ContextVar
-    assert isinstance(LoggerProvider()._log_record_limits, LogRecordLimits)
-    assert callable(getattr(instrumentation, "_setup_logging_handler", None))
+    from otel_ext.handler import OtelExtLoggingHandler
+
+    provider = LoggerProvider()
+    contrib = LoggingHandler(logger_provider=provider)
+    for name in _sdk_compat.CONTRIB_HANDLER_PRIVATE_NAMES:
+        assert hasattr(contrib, name), f"contrib LoggingHandler lost {name}"
+    # the re-entry guard is one ContextVar shared by the contrib handlers and ours
+    flag = _sdk_compat.handler_emitting_flag()
+    assert isinstance(flag, contextvars.ContextVar) and flag is contrib._is_emitting and flag.get() is False
+    ours = OtelExtLoggingHandler(logger_provider=provider)
+    assert _sdk_compat.handler_provider(ours) is provider is ours.provider
+    # attributes: extras kept, the event name promoted, exception.* filled
+    try:
+        raise KeyError("boom")
+    except KeyError:
+        record = logging.LogRecord("app", logging.ERROR, __file__, 1, "m", None, sys.exc_info())
+    record.__dict__.update({"tenant.id": "t1", "otel.event.name": "signup"})
+    attributes, event_name = _sdk_compat.handler_attributes(contrib, record)
+    assert attributes["tenant.id"] == "t1" and event_name == "signup" and "otel.event.name" not in attributes
+    assert attributes["exception.type"] == "KeyError"
+    # the SDK provider's limits, defaults for a provider that has none
+    assert isinstance(_sdk_compat.provider_limits(provider), LogRecordLimits)
+    assert _sdk_compat.provider_limits(provider) is provider._log_record_limits
+    assert isinstance(_sdk_compat.provider_limits(object()), LogRecordLimits)
+    # the instrumentation's hook for installing its handler, swapped and put back
+    from opentelemetry.instrumentation import logging as instrumentation
+
+    original = instrumentation._setup_logging_handler
+    previous = _sdk_compat.swap_instrumentation_handler_setup(_sdk_compat.swap_instrumentation_handler_setup)  # type: ignore[arg-type]
+    try:
+        assert previous is original
+        assert instrumentation._setup_logging_handler is _sdk_compat.swap_instrumentation_handler_setup
+    finally:
+        instrumentation._setup_logging_handler = original
+    from opentelemetry.instrumentation.logging import handler as contrib_module
+
+    assert callable(contrib_module._overwrite_logging_config_fns)
+    # the contrib's translation is overridden by ours (so contrib code calling it gets the safe one)
+    assert OtelExtLoggingHandler._translate is OtelExtLoggingHandler.translate
+    # and handler.py itself names none of those private members
+    source = (ROOT / "otel_ext" / "handler.py").read_text()
+    reaches = [n for n in (*_sdk_compat.CONTRIB_HANDLER_PRIVATE_NAMES, "_log_record_limits",
+                           "_overwrite_logging_config_fns", "_setup_logging_handler")
+               if re.search(rf"\.{n}\b", source)]
+    assert reaches == []

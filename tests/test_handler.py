@@ -180,6 +180,27 @@ def test_records_of_our_own_logger_tree_and_suppressed_contexts_are_skipped(harn
     assert harness.counters.get("skipped", "suppressed") == 2
 
 
+def test_records_logged_on_our_threads_are_skipped_by_the_handler_itself(harness: Harness) -> None:
+    """One decision (selflog.own_record_reason) for the handler and the capture filter: a client's
+    line logged on one of our threads stays out even where no filter is installed (zero-code)."""
+    import threading
+
+    from otel_ext.selflog import own_record_reason, own_records_filter
+
+    assert not harness.handler.filters  # nothing else does the skipping
+    worker = threading.Thread(target=lambda: harness.logger.info("POST /_bulk 200"), name="otel-ext-lane-main")
+    worker.start()
+    worker.join()
+    other = threading.Thread(target=lambda: harness.logger.info("app thread line"), name="app-worker")
+    other.start()
+    other.join()
+    assert harness.bodies() == ["app thread line"]
+    assert harness.counters.get("skipped", "own_thread") == 1
+    record = logging.LogRecord("urllib3", logging.INFO, __file__, 1, "x", None, None)
+    record.threadName = "otel-ext-prober"
+    assert own_record_reason(record) == "own_thread" and not own_records_filter(record)
+
+
 def test_a_huge_attribute_dict_is_limited_without_a_line_per_key(tmp_path: Path) -> None:
     # a fresh interpreter: stderr is exactly what the app would see
     script = textwrap.dedent(

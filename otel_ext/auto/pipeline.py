@@ -200,7 +200,6 @@ def configure(**overrides: Any) -> Pipeline:
             return _CURRENT
         from otel_ext.export import FailoverLogExporter
         from otel_ext.selflog import install as install_selflog
-        from otel_ext.selflog import own_records_filter
 
         install_selflog()
         try:
@@ -224,7 +223,6 @@ def configure(**overrides: Any) -> Pipeline:
         else:
             set_logger_provider(provider)
         handler = OtelExtLoggingHandler(logger_provider=provider)
-        handler.addFilter(own_records_filter)  # our own logs and our threads' client logs stay out
         logging.getLogger().addHandler(handler)
         _CURRENT = Pipeline(provider, [exporter], handler, parts)
         exit_flush.install(lambda: provider.force_flush(int(settings.shutdown_timeout * 1000)) and exporter.force_flush(
