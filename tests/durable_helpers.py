@@ -163,21 +163,22 @@ STORM_WRITER = textwrap.dedent("""
 
 
 def storm(queue_dir: Path, writers: int, writers_backend: str | None, drain_backend: str,
-          code: str = ROOT, seed: int = 7) -> tuple[set[str], float]:
+          code: str = ROOT, seed: int = 7, env: dict[str, str] | None = None) -> tuple[set[str], float]:
     """Writer processes one after another on ``queue_dir``, each killed with SIGKILL at a random
     moment after its imports (adoption of the earlier writers' files included), then one drain
-    process. ``writers_backend`` None: a port nobody listens on. Returns (acknowledged record
-    ``seq`` values, worst emit latency in ms)."""
+    process. ``writers_backend`` None: a port nobody listens on. ``env``: extra variables of every
+    process. Returns (acknowledged record ``seq`` values, worst emit latency in ms)."""
     from peers import free_port
 
     rng = random.Random(seed)
     directory = prepare_dir(queue_dir)
     target = writers_backend or f"otlp+grpc://127.0.0.1:{free_port()}?name=down"
+    proc_env = {**os.environ, **(env or {})}
     acked: set[str] = set()
     worst = 0.0
     for n in range(writers):
         proc = subprocess.Popen([sys.executable, "-c", STORM_WRITER, code, target, str(directory), f"w{n}"],
-                                stdout=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, text=True, env=proc_env)
         assert proc.stdout is not None
         first = proc.stdout.readline()  # imports done: adoption, then logging
         time.sleep(rng.uniform(0.0, 1.0))
@@ -188,6 +189,6 @@ def storm(queue_dir: Path, writers: int, writers_backend: str | None, drain_back
             acked.update(f"w{n}-{i}" for i in range(int(lines[-1][2])))
             worst = max([worst] + [float(x[3]) for x in lines])
     done = subprocess.run([sys.executable, "-c", STORM_WRITER, code, drain_backend, str(directory), "drain"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=proc_env)
     assert "drained True" in done.stdout, done.stdout + done.stderr
     return acked, worst

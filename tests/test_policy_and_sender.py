@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from durable_helpers import entry
 
 from otel_ext.backends.outcome import Outcome
@@ -178,3 +179,23 @@ def test_lane_keeps_a_delivered_range_it_cannot_record_and_never_resends_it(tmp_
     assert lane.settle(force=True) and not lane.unrecorded
     assert q.pending() == 0
     q.close()
+
+
+def test_the_in_flight_request_is_bounded_by_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The at-least-once window of a kill -9 is one request per lane: never more than
+    OTEL_EXT_MAX_REQUEST_RECORDS records (whole entries; one entry alone if larger), and an
+    explicit argument beats the variable."""
+    sizes: list[int] = []
+    backend = MemoryBackend("a", hook=lambda payload, records: sizes.append(records) if records else None)
+    monkeypatch.setenv("OTEL_EXT_MAX_REQUEST_RECORDS", "25")
+    monkeypatch.setenv("OTEL_EXT_MAX_REQUEST_BYTES", "not a number")  # given below: never read
+    exp = FailoverLogExporter([backend], queue_dir=tmp_path / "q", counters=Counters("e"),
+                              queue_counters=Counters("q"), probe_interval=0.02, max_request_bytes=1 << 20)
+    assert exp.lanes[0].max_request_records == 25 and exp.lanes[0].max_request_bytes == 1 << 20
+    backend.delay = 0.05  # let entries pile up behind the first request, so later ones coalesce
+    exp.queue.append([entry(list(range(n * 10, n * 10 + 10))) for n in range(20)])
+    exp.queue.append([entry(list(range(1000, 1040)))])  # one entry larger than the bound: sent alone
+    exp.lanes[0].wake.set()
+    assert wait_for(lambda: backend.records == 240)
+    assert max(sizes) == 40 and sorted(sizes)[-2] <= 25 and 20 in sizes, sizes  # coalesced, within bound
+    exp.shutdown()
