@@ -127,6 +127,17 @@ def damage(db: Path, kind: str) -> None:
             f.write(bytes(b ^ 0xFF for b in data))
     elif kind == "truncated_wal":
         os.truncate(wal, wal.stat().st_size * 2 // 3 + 17)
+    elif kind == "cut_wal_no_shm":
+        # cut right after a commit frame about half way, and lose the -shm index too: what remains
+        # is a sound, shorter WAL; only the owner's .seq witness knows more was committed
+        data = wal.read_bytes()
+        page_size = int.from_bytes(data[8:12], "big")
+        frame = 24 + page_size
+        commits = [end for end in range(32 + frame, len(data) + 1, frame)
+                   if int.from_bytes(data[end - frame + 4:end - frame + 8], "big")]
+        assert len(commits) >= 3, "the orphan's WAL needs several transactions"
+        os.truncate(wal, commits[len(commits) // 2])
+        os.unlink(f"{db}-shm")
     else:  # pragma: no cover
         raise ValueError(kind)
 

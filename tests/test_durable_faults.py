@@ -199,7 +199,8 @@ def test_wal_is_truncated_once_the_queue_is_idle(tmp_path: Path) -> None:
 # --- corruption contained ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["truncated", "bad_header", "bad_page", "bad_wal", "truncated_wal"])
+@pytest.mark.parametrize("kind", ["truncated", "bad_header", "bad_page", "bad_wal", "truncated_wal",
+                                  "cut_wal_no_shm"])
 def test_damaged_orphan_is_quarantined_salvaged_and_never_stops_us(tmp_path: Path, kind: str) -> None:
     directory = prepare_dir(tmp_path / "q")
     wal_kind = "wal" in kind

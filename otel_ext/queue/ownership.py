@@ -33,7 +33,7 @@ class ClaimedFile:
 
     def release(self, remove: bool = False) -> None:
         if remove:
-            for suffix in ("", "-wal", "-shm", ".reserve"):
+            for suffix in ("", "-wal", "-shm", ".reserve", ".seq"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f"{self.db_path}{suffix}")
             with contextlib.suppress(FileNotFoundError):

@@ -31,7 +31,12 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 SQLITE_HEADER = b"SQLite format 3\x00"
 WAL_MAGIC_LE, WAL_MAGIC_BE = 0x377F0682, 0x377F0683
 QUARANTINE = "quarantine"
-_SIDECARS = ("-wal", "-shm")
+# Outside the SQLite files, the owner notes the highest entry id it committed (8 bytes, big-endian,
+# rewritten in place after each append): the witness of a WAL cut short at a commit boundary
+# together with its -shm index, which the WAL alone cannot show (see check_file).
+WITNESS_SUFFIX = ".seq"
+WITNESS = struct.Struct(">Q")
+_SIDECARS = ("-wal", "-shm", WITNESS_SUFFIX)
 # salvage gives up skipping damaged id ranges after this many probes or seconds
 _SALVAGE_PROBES = 200_000
 _SALVAGE_SECONDS = 10.0
@@ -155,6 +160,25 @@ def _shm_committed_frames(shm: Path, salt1: int, salt2: int) -> int | None:
     return int(max_frame)
 
 
+def read_witness(db: Path) -> int:
+    """The highest entry id the owner of ``db`` noted as committed (0: none, or not trustworthy:
+    not a regular file of ours)."""
+    try:
+        fd = os.open(f"{db}{WITNESS_SUFFIX}", os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return 0
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            return 0
+        data = os.pread(fd, WITNESS.size, 0)
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    return int(WITNESS.unpack(data)[0]) if len(data) == WITNESS.size else 0
+
+
 def check_file(db: Path) -> None:
     """Raise :class:`DamagedFile` unless ``db`` (and its WAL) is a sound queue file.
 
@@ -178,6 +202,7 @@ def check_file(db: Path) -> None:
     reason = check_wal(Path(f"{db}-wal"))
     if reason:
         raise DamagedFile(reason)
+    witness = read_witness(db)
     try:
         conn = sqlite3.connect(db, timeout=2.0, isolation_level=None)
     except sqlite3.Error as exc:
@@ -189,6 +214,13 @@ def check_file(db: Path) -> None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not {"entries", "lanes"} <= tables:
             raise DamagedFile(f"not a queue file (tables: {sorted(tables)})")
+        if witness:
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()
+            known = int(row[0]) if row else 0
+            if known < witness:
+                raise DamagedFile(f"WAL cut short: entries up to id {witness} were committed ({db.name}"
+                                  f"{WITNESS_SUFFIX}) but the file knows ids up to {known} only; SQLite would "
+                                  "silently drop the rest")
     except sqlite3.Error as exc:
         raise DamagedFile(f"{type(exc).__name__}: {exc}") from None
     finally:

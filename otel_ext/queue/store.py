@@ -30,6 +30,8 @@ from pathlib import Path
 
 from otel_ext.queue.salvage import (
     ADOPTED_PREFIX,
+    WITNESS,
+    WITNESS_SUFFIX,
     DamagedFile,
     adopted_elsewhere,
     check_file,
@@ -199,6 +201,7 @@ class PersistentQueue:
         self._reload_totals()
         self.reserve_path = Path(f"{self.path}.reserve")
         self._take_reserve()
+        self._witness_fd = self._open_witness()
 
     # --- opening -------------------------------------------------------------------------------
 
@@ -290,20 +293,36 @@ class PersistentQueue:
             return
         with self._lock:
             now = time.time_ns()
+            last_id: int | None = None
             with self._write() as delta:
                 for entry in batch:
                     size = len(entry.payload)
                     if not self._make_room(size, entry.tier, delta):
                         delta.dropped.append((entry.classes, "queue_full"))
                         continue
-                    self._conn.execute(
+                    last_id = self._conn.execute(
                         "INSERT INTO entries (created_ns, tier, records, classes, payload) VALUES (?,?,?,?,?)",
                         (now, entry.tier, entry.records, encode_classes(entry.classes), entry.payload),
-                    )
+                    ).lastrowid
                     delta.entries += 1
                     delta.records += entry.records
                     delta.bytes += size
                     delta.appended += entry.records
+            self._note_committed(last_id)
+
+    def _open_witness(self) -> int | None:
+        try:
+            return os.open(f"{self.path}{WITNESS_SUFFIX}", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                           0o600)
+        except OSError:
+            return None
+
+    def _note_committed(self, last_id: int | None) -> None:
+        """After a COMMIT: note the highest entry id outside the SQLite files, so that a WAL cut
+        short together with its -shm index is still detected at adoption (``check_file``)."""
+        if last_id and self._witness_fd is not None:
+            with contextlib.suppress(OSError):
+                os.pwrite(self._witness_fd, WITNESS.pack(last_id), 0)
 
     def _count_dropped(self, classes: dict[str, int], reason: str) -> None:
         for name, count in classes.items():
@@ -560,12 +579,13 @@ class PersistentQueue:
             target = quarantine(other, damaged)
             self.counters.add("quarantined")
             contents = salvage(target, target.parent / f".{target.name}.salvage")
+        last_id: int | None = None
         with self._lock, self._write() as delta:
             for created_ns, tier, records, classes, payload in contents.entries:
-                self._conn.execute(
+                last_id = self._conn.execute(
                     "INSERT INTO entries (created_ns, tier, records, classes, payload) VALUES (?,?,?,?,?)",
                     (created_ns, tier, records, classes, payload),
-                )
+                ).lastrowid
                 delta.entries += 1
                 delta.records += records
                 delta.bytes += len(payload)
@@ -578,6 +598,8 @@ class PersistentQueue:
             now = str(time.time_ns())
             for name in (other.name, *contents.adopted_files):
                 self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (ADOPTED_PREFIX + name, now))
+        with self._lock:
+            self._note_committed(last_id)
         self.counters.add("adopted", "", contents.records)
         return Adopted(contents.records, contents.dead_records, damaged, target, contents.skipped)
 
@@ -666,6 +688,10 @@ class PersistentQueue:
                 removed = self._remove_if_empty()
             with contextlib.suppress(OSError):
                 os.unlink(self.reserve_path)
+            if self._witness_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._witness_fd)
+                self._witness_fd = None
             self._closed = True
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
@@ -682,7 +708,7 @@ class PersistentQueue:
             if pending or dead:
                 return False
             # still inside the transaction that proved it empty: nobody can append meanwhile
-            for suffix in ("", "-wal", "-shm", ".reserve"):
+            for suffix in ("", "-wal", "-shm", ".reserve", WITNESS_SUFFIX):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f"{self.path}{suffix}")
             return True
