@@ -4,10 +4,12 @@ Scenarios (each a few seconds; rotel receivers from tests/peers.py, wire faults 
 tests/faults.py, real SQLite files damaged on disk, a real tmpfs for disk full):
 
 - ``kill_storm``: writer processes started one after another on the same queue directory, each
-  killed with SIGKILL at a random moment while logging; then one drain process.
+  killed with SIGKILL at a random moment while logging; then one drain process. Once more with
+  ``OTEL_EXT_MAX_REQUEST_RECORDS=200``: the at-least-once window is one request per killed writer.
 - ``disk_full``: the queue fills a small tmpfs while the backend is down; the backend comes back.
 - ``corrupt_<kind>``: an orphaned queue file damaged on disk (truncated, bad header, bad page, bad
-  WAL, truncated WAL) is adopted by a healthy process.
+  WAL, truncated WAL, WAL cut after a commit with its -shm index deleted) is adopted by a healthy
+  process. A row says "NOT DETECTED" if records were lost and nothing was quarantined.
 - ``backend_kill_restart``: the receiver is killed mid-stream and restarted on the same port.
 - ``slow_backend``: every chunk to the receiver is delayed past the attempt timeout half the time.
 - ``all_down_then_back``: every backend refuses connections for a while, then returns.
@@ -49,6 +51,7 @@ from peers import Rotel, wait_until  # noqa: E402
 
 from otel_ext.export import FailoverLogExporter  # noqa: E402
 from otel_ext.queue.ownership import prepare_dir  # noqa: E402
+from otel_ext.queue.salvage import list_quarantine  # noqa: E402
 from otel_ext.telemetry import Counters  # noqa: E402
 
 
@@ -68,16 +71,20 @@ def tally(name: str, acked: set[str], seen: list[str], max_emit_ms: float) -> Ro
                sum(c - 1 for c in counts.values()), max_emit_ms)
 
 
-def kill_storm(work: Path, writers: int, backend_up: bool, seed: int = 7) -> Row:
+def kill_storm(work: Path, writers: int, backend_up: bool, seed: int = 7, request_records: int | None = None) -> Row:
     """Writers run the code at $CHAOS_CODE (default: this checkout), to compare revisions."""
-    rx = Rotel(work, f"storm-{backend_up}").start()
+    tag = f"{backend_up}-{request_records}"
+    rx = Rotel(work, f"storm-{tag}").start()
+    env = {"OTEL_EXT_MAX_REQUEST_RECORDS": str(request_records)} if request_records else None
     try:
-        acked, worst = storm(work / f"q-storm-{backend_up}", writers, rx.grpc_url if backend_up else None,
-                             rx.grpc_url, os.environ.get("CHAOS_CODE", str(ROOT)), seed)
+        acked, worst = storm(work / f"q-storm-{tag}", writers, rx.grpc_url if backend_up else None,
+                             rx.grpc_url, os.environ.get("CHAOS_CODE", str(ROOT)), seed, env)
         seen = settled_values(rx, len(acked))
     finally:
         rx.kill()
     state = "backend up" if backend_up else "backend down until the drain"
+    if request_records:
+        state += f", requests of at most {request_records} records"
     return tally(f"kill -9 storm, {writers} writers, {state}", acked, seen, worst)
 
 
@@ -186,7 +193,10 @@ def corrupt(work: Path, kind: str) -> Row:
     finally:
         rx.kill()
     acked = app.acked | {f"orphan-{i}" for i in range(total)}
-    return tally(f"corrupt orphan: {kind.replace('_', ' ')}", acked, seen, app.worst * 1000)
+    row = tally(f"corrupt orphan: {kind.replace('_', ' ')}", acked, seen, app.worst * 1000)
+    if row.lost and not list_quarantine(queue_dir):
+        row.scenario += " (NOT DETECTED)"
+    return row
 
 
 def rx_ints(rx: Rotel) -> list[str]:
@@ -269,10 +279,11 @@ def main() -> None:
         work = Path(tmp)
         plan: list[tuple[str, object]] = [
             ("kill_storm", lambda: kill_storm(work, args.writers, backend_up=True)),
+            ("kill_storm", lambda: kill_storm(work, args.writers, backend_up=True, request_records=200)),
             ("kill_storm", lambda: kill_storm(work, args.writers, backend_up=False)),
             ("disk_full", lambda: disk_full(work)),
             *[("corrupt", functools.partial(corrupt, work, kind))
-              for kind in ("truncated", "bad_header", "bad_page", "bad_wal", "truncated_wal")],
+              for kind in ("truncated", "bad_header", "bad_page", "bad_wal", "truncated_wal", "cut_wal_no_shm")],
             ("kill_restart", lambda: backend_kill_restart(work)),
             ("slow", lambda: slow_backend(work)),
             ("down", lambda: all_down_then_back(work, args.down_seconds)),

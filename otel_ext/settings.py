@@ -141,7 +141,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("OTEL_EXT_KAFKA_USERNAME", "str", None, "Kafka SASL user (with the password)", family="backends"),
     Variable("OTEL_EXT_KAFKA_PASSWORD", "secret", None, "Kafka SASL password", family="backends"),
     # --- variables of the OpenTelemetry SDK / XDG that we interpret --------------------------------
-    Variable("OTEL_LOGS_EXPORTER", "list", "", "`failover` selects our exporter (the distro's default)",
+    Variable("OTEL_LOGS_EXPORTER", "list", (), "`failover` selects our exporter (the distro's default)",
              family="sdk"),
     Variable("OTEL_PYTHON_CONFIGURATOR", "str", "", "`otel_ext` selects our configurator (the distro's "
              "default)", family="sdk"),

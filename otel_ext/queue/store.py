@@ -724,6 +724,10 @@ class PersistentQueue:
         self._lock = threading.RLock()
         self._closed = True
         _ABANDONED.append(self._conn)
+        if self._witness_fd is not None:  # this process's copy of the descriptor: the parent keeps its own
+            with contextlib.suppress(OSError):
+                os.close(self._witness_fd)
+            self._witness_fd = None
 
 
 # Connections inherited across fork are kept referenced so their finalizer never runs in the child
