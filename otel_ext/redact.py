@@ -30,7 +30,7 @@ from otel_ext._attrs import read_view
 from otel_ext._linear import LinearRegex
 from otel_ext.redaction.detectors import KIND_BY_GROUP, VALUE_EXTENT, VALUE_GROUP, maybe_secret, select
 from otel_ext.redaction.keys import key_kind, key_words, normalise_key
-from otel_ext.settings import env_value
+from otel_ext.settings import explicit_or_env
 from otel_ext.telemetry import Counters, register_counters
 
 _logger = logging.getLogger(__name__)
@@ -103,8 +103,8 @@ class Redactor:
         self.deny_keys = frozenset(normalise_key(k) for k in deny_keys)
         # user patterns run on RE2: linear time whatever the pattern (invalid ones raise PatternError)
         self.extra = [(name, LinearRegex(p)) for name, p in (extra_patterns or {}).items()]
-        env_key = None if hash_key is not None else env_value(HASH_KEY_ENV)  # an explicit key wins, env unread
-        self.hash_key = hash_key if hash_key is not None else (env_key.encode() if env_key else b"otel-ext")
+        key = explicit_or_env(hash_key, HASH_KEY_ENV)  # an explicit key wins (the variable is then not read)
+        self.hash_key = key.encode() if isinstance(key, str) else (key if key is not None else b"otel-ext")
         self.counters = counters
         self.max_depth = max_depth
         # repeated strings and keys (routes, user agents, messages) are redacted once

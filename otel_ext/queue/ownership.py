@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from otel_ext.settings import env_value
+from otel_ext.settings import explicit_or_env
 
 
 @dataclass
@@ -61,8 +61,7 @@ def prepare_dir(path: str | os.PathLike[str], allow_insecure: bool | None = None
 
     ``allow_insecure`` None: as ``OTEL_EXT_QUEUE_INSECURE_DIR`` says (so every user of the queue
     directory — exporter, first hop, CLI — takes the same decision)."""
-    if allow_insecure is None:
-        allow_insecure = bool(env_value(INSECURE_DIR_ENV))
+    allow_insecure = bool(explicit_or_env(allow_insecure, INSECURE_DIR_ENV))
     directory = Path(path)
     try:
         info = os.lstat(directory)
