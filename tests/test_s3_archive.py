@@ -8,6 +8,8 @@ import datetime as dt
 import gzip
 import json
 import os
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from peers import wait_until
+from peers import stop_process, wait_until
 from s3_server import S3Server
 
 from otel_ext.archive import parse_duration, parse_time, replay, within
@@ -394,6 +396,53 @@ def test_replay_window_finds_records_archived_long_after_they_happened(s3: S3Ser
     target = MemoryBackend()  # no window: everything
     assert replay(archive, target, None, None, ["security"]).records == 11
     archive.close()
+
+
+@pytest.mark.peers
+def test_the_collectors_awss3receiver_replays_one_class_of_our_archive(s3: S3Server, otelcol: Path,
+                                                                      tmp_path: Path) -> None:
+    """The real collector build reads our gzip OTLP JSON objects back (awss3receiver, time-based, one
+    class's prefix) and writes what it read with its file exporter: exactly our security records."""
+    bucket = _bucket(s3)
+    app = make_app([s3.url(bucket, "prod")], tmp_path / "q")
+    start = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
+    app.emit(250, "security")
+    app.emit(150, "access")
+    assert app.deliver()
+    app.close()
+    security = set(_archived_uids(s3, bucket, "prod/security/"))
+    assert len(security) == 250
+    out = tmp_path / "replayed.json"
+    config = tmp_path / "replay.yaml"
+    end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)
+    config.write_text(json.dumps({
+        "receivers": {"awss3": {
+            "s3downloader": {"s3_bucket": bucket, "s3_prefix": "prod/security", "region": "us-east-1",
+                             "endpoint": s3.endpoint, "s3_force_path_style": True,
+                             "s3_partition_format": "year=%Y/month=%m/day=%d/hour=%H/minute=%M",
+                             "s3_partition_timezone": "UTC"},
+            "starttime": start.strftime("%Y-%m-%d %H:%M"), "endtime": end.strftime("%Y-%m-%d %H:%M")}},
+        "exporters": {"file": {"path": str(out)}},
+        "service": {"telemetry": {"metrics": {"level": "none"}},
+                    "pipelines": {"logs": {"receivers": ["awss3"], "exporters": ["file"]}}}}))
+    log = (tmp_path / "collector.log").open("wb")
+    proc = subprocess.Popen([str(otelcol), "--config", str(config)], env={**os.environ, **S3Server.credentials_env()},
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def replayed() -> list[str]:
+        if not out.exists():
+            return []
+        return [uid for line in out.read_text().splitlines() if line.strip()
+                for uid in record_uids([(None, decode_object("x.json", line.encode()))])]
+
+    try:
+        assert wait_until(lambda: len(replayed()) >= 250 or proc.poll() is not None, 60, interval=0.5), \
+            (tmp_path / "collector.log").read_text()[-3000:]
+        time.sleep(1.0)  # anything more would arrive now
+        uids = replayed()
+    finally:
+        stop_process(proc)
+    assert sorted(uids) == sorted(security), (tmp_path / "collector.log").read_text()[-3000:]
 
 
 @pytest.mark.peers
