@@ -87,10 +87,11 @@ class Stages:
 
 
 class Bench:
-    def __init__(self, broker: KafkaBroker, records: int, request_bytes: int) -> None:
+    def __init__(self, broker: KafkaBroker, records: int, request_bytes: int, request_records: int) -> None:
         self.broker = broker
         self.records = records
         self.request_bytes = request_bytes
+        self.request_records = request_records
         self.work = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
         # the ready bytes: one queue entry batch per 512-record SDK batch, as export() appends them
         self.entry_batches: list[list[NewEntry]] = [encode_batch(b) for b in batches(records)]
@@ -107,7 +108,7 @@ class Bench:
         queue = PersistentQueue(self.work / f"{topic}.db", max_bytes=4 * self.payload_bytes + 2**20,
                                 counters=Counters("bq"))
         lane = Lane("main", queue, Policy([backend], "priority"), Counters("be"),
-                    max_request_bytes=self.request_bytes)
+                    max_request_records=self.request_records, max_request_bytes=self.request_bytes)
         queue.register_lanes(["main"])
         if stages is not None:
             stages.time(queue, "read_after", "read")
@@ -180,7 +181,7 @@ class Bench:
             queue.append(batch)
         requests: list[bytes] = []
         cursor = 0
-        while entries := queue.read_after(cursor, 10_000, self.request_bytes):  # the lane's coalescing
+        while entries := queue.read_after(cursor, self.request_records, self.request_bytes):  # the lane's coalescing
             requests.append(b"".join(e.payload for e in entries))
             cursor = entries[-1].id
         queue.purge()
@@ -257,10 +258,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--export-records", type=int, default=20_000, help="0: skip the export() figure")
     parser.add_argument("--request-mib", type=float, default=3.0, help="the lane's max_request_bytes (default 3)")
+    parser.add_argument("--request-records", type=int, default=10_000, help="the lane's max_request_records")
     args = parser.parse_args()
     broker = KafkaBroker(partitions=1).start()
     try:
-        bench = Bench(broker, args.records, int(args.request_mib * 1024 * 1024))
+        bench = Bench(broker, args.records, int(args.request_mib * 1024 * 1024), args.request_records)
         _, values = bench.durable()  # warm-up: broker JIT, page cache
         bench.anchor(values)
         bench.drain_only()
@@ -308,7 +310,8 @@ def main() -> None:
     split = ", ".join(f"{label} {seconds / split_rounds:.3f} s ({seconds / split_rounds / split_total:.0%})"
                       for label, seconds in sorted(stages.seconds.items(), key=lambda kv: -kv[1]))
     print(f"Kafka 4.4.0, 1 broker, acks=all, idempotent, lz4; {n:,} records = {mb:.1f} MB of OTLP request bytes, "
-          f"lane requests <= {args.request_mib:g} MiB; {args.rounds} interleaved pairs, medians:\n"
+          f"lane requests <= {args.request_mib:g} MiB / {args.request_records:,} records; "
+          f"{args.rounds} interleaved pairs, medians:\n"
           f"  plain confluent-kafka producer, the same messages:   {rate(anchor_s)}\n"
           f"  durable path (append+commit -> lane -> Kafka ack -> cursor+delete): {rate(durable_s)}; "
           f"ratio {ratio(durable_s, anchor_s):.2f} (goal >= 0.9)\n"
