@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import shutil
 import statistics
 import sys
 import tempfile
@@ -296,6 +297,8 @@ def main() -> None:
                            f"producer sending its messages")
     finally:
         broker.stop()
+        if "bench" in locals():
+            shutil.rmtree(bench.work, ignore_errors=True)
 
     n, mb = args.records, bench.payload_bytes / 1e6
 
