@@ -542,15 +542,17 @@ def archive_setup(backend: str, retention: str | None, as_json: bool) -> int:
 @click.option("--since", help="2026-11-26T16:00Z, or 2h / 7d ago")
 @click.option("--until", help="same forms as --since")
 @click.option("--class", "event_class", multiple=True, help="only this class (repeatable)")
+@click.option("--slack", help="records are selected by their own time; objects archived up to this long "
+              "before --since or after --until are searched too (default 24h)")
 @json_option
 def archive_replay(source: str, to: str, since: str | None, until: str | None, event_class: tuple[str, ...],
-                   as_json: bool) -> int:
+                   slack: str | None, as_json: bool) -> int:
     """Re-deliver archived records to a backend (idempotent into Elasticsearch via log.record.uid)."""
     from otel_ext import archive
 
     out = Out(as_json)
     lines: list[str] = []
-    code = archive.run_replay(source, to, since, until, list(event_class) or None, lines.append)
+    code = archive.run_replay(source, to, since, until, list(event_class) or None, lines.append, slack=slack)
     for line in lines:
         out.line(line)
     out.doc = {"ok": code == 0, "lines": lines}

@@ -136,6 +136,126 @@ class KafkaBroker:
         wait_until(lambda: topic in admin.list_topics(timeout=5).topics, 20)
 
 
+class KafkaCluster:
+    """Three nodes on 127.0.0.1: node 1 is the KRaft controller (quorum of one) and a broker, nodes
+    2 and 3 are brokers only. Killing brokers 2 and 3 keeps the controller, so the ISR of a topic led
+    by node 1 shrinks and producers with acks=all get NOT_ENOUGH_REPLICAS; killing one broker moves
+    leadership to an in-sync replica. ``kill(n)`` is kill -9, ``start(n)`` restarts that node on its
+    ports and log directory."""
+
+    def __init__(self, nodes: int = 3) -> None:
+        self.lib = ensure_kafka()
+        self.workdir = Path(tempfile.mkdtemp(prefix="otel-ext-kafka-cluster-"))
+        self.controller_port = free_port()
+        self.ports = {n: free_port() for n in range(1, nodes + 1)}
+        self.procs: dict[int, subprocess.Popen[bytes] | None] = dict.fromkeys(self.ports)
+        self.cluster = cluster_id()
+        self.generation = 0
+        self._admin: Any = None
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports.values())
+
+    def url(self, topic: str, **query: str) -> str:
+        q = "&".join(f"{k}={v}" for k, v in query.items())
+        return f"kafka://{self.bootstrap}/{topic}" + (f"?{q}" if q else "")
+
+    def _props(self, node: int) -> Path:
+        props = self.workdir / f"node-{node}.properties"
+        if props.exists():
+            return props
+        controller = node == 1
+        listeners = f"PLAINTEXT://127.0.0.1:{self.ports[node]}" + (
+            f",CONTROLLER://127.0.0.1:{self.controller_port}" if controller else "")
+        props.write_text(
+            f"process.roles={'broker,controller' if controller else 'broker'}\nnode.id={node}\n"
+            f"listeners={listeners}\nadvertised.listeners=PLAINTEXT://127.0.0.1:{self.ports[node]}\n"
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+            "controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n"
+            f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}\n"
+            f"log.dirs={self.workdir / f'data-{node}'}\nnum.partitions=1\ndefault.replication.factor=3\n"
+            "min.insync.replicas=2\noffsets.topic.replication.factor=3\noffsets.topic.num.partitions=2\n"
+            "transaction.state.log.replication.factor=3\ntransaction.state.log.min.isr=2\n"
+            "share.coordinator.state.topic.replication.factor=3\ngroup.initial.rebalance.delay.ms=0\n"
+            "auto.create.topics.enable=false\nbroker.session.timeout.ms=3000\n"
+            "broker.heartbeat.interval.ms=500\nreplica.lag.time.max.ms=3000\n")
+        done = subprocess.run([str(Path(java_home()) / "bin" / "java"), "-Xmx256m", "-cp", f"{self.lib}/*",
+                               "kafka.tools.StorageTool", "format", "--config", str(props),
+                               f"--cluster-id={self.cluster}",
+                               "--standalone" if controller else "--no-initial-controllers"],
+                              timeout=120, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"kafka-storage format failed ({done.returncode}):\n{done.stdout[-2000:]}"
+                               f"{done.stderr[-2000:]}")
+        return props
+
+    def start(self, *nodes: int) -> KafkaCluster:
+        for node in nodes or tuple(self.ports):
+            proc = self.procs[node]
+            assert proc is None or proc.poll() is not None, f"node {node} already running"
+            props = self._props(node)
+            self.generation += 1
+            log = (self.workdir / f"node-{node}-{self.generation}.out").open("wb")
+            self.procs[node] = subprocess.Popen(
+                [str(Path(java_home()) / "bin" / "java"), "-Xmx384m", "-Xms128m", "-XX:+UseSerialGC",
+                 "-XX:TieredStopAtLevel=1", "-cp", f"{self.lib}/*", "kafka.Kafka", str(props)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir)
+        for node in nodes or tuple(self.ports):
+            proc = self.procs[node]
+            assert proc is not None
+            if not wait_until(lambda p=proc, n=node: port_open(self.ports[n]) or p.poll() is not None, 90,
+                              interval=0.2) or proc.poll() is not None:
+                raise RuntimeError(f"kafka node {node} did not start:\n" + self.output()[-3000:])
+        return self
+
+    def output(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("node-*.out")))
+
+    def kill(self, *nodes: int) -> None:
+        for node in nodes:
+            kill_process(self.procs[node])
+
+    def stop(self) -> None:
+        for node in sorted(self.ports, reverse=True):  # brokers before the controller
+            stop_process(self.procs[node])
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def admin(self) -> Any:
+        from confluent_kafka.admin import AdminClient
+
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        return self._admin
+
+    def topic_led_by(self, leader: int) -> str:
+        """A new one-partition topic (replication factor 3, min.insync.replicas=2, all replicas in
+        sync) whose leader is node ``leader``: topics are created until the controller places one so
+        (this client cannot pass a replica assignment)."""
+        from confluent_kafka.admin import NewTopic
+
+        admin = self.admin()
+        for _ in range(30):
+            topic = f"logs-{uuid.uuid4().hex[:8]}"
+            futures = admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})],
+                                          request_timeout=30)
+            futures[topic].result(60)
+            assert wait_until(lambda t=topic: self.isr(t) == sorted(self.ports), 60), self.isr(topic)
+            if self.leader(topic) == leader:
+                return topic
+        raise RuntimeError(f"no topic led by node {leader} after 30 tries")
+
+    def leader(self, topic: str, partition: int = 0) -> int:
+        return int(self.admin().list_topics(topic, timeout=10).topics[topic].partitions[partition].leader)
+
+    def isr(self, topic: str, partition: int = 0) -> list[int]:
+        try:
+            meta = self.admin().list_topics(topic, timeout=10).topics[topic]
+            return sorted(meta.partitions[partition].isrs)
+        except Exception:  # noqa: BLE001 - metadata not there yet
+            return []
+
+
 def consume(bootstrap: str, topic: str, timeout: float = 15.0, expect: int | None = None,
             group: str | None = None) -> list[tuple[bytes | None, bytes]]:
     """Every (key, value) in ``topic`` from the beginning, read until ``expect`` messages arrived or the

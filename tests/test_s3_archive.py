@@ -8,6 +8,8 @@ import datetime as dt
 import gzip
 import json
 import os
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,14 +24,15 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from peers import wait_until
+from peers import stop_process, wait_until
 from s3_server import S3Server
 
-from otel_ext.archive import parse_time
+from otel_ext.archive import parse_duration, parse_time, replay, within
 from otel_ext.backends import BackendConfigError, backend_from_url
 from otel_ext.backends.outcome import OutcomeKind
 from otel_ext.backends.s3 import S3Backend, decode_object, object_key, partition_time, split_by_class
 from otel_ext.cli import main
+from otel_ext.export.testing import MemoryBackend
 
 
 def _request(classes: dict[str, int], trace: bool = True) -> bytes:
@@ -66,10 +69,12 @@ def test_records_are_split_by_class_and_round_trip_through_otlp_json() -> None:
         assert all(u.startswith(event_class) for u in record_uids([(None, back)]))
 
 
-def test_fast_otlp_json_equals_the_protobuf_runtimes_json_for_every_value_kind() -> None:
+def test_archived_otlp_json_equals_the_protobuf_runtimes_json_for_every_value_kind() -> None:
+    """The S3 objects are written by the file backend's wire-format writer; every value kind gives
+    the document protobuf's own JSON mapping gives (MessageToDict, ids in hex), and reads back."""
     from opentelemetry.proto.common.v1.common_pb2 import ArrayValue, InstrumentationScope, KeyValueList
 
-    from otel_ext.backends.file import to_otlp_json
+    from otel_ext.backends.file import to_otlp_json_reference
     from otel_ext.backends.s3 import otlp_json
 
     def kv(key: str, value: AnyValue) -> KeyValue:
@@ -93,7 +98,7 @@ def test_fast_otlp_json_equals_the_protobuf_runtimes_json_for_every_value_kind()
                               log_records=[record, LogRecord()], schema_url="https://opentelemetry.io/schemas/1.0")],
         schema_url="u")])
     payload = request.SerializeToString()
-    assert json.loads(otlp_json(payload)) == json.loads(to_otlp_json(payload))
+    assert json.loads(otlp_json(payload)) == json.loads(to_otlp_json_reference(payload))
     assert ExportLogsServiceRequest.FromString(decode_object("k/logs_1.json", otlp_json(payload))) == request
 
 
@@ -131,6 +136,52 @@ def test_replay_time_arguments() -> None:
     assert parse_time("2026-11-25T08:30+01:00").utcoffset() == dt.timedelta(hours=1)
     with pytest.raises(ValueError, match="not a time"):
         parse_time("yesterday")
+
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def _timed_request(times: dict[str, tuple[dt.datetime | None, dt.datetime | None]]) -> bytes:
+    """One record per uid, with (time_unix_nano, observed_time_unix_nano) as given (None: unset),
+    spread over two resources so that emptied resources and scopes are seen to go."""
+    request = ExportLogsServiceRequest()
+    for n, (uid, (at, observed)) in enumerate(times.items()):
+        if n % 3 == 0:
+            rl = request.resource_logs.add()
+            rl.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value=f"svc{n}")))
+            sl = rl.scope_logs.add()
+        record = sl.log_records.add()
+        if at is not None:
+            record.time_unix_nano = int(at.timestamp() * 1e9)
+        if observed is not None:
+            record.observed_time_unix_nano = int(observed.timestamp() * 1e9)
+        record.attributes.append(KeyValue(key="log.record.uid", value=AnyValue(string_value=uid)))
+        record.attributes.append(KeyValue(key="labels.event_class", value=AnyValue(string_value="security")))
+    return request.SerializeToString()
+
+
+def test_replay_keeps_records_by_their_own_time_not_by_the_objects_write_time() -> None:
+    h = dt.timedelta(hours=1)
+    payload = _timed_request({
+        "three-hours-ago": (NOW - 3 * h, NOW), "observed-three-hours-ago": (None, NOW - 3 * h),
+        "now": (NOW, NOW), "in-an-hour": (NOW + h, None), "no-time": (None, None),
+        "edge": (NOW - 3.5 * h, None)})
+    request = ExportLogsServiceRequest.FromString(payload)
+    # written now (the object's partition), but asking for what happened 4 to 2 hours ago
+    assert within(request, NOW - 4 * h, NOW - 2 * h, written=NOW) == (3, 3)
+    assert sorted(record_uids([(None, request.SerializeToString())])) == [
+        "edge", "observed-three-hours-ago", "three-hours-ago"]
+    assert all(sl.log_records for rl in request.resource_logs for sl in rl.scope_logs)
+    assert len(request.resource_logs) == 2  # the resource left without records is gone
+    # a record with no time at all is judged by its object's partition
+    request = ExportLogsServiceRequest.FromString(payload)
+    assert within(request, NOW - 10 * h, NOW - 5 * h, written=NOW - 6 * h) == (1, 5)
+    assert record_uids([(None, request.SerializeToString())]) == ["no-time"]
+    request = ExportLogsServiceRequest.FromString(payload)
+    assert within(request, None, None, written=None) == (6, 0)
+    assert parse_duration("90m") == dt.timedelta(minutes=90) and parse_duration("0") == dt.timedelta(0)
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("soon")
 
 
 # --- against a real server --------------------------------------------------------------------
@@ -309,7 +360,89 @@ def test_replay_into_elasticsearch_is_idempotent_and_filters_by_class_and_time(
     assert "replayed 300 records" in out
     # nothing of the access class went there, and a window in the past selects nothing
     assert main(["archive", "replay", "--from", archive, "--to", target, "--since", "3h", "--until", "2h"]) == 0
-    assert "replayed 0 records from 0 objects" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "replayed 0 records from 0 objects" in out
+    assert "selected by each record's own time" in out and "500 records in them were outside it" in out
+
+
+@pytest.mark.peers
+def test_replay_window_finds_records_archived_long_after_they_happened(s3: S3Server) -> None:
+    """Records archived now (partition = write time) that happened hours ago, an hour ahead (a skewed
+    clock) or now: a window selects them by their own time, searching partitions widened by the slack."""
+    bucket = _bucket(s3)
+    archive = backend_from_url(s3.url(bucket, "prod"), env=dict(os.environ))
+    assert isinstance(archive, S3Backend)
+    now = dt.datetime.now(dt.timezone.utc)
+    h = dt.timedelta(hours=1)
+    payload = _timed_request({f"old-{i}": (now - 5 * h, None) for i in range(4)}
+                             | {f"skewed-{i}": (now + 3 * h, None) for i in range(2)}
+                             | {f"now-{i}": (now, None) for i in range(3)}
+                             | {"observed-old": (None, now - 5 * h)})
+    assert archive.send(payload, 10).delivered
+    assert archive.send(_timed_request({"later": (now - 5 * h, None)}), 1).delivered  # a second object
+
+    def replayed(since: dt.datetime, until: dt.datetime, slack: dt.timedelta) -> tuple[list[str], int]:
+        target = MemoryBackend()
+        result = replay(archive, target, since, until, ["security"], slack=slack)
+        assert not result.failed
+        uids = sorted(record_uids([(None, p) for p in target.payloads]))
+        assert result.records == len(uids)
+        return uids, result.outside
+
+    old = sorted([f"old-{i}" for i in range(4)] + ["observed-old", "later"])
+    assert replayed(now - 6 * h, now - 4 * h, slack=24 * h) == (old, 5)
+    assert replayed(now + 2 * h, now + 4 * h, slack=24 * h) == (["skewed-0", "skewed-1"], 9)
+    assert replayed(now - 6 * h, now - 4 * h, slack=h) == ([], 0)  # archived 5 h later: outside a 1 h slack
+    target = MemoryBackend()  # no window: everything
+    assert replay(archive, target, None, None, ["security"]).records == 11
+    archive.close()
+
+
+@pytest.mark.peers
+def test_the_collectors_awss3receiver_replays_one_class_of_our_archive(s3: S3Server, otelcol: Path,
+                                                                      tmp_path: Path) -> None:
+    """The real collector build reads our gzip OTLP JSON objects back (awss3receiver, time-based, one
+    class's prefix) and writes what it read with its file exporter: exactly our security records."""
+    bucket = _bucket(s3)
+    app = make_app([s3.url(bucket, "prod")], tmp_path / "q")
+    start = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
+    app.emit(250, "security")
+    app.emit(150, "access")
+    assert app.deliver()
+    app.close()
+    security = set(_archived_uids(s3, bucket, "prod/security/"))
+    assert len(security) == 250
+    out = tmp_path / "replayed.json"
+    config = tmp_path / "replay.yaml"
+    end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)
+    config.write_text(json.dumps({
+        "receivers": {"awss3": {
+            "s3downloader": {"s3_bucket": bucket, "s3_prefix": "prod/security", "region": "us-east-1",
+                             "endpoint": s3.endpoint, "s3_force_path_style": True,
+                             "s3_partition_format": "year=%Y/month=%m/day=%d/hour=%H/minute=%M",
+                             "s3_partition_timezone": "UTC"},
+            "starttime": start.strftime("%Y-%m-%d %H:%M"), "endtime": end.strftime("%Y-%m-%d %H:%M")}},
+        "exporters": {"file": {"path": str(out)}},
+        "service": {"telemetry": {"metrics": {"level": "none"}},
+                    "pipelines": {"logs": {"receivers": ["awss3"], "exporters": ["file"]}}}}))
+    log = (tmp_path / "collector.log").open("wb")
+    proc = subprocess.Popen([str(otelcol), "--config", str(config)], env={**os.environ, **S3Server.credentials_env()},
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def replayed() -> list[str]:
+        if not out.exists():
+            return []
+        return [uid for line in out.read_text().splitlines() if line.strip()
+                for uid in record_uids([(None, decode_object("x.json", line.encode()))])]
+
+    try:
+        assert wait_until(lambda: len(replayed()) >= 250 or proc.poll() is not None, 60, interval=0.5), \
+            (tmp_path / "collector.log").read_text()[-3000:]
+        time.sleep(1.0)  # anything more would arrive now
+        uids = replayed()
+    finally:
+        stop_process(proc)
+    assert sorted(uids) == sorted(security), (tmp_path / "collector.log").read_text()[-3000:]
 
 
 @pytest.mark.peers

@@ -30,20 +30,18 @@ import datetime as dt
 import gzip
 import hashlib
 import json
-import math
 import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import Parse
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 
 from otel_ext.backends.base import Backend
+from otel_ext.backends.otlp_json import to_otlp_json
 from otel_ext.backends.outcome import Outcome
 from otel_ext.backends.urls import BackendConfigError, BackendPlugin, BackendURL
 
@@ -100,92 +98,12 @@ def _hex_to_b64(node: Any) -> None:
             _hex_to_b64(item)
 
 
-_INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64,
-          FieldDescriptor.TYPE_SFIXED64, FieldDescriptor.TYPE_SINT64}
-_MESSAGE, _STR64, _HEX, _B64, _FLOAT, _PLAIN = range(6)
-_FIELDS: dict[Any, tuple[str, int, bool]] = {}  # field descriptor -> (JSON name, how to encode, repeated)
-
-
-def _field(fd: Any) -> tuple[str, int, bool]:
-    info = _FIELDS.get(fd)
-    if info is None:
-        kind = fd.type
-        how = (_MESSAGE if kind == FieldDescriptor.TYPE_MESSAGE else _STR64 if kind in _INT64
-               else (_HEX if fd.json_name in ("traceId", "spanId") else _B64) if kind == FieldDescriptor.TYPE_BYTES
-               else _FLOAT if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT) else _PLAIN)
-        repeated = getattr(fd, "is_repeated", None)  # protobuf >= 5.29 (label is deprecated there)
-        if repeated is None:
-            repeated = fd.label == FieldDescriptor.LABEL_REPEATED
-        info = _FIELDS[fd] = (fd.json_name, how, bool(repeated))
-    return info
-
-
-def _json_value(how: int, value: Any) -> Any:
-    if how == _MESSAGE:
-        return _json_message(value)
-    if how == _PLAIN:
-        return value  # strings, bools, 32-bit ints, enums (as integers, as OTLP/JSON wants)
-    if how == _STR64:
-        return str(value)
-    if how == _HEX:
-        return value.hex()
-    if how == _B64:
-        return base64.b64encode(value).decode()
-    if not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return value
-
-
-def _json_message(message: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for fd, value in message.ListFields():  # every set field, whatever the proto version: nothing dropped
-        name, how, repeated = _FIELDS.get(fd) or _field(fd)
-        if how == _MESSAGE and name == "attributes" and _FAST_KV:
-            out[name] = [{"key": kv.key, "value": _json_any(kv.value)} if not (_KV_INDEX and kv.key_strindex)
-                         else _json_message(kv) for kv in value]
-        elif how == _MESSAGE and name == "body" and _FAST_ANY:
-            out[name] = _json_any(value)
-        else:
-            out[name] = [_json_value(how, item) for item in value] if repeated else _json_value(how, value)
-    return out
-
-
-def _json_any(value: Any) -> dict[str, Any]:
-    """AnyValue, by its oneof (attribute values and bodies are most of a log record)."""
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return {"stringValue": value.string_value}
-    if which == "int_value":
-        return {"intValue": str(value.int_value)}
-    if which == "bool_value":
-        return {"boolValue": value.bool_value}
-    if which == "double_value":
-        return {"doubleValue": _json_value(_FLOAT, value.double_value)}
-    if which == "array_value":
-        items = [_json_any(v) for v in value.array_value.values]
-        return {"arrayValue": {"values": items} if items else {}}
-    if which == "kvlist_value":
-        pairs = [{"key": kv.key, "value": _json_any(kv.value)} if not (_KV_INDEX and kv.key_strindex)
-                 else _json_message(kv) for kv in value.kvlist_value.values]
-        return {"kvlistValue": {"values": pairs} if pairs else {}}
-    return _json_message(value)  # bytes, empty, or a kind this code does not know: the generic walk
-
-
-# the shortcuts above cover exactly these fields; a proto that adds others falls back to the generic walk
-_KV_FIELDS = {f.name for f in KeyValue.DESCRIPTOR.fields}
-_KV_INDEX = "key_strindex" in _KV_FIELDS  # (profiles' string-table index: taken by the generic walk when set)
-_FAST_KV = _KV_FIELDS.issubset({"key", "value", "key_strindex"})
-# every AnyValue field is a member of its oneof: WhichOneof sees them all, unknown ones go generic
-_FAST_ANY = all(f.containing_oneof is not None and f.containing_oneof.name == "value"
-                for f in AnyValue.DESCRIPTOR.fields)
-
-
 def otlp_json(payload: bytes) -> bytes:
     """OTLP/JSON of a serialized ExportLogsServiceRequest (hex trace/span ids, int64 as strings,
-    enums as integers): the protobuf runtime's field list walked directly, several times faster
-    than json_format.MessageToDict, and complete for any field the installed proto defines."""
-    document = _json_message(ExportLogsServiceRequest.FromString(payload))
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    enums as integers), written straight from the wire format by the file backend's writer
+    (:func:`otel_ext.backends.otlp_json.to_otlp_json`: cached fragments for repeated attributes,
+    the protobuf runtime's JSON mapping for anything unusual)."""
+    return to_otlp_json(payload).encode()
 
 
 def encode_object(payload: bytes, fmt: str, compression: str) -> bytes:
