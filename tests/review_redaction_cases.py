@@ -217,6 +217,18 @@ def api_cases() -> list[Case]:
          ("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",)),
         ("x_api_key_header_line", "api_key", "> X-API-Key: 4f8a9c2e1b7d3a6f5e0c9b8a7d6e5f4c", ("4f8a9c2e1b7d3a6f5e0c9b8a7d6e5f4c",)),
         ("secret_under_neutral_key_prose", "api_key", "The API key is 4f8a9c2e1b7d3a6f5e0c9b8a7d6e5f4c", ("4f8a9c2e1b7d3a6f5e0c9b8a7d6e5f4c",)),
+        ("saml_response_form", "token", "POST /sso/acs body: SAMLResponse=PHNhbWxwOlJlc3BvbnNlIHhtbG5zOnNhbWxwPSJ1cm46b2FzaXM6"
+         "bmFtZXM6dGM6U0FNTDoyLjA6cHJvdG9jb2wi&RelayState=%2Fdashboard",
+         ("PHNhbWxwOlJlc3BvbnNlIHhtbG5zOnNhbWxwPSJ1cm46b2FzaXM6",)),
+        ("cas_service_ticket", "token", "GET /cas/callback?ticket=ST-1-Zq8XkLmNoPq7rStUvWx-cas01 HTTP/1.1",
+         ("Zq8XkLmNoPq7rStUvWx",)),
+        ("oauth1_verifier", "token", "GET /oauth/callback?oauth_token=t0k3nAbc&oauth_verifier=V3r1f13rXyZ98 HTTP/1.1",
+         ("V3r1f13rXyZ98",)),
+        ("oauth1_consumer_key", "api_key", "twitter client: consumer_key=xvz1evFS4wEEPTGEFPHBog consumer_secret=kAcSOqF21Fu85e7zjz7ZN2U4ZRhfV3WpwPAoE3Z7kBw",
+         ("xvz1evFS4wEEPTGEFPHBog",)),
+        ("pin_field", "password", json.dumps({"account": "12-345", "pin": "492107"}), ("492107",)),
+        ("csrf_field", "token", "POST /settings body: csrf=Zq8XkLmNoPq7rSt&theme=dark", ("Zq8XkLmNoPq7rSt",)),
+        ("ssn_field", "pii", json.dumps({"name": "Jane", "ssn": "123-45-6789"}), ("123-45-6789",)),
         ("env_export_quoted_spaces", "password", 'export DB_PASSWORD="correct horse battery staple"', ("battery staple",)),
         ("unquoted_password_with_spaces", "password", "password: correct horse battery staple", ("battery staple",)),
     ]

@@ -49,6 +49,8 @@ ROOT_CAUSES = {
     "old_semconv": "only stable HTTP semconv names are read (url.path, url.query, user_agent.original, "
                    "http.response.status_code); the old names the contrib instrumentations still emit by "
                    "default (http.target, http.url, http.user_agent, http.status_code, http.method) are not",
+    "url_full_only": "a record carrying url.full but no url.path: probes are matched on the full URL "
+                     "(scheme and host included) and some path patterns anchor differently",
     "header_attributes": "http.request.header.* attributes (semconv captured headers: string arrays) are "
                          "not inspected: Log4Shell in X-Api-Version/X-Forwarded-For, SQLi in Cookie",
     "unknown_tool": "the user agent's tool is not in payload._TOOLS",
@@ -60,7 +62,7 @@ ROOT_CAUSES = {
     "other": "see the case",
 }
 
-TRANSPORTS = ("attrs", "old_semconv", "gunicorn", "uvicorn", "hypercorn", "werkzeug")
+TRANSPORTS = ("attrs", "url_full", "old_semconv", "gunicorn", "uvicorn", "hypercorn", "werkzeug", "django")
 _CLIENT = "203.0.113.7"
 _TIME = "26/Nov/2026:10:00:00 +0000"
 
@@ -86,9 +88,9 @@ def to_record(req: Request, transport: str) -> Record | None:
     payload_in_ua = req.family in ("scanner_ua",)
     payload_in_query = bool(req.query) and req.family not in ("scanner_ua",)
     attack = bool(req.expect)
-    if req.body and transport not in ("attrs",) and attack:
+    if req.body and transport not in ("attrs", "url_full") and attack:
         return None
-    if attack and payload_in_ua and transport in ("uvicorn", "werkzeug"):
+    if attack and payload_in_ua and transport in ("uvicorn", "werkzeug", "django"):
         return None
     if attack and payload_in_query and transport == "hypercorn" and req.family != "probe":
         return None
@@ -102,6 +104,15 @@ def to_record(req: Request, transport: str) -> Record | None:
         if req.body:
             attrs["http.request.body.content"] = req.body
         return Record(rid, req, transport, "shop.api", f"{req.method} {req.path} {req.status}", attrs)
+    if transport == "url_full":
+        attrs = {"http.request.method": req.method, "url.full": "https://api.example.com" + _target(req),
+                 "http.response.status_code": req.status, "client.address": _CLIENT, "user_agent.original": req.ua}
+        if req.body:
+            attrs["http.request.body.content"] = req.body
+        return Record(rid, req, transport, "shop.api", f"{req.method} {req.path} {req.status}", attrs)
+    if transport == "django":  # django.server (runserver): '"%s" %s %s' % (request line, status, size)
+        return Record(rid, req, transport, "django.server", f'"{req.method} {_target(req)} HTTP/1.1" {req.status} 179',
+                      {})
     if transport == "old_semconv":
         attrs = {"http.method": req.method, "http.target": _target(req), "http.status_code": req.status,
                  "http.client_ip": _CLIENT, "http.user_agent": req.ua, "http.scheme": "https",

@@ -62,7 +62,9 @@ ROOT_CAUSES = {
     "single_letter_key": "GraphQL variables with terse names ($p) hold passwords: no key judge can tell",
     "nested_escaping": "a pair inside twice-escaped JSON or URL-encoded JSON is not found",
     "bytes_value": "bytes attribute values are passed through unscanned",
-    "pii": "personal data other than card numbers (IBAN) is not covered",
+    "pii": "personal data other than card numbers (IBAN, SSN) is not covered",
+    "secret_key_vocabulary": "keys.py does not know these credential names: SAMLResponse (a bearer "
+                             "assertion), CAS ticket, oauth_verifier, consumer_key, pin, csrf",
     "random_under_neutral_word": "a random secret after a neutral word (AWS secret wJalr…) has no "
                                  "entropy detector",
     "oauth_code": "an OAuth authorization code in a callback query (code=…) is not judged a secret key",

@@ -27,6 +27,8 @@ def main() -> None:
             cause = "hypercorn_format"
         elif rec.transport == "old_semconv":
             cause = "old_semconv"
+        elif rec.transport == "url_full" and attrs.get("labels.event_class") == "security":
+            cause = f"url_full_only (labelled {attrs.get('event.action')})"
         elif rec.request.family == "header":
             cause = "header_attributes"
         elif rec.request.family == "scanner_ua":

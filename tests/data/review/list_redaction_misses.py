@@ -26,7 +26,10 @@ API_CAUSES = {
     "aws_secret_in_prose": "random_under_neutral_word", "oauth_code_in_callback": "oauth_code",
     "password_reset_path": "secret_in_path", "telegram_bot_url": "secret_in_path",
     "stripe_client_secret": "stripe_client_secret", "openai_legacy_prose": "openai_legacy",
-    "unquoted_value_with_spaces": "unquoted_value_with_spaces", "unquoted_password_with_spaces":
+    "unquoted_value_with_spaces": "unquoted_value_with_spaces", "saml_response_form": "secret_key_vocabulary",
+    "cas_service_ticket": "secret_key_vocabulary", "oauth1_verifier": "secret_key_vocabulary",
+    "oauth1_consumer_key": "secret_key_vocabulary", "pin_field": "secret_key_vocabulary",
+    "csrf_field": "secret_key_vocabulary", "ssn_field": "pii", "unquoted_password_with_spaces":
     "unquoted_value_with_spaces",
 }
 OVERRIDES = {
