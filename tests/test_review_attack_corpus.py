@@ -315,3 +315,25 @@ def test_detection_figures() -> None:
     assert len(ATTACKS) > 400 and len(BENIGN_RECORDS) > 200
     known = {r.id for r in ATTACKS + BENIGN_RECORDS} | {f"scanner_run@{t}" for t in TRANSPORTS}
     assert set(XFAIL) <= known, sorted(set(XFAIL) - known)[:10]
+
+
+def test_realistic_api_mix_gets_no_attack_label(make_pipeline: Any) -> None:
+    """benchmarks/_mix.py's realistic API traffic (access records and uvicorn lines, 401/403/422/429,
+    slow requests, app messages): not one record may get a malicious_* action."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _mix import make_events
+
+    pipe = make_pipeline(EventClassifierProcessor(counters=Counters("mix")))
+    pipe.logger("shop.api")
+    pipe.logger("uvicorn.access")
+    events = make_events(seed=7)
+    for event in events:
+        event()
+    records = [dict(r.log_record.attributes or {}) for r in pipe.exporter.get_finished_logs()]
+    malicious = [(a.get("event.action"), a.get("url.path") or a.get("url.query")) for a in records
+                 if str(a.get("event.action", "")).startswith("malicious_")]
+    print(f"mix: {len(records)} records, malicious_* labels: {len(malicious)}", malicious[:5])
+    assert len(records) == len(events)
+    assert malicious == []
