@@ -229,6 +229,12 @@ def api_cases() -> list[Case]:
         ("pin_field", "password", json.dumps({"account": "12-345", "pin": "492107"}), ("492107",)),
         ("csrf_field", "token", "POST /settings body: csrf=Zq8XkLmNoPq7rSt&theme=dark", ("Zq8XkLmNoPq7rSt",)),
         ("ssn_field", "pii", json.dumps({"name": "Jane", "ssn": "123-45-6789"}), ("123-45-6789",)),
+        ("symbol_rich_password_braces", "password", "login password={{h}o)p${e]nob(ody[finds>-_$#thisone}} ok",
+         ("nob(ody[finds",)),  # detect-secrets' keyword-plugin test secret
+        ("password_in_braces", "password", "retrying with password={Abc123Def!} for bob", ("Abc123Def!",)),
+        ("secret_in_brackets", "secret", "secret=[A1b2C3d4E5f6] loaded", ("A1b2C3d4E5f6",)),
+        ("backtick_quoted_password", "password", "set password=`Abc123Def!` for bob", ("Abc123Def!",)),
+        ("angle_bracket_password", "password", "password: <hunter2xyz>", ("hunter2xyz",)),
         ("env_export_quoted_spaces", "password", 'export DB_PASSWORD="correct horse battery staple"', ("battery staple",)),
         ("unquoted_password_with_spaces", "password", "password: correct horse battery staple", ("battery staple",)),
     ]

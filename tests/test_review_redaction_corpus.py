@@ -72,6 +72,9 @@ ROOT_CAUSES = {
     "stripe_client_secret": "Stripe PaymentIntent client secret pi_…_secret_… is not a known vendor format",
     "openai_legacy": "OpenAI legacy key sk-…T3BlbkFJ… (no sk-proj-) is not a known vendor format",
     "unquoted_value_with_spaces": "an unquoted value with spaces is cut at the first space: the rest leaks",
+    "value_starting_with_bracket": "_judge_pair skips an unquoted value that starts with { or [ as a nested "
+                                   "object, so password={Abc123Def!} or a symbol-rich password leaks whole",
+    "value_delimiters": "a value in backticks or <angle brackets> is not taken: the delimiter ends the scan",
     "partial_tail": "a fixed-length vendor pattern matched a prefix of a longer token: its tail survives",
     "other": "see the case",
 }

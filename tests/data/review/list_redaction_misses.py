@@ -29,7 +29,10 @@ API_CAUSES = {
     "unquoted_value_with_spaces": "unquoted_value_with_spaces", "saml_response_form": "secret_key_vocabulary",
     "cas_service_ticket": "secret_key_vocabulary", "oauth1_verifier": "secret_key_vocabulary",
     "oauth1_consumer_key": "secret_key_vocabulary", "pin_field": "secret_key_vocabulary",
-    "csrf_field": "secret_key_vocabulary", "ssn_field": "pii", "unquoted_password_with_spaces":
+    "csrf_field": "secret_key_vocabulary", "ssn_field": "pii",
+    "symbol_rich_password_braces": "value_starting_with_bracket", "password_in_braces": "value_starting_with_bracket",
+    "secret_in_brackets": "value_starting_with_bracket", "backtick_quoted_password": "value_delimiters",
+    "angle_bracket_password": "value_delimiters", "unquoted_password_with_spaces":
     "unquoted_value_with_spaces",
 }
 OVERRIDES = {
