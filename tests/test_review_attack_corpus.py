@@ -52,7 +52,8 @@ ROOT_CAUSES = {
     "url_full_only": "a record carrying url.full but no url.path: probes are matched on the full URL "
                      "(scheme and host included) and some path patterns anchor differently",
     "header_attributes": "http.request.header.* attributes (semconv captured headers: string arrays) are "
-                         "not inspected: Log4Shell in X-Api-Version/X-Forwarded-For, SQLi in Cookie",
+                         "not inspected: Log4Shell in X-Api-Version/X-Forwarded-For, SQLi in Cookie, and the headers "
+                         "scanners announce themselves with (Acunetix-Product, X-Scanner; CRS 913110)",
     "unknown_tool": "the user agent's tool is not in payload._TOOLS",
     "probe_pattern_bug": "probe.admin ends `actuator(/|$)` and then requires (/|$|\\?| ) again, so "
                          "/actuator/env, /actuator/heapdump never match",
