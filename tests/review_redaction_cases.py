@@ -23,6 +23,10 @@ STRUCTURAL = frozenset({"curl-auth-header", "curl-auth-user", "private-key", "jw
                         "sidekiq-sensitive-url", "microsoft-teams-webhook", "slack-webhook-url",
                         "gitlab-session-cookie", "kubernetes-secret-yaml"})
 
+# structural rules whose secret is recognisable on its own (a URL, a cookie name); the others
+# (curl header values, generic keys, URL userinfo, gitleaks' pseudo-JWT) are judged only in context
+SELF_IDENTIFYING = frozenset({"slack-webhook-url", "microsoft-teams-webhook", "gitlab-session-cookie"})
+
 # vendor families for the per-family figures (by rule-id prefix)
 FAMILY_PREFIXES: dict[str, tuple[str, ...]] = {
     "cloud": ("aws", "azure", "gcp", "alibaba", "digitalocean", "heroku", "flyio", "scalingo", "yandex",
@@ -55,6 +59,8 @@ def rule_kind(rule: str) -> str:
     identifier (client/app ids: not a secret in a log), structural."""
     if rule in STRUCTURAL:
         return "structural"
+    if "-pub" in rule or "public" in rule:
+        return "identifier"  # publishable keys are made to be exposed (browser code): not required
     kind = str(GITLEAKS[rule]["kind"])
     return "unique" if kind == "other" else kind
 
@@ -98,7 +104,7 @@ def shapes_for(rule: str, secret: str, n: int) -> list[Case]:
                                      "payload": json.dumps({"token": secret, "id": 42})})),
         ("yaml_dump", f"config:\n  {v}:\n    token: {secret}\n    retries: 3"),
     ]
-    if kind in ("unique", "structural"):
+    if kind == "unique" or rule in SELF_IDENTIFYING:
         cases += [
             ("prose", f"upstream {v} rejected credential {secret} (retrying in 2s)"),
             ("exception", {"exception.type": "requests.exceptions.HTTPError",

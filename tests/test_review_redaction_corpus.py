@@ -49,13 +49,15 @@ ROOT_CAUSES = {
     "vendor_name_key": "a value under a key that is only a vendor name (cloudflare: …, BUNDLE_ENTERPRISE__"
                        "CONTRIBSYS__COM = …) is not judged secret",
     "base64_wrapped_jwt": "a base64-encoded JWT (ZXlK…) is not recognised",
-    "vendor_pattern_narrower": "our vendor pattern is narrower than gitleaks' (Telegram: :AA… vs :A…)",
+    "vendor_pattern_narrower": "we know the vendor but our pattern is narrower than gitleaks': Vault legacy "
+                               "s.… service tokens, Square EAAA… (22+ chars, we need 60), OpenAI legacy "
+                               "sk-…T3BlbkFJ…, SendGrid SG.… without a second dot, Telegram :A… (we need :AA…)",
     "code_assignment_operator": "KV_SEP knows = : := => but not ::= :::= ?= .= , nor `var x string =`, "
                                 "System.setProperty(\"K\", \"v\") or backtick quotes",
     "xml_element": "XML/SOAP element or attribute values are not parsed: <password>v</password>, "
                    "<xToken>v</xToken>",
     "bearer_prose": "_looks_like_credential judges a token68 with one lower-case letter and no digit prose",
-    "cli_flag": "command-line flags (--password v, -pVALUE, AUTH user pw) are not pairs",
+    "cli_flag": "command-line flags (--password v, -pVALUE, curl -u user:pw, redis AUTH user pw) are not pairs",
     "prose_keyword": "a secret after a keyword in prose ('password X is expired', 'The API key is X') is "
                      "not a key=value pair",
     "plural_key": "plural key names (tokens, passwords, api_keys) are not secret keys (keys.py LAST_WORD)",

@@ -40,6 +40,8 @@ OVERRIDES = {
     "cloudflare-global-api-key/gitleaks_tp/0": "vendor_name_key", "sidekiq-secret/gitleaks_tp/2": "vendor_name_key",
     "jwt-base64/gitleaks_tp/5": "base64_wrapped_jwt", "telegram-bot-api-token/gitleaks_tp/1": "vendor_pattern_narrower",
 }
+NARROWER = {"vault-service-token", "sendgrid-api-token", "square-access-token", "openai-api-key",
+            "telegram-bot-api-token"}
 BARE_SHAPES = {"prose", "neutral_json", "list_attr", "exception", "headers_repr", "url_encoded"}
 
 
@@ -56,6 +58,8 @@ def main() -> None:
             cause = "percent_encoded_boundary"
         elif any(s not in text and s[-10:] in text for s in case.secrets if len(s) >= 20):
             cause = "partial_tail"
+        elif case.rule == "curl-auth-user":
+            cause = "cli_flag"
         elif cid in OVERRIDES:
             cause = OVERRIDES[cid]
         elif case.shape == "gitleaks_tp":
@@ -64,10 +68,14 @@ def main() -> None:
                 cause = "xml_element"
             elif any(op in raw for op in ("::=", "?=", ".=", "`", " string =", "setProperty", ":= ")):
                 cause = "code_assignment_operator"
+            elif case.rule in NARROWER:
+                cause = "vendor_pattern_narrower"
             elif case.rule in unknown_rules:
                 cause = "unknown_vendor_prefix"
             else:
                 cause = "other"
+        elif case.rule in NARROWER and (case.shape in BARE_SHAPES or case.shape == "gitleaks_tp"):
+            cause = "vendor_pattern_narrower"
         elif case.rule in unknown_rules and case.shape in BARE_SHAPES:
             cause = "unknown_vendor_prefix"
         elif case.shape == "url_encoded":
