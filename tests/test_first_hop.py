@@ -42,7 +42,7 @@ class GatedExporter(LogRecordExporter):
     """Passes batches to a real exporter, but only once ``gate`` is open: a stalled worker, so that
     a burst deterministically outruns every buffer."""
 
-    def __init__(self, inner: LogRecordExporter) -> None:
+    def __init__(self, inner: DeferredProcessingExporter) -> None:
         self.inner = inner
         self.gate = threading.Event()
 
@@ -94,6 +94,7 @@ def rig(receivers: Any, tmp_path: Path) -> Iterator[Any]:
         hop = FirstHopProcessor(gate, tmp_path / "q", max_queue_size=buffer, max_export_batch_size=100,
                                 schedule_delay_millis=20, overload=overload, spill_max_bytes=spill_max_bytes,
                                 classify=classifier.classify_record, assign_uid=new_uid, counters=counters,
+                                prepare=gate.inner.prepare,
                                 report_interval=0.0 if report is not None else 60.0, report_stream=report)
         provider = LoggerProvider()
         provider.add_log_record_processor(hop)
@@ -170,6 +171,39 @@ def test_spilled_records_are_redacted_before_they_leave(rig: Any, receivers: Any
     r.deliver()
     collect(2000, rx)
     assert "hunter2" not in rx.output()
+
+
+def _bytes_under(directory: Path) -> bytes:
+    """Everything on disk under ``directory`` (spill files, queue database, WAL, dead letters)."""
+    return b"".join(p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file())
+
+
+def test_a_spilled_secret_never_reaches_the_disk(rig: Any, receivers: Any, tmp_path: Path) -> None:
+    rx = receivers("rx")
+    r = rig(rx, buffer=50)
+    log = logging.getLogger("shop.api")
+    secrets = [f"s3cr3t{i:04d}Zq" for i in range(400)]
+    tokens = [f"sk_live_{i:04d}abcdefghijklmnopqrstuv" for i in range(400)]
+    events = make_events()
+    seen_on_disk: list[bytes] = []
+    for i in range(400):  # the worker is stalled: all but the first ~150 records are spilled
+        log.warning("login for bob with password=%s", secrets[i], extra={"api_key": tokens[i], "user.id": "bob"})
+        events[i % len(events)]()
+        if i % 100 == 99:  # look at the disk during the burst, not only after it
+            seen_on_disk.append(_bytes_under(tmp_path / "q"))
+    assert r.hop.spill_backlog > 500 and r.hop.spill_bytes > 0
+    seen_on_disk.append(_bytes_under(tmp_path / "q"))
+    r.deliver()
+    collect(800, rx)
+    seen_on_disk.append(_bytes_under(tmp_path / "q"))
+    assert sum(len(b) for b in seen_on_disk) > 100_000  # the spill frames really were there to read
+    for blob in seen_on_disk:
+        assert b"hunter2" not in blob
+        leaked = [s for s in secrets + tokens if s.encode() in blob]
+        assert not leaked, f"{len(leaked)} secrets on disk, e.g. {leaked[:3]}"
+    out = rx.output()
+    assert "hunter2" not in out and not [s for s in secrets + tokens if s in out]
+    assert out.count("[REDACTED:password]") >= 400 and out.count("labels.event_class") >= 800
 
 
 def test_drop_policy_drops_only_low_tiers_and_counts_every_one(rig: Any, receivers: Any) -> None:
