@@ -216,10 +216,24 @@ class SpillFile:
 
     @classmethod
     def create(cls, directory: Path) -> SpillFile:
-        path = directory / f"spill-{os.getpid()}-{secrets.token_hex(4)}.bin"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return cls(path, fd)
+        """A new spill file, locked and with its header *before* its name becomes visible: an
+        adopter (another process, or our own worker looking for orphans) can never take a live
+        file in the instant between its creation and its lock."""
+        stem = f"spill-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = directory / f".{stem}.tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            spill = cls(tmp, fd)
+            path = directory / f"{stem}.bin"
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            os.close(fd)
+            raise
+        spill.path = path
+        return spill
 
     @classmethod
     def adopt(cls, path: Path) -> SpillFile | None:
