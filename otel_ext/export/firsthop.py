@@ -579,6 +579,14 @@ class FirstHopProcessor(LogRecordProcessor):
 
     def _adopt_orphans(self) -> None:
         try:
+            # a process killed inside SpillFile.create leaves an empty temporary file (one being
+            # created right now is microseconds old: leave anything younger than a minute alone)
+            for path in self.spill_dir.glob(".spill-*.tmp"):
+                with contextlib.suppress(OSError):
+                    if time.time() - path.lstat().st_mtime > 60:
+                        stale = SpillFile.adopt(path)
+                        if stale is not None:
+                            stale.close(remove=True)
             for path in sorted(self.spill_dir.glob("spill-*.bin")):
                 if self._spill is not None and path == self._spill.path:
                     continue
