@@ -24,3 +24,19 @@ SDKConfigurator = _OTelSDKConfigurator
 OTEL_CONFIG_FILE = "OTEL_CONFIG_FILE"
 
 __all__ = ["OTEL_CONFIG_FILE", "SUPPRESS_INSTRUMENTATION_KEY", "SDKConfigurator"]
+
+
+_NOT_A_PROXY = object()
+
+
+def instrument_is_live(instrument: object) -> bool:
+    """False while a metrics ``instrument`` cannot record anything: it is the API's proxy
+    instrument and no ``MeterProvider`` has been set yet (the proxy drops every measurement until
+    then: ``_real_instrument`` is None), or it is a no-op instrument. True otherwise; once True, it
+    stays True (a proxy is bound to its real instrument for good). Cheap for a proxy (one getattr)."""
+    real = getattr(instrument, "_real_instrument", _NOT_A_PROXY)
+    if real is not _NOT_A_PROXY:
+        return real is not None
+    from opentelemetry.metrics import NoOpCounter, NoOpHistogram
+
+    return not isinstance(instrument, (NoOpCounter, NoOpHistogram))
