@@ -385,3 +385,43 @@ def test_a_new_spill_file_is_never_visible_unlocked(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".spill-*")) and len(list(tmp_path.glob("spill-*.bin"))) == 3000
     for spill in created:
         spill.close(remove=True)
+
+
+class _Null(LogRecordExporter):
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def test_the_worker_steps_aside_only_for_an_emitting_app_and_never_when_the_buffer_fills(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from otel_ext.export import firsthop
+
+    slept: list[float] = []
+    monkeypatch.setattr(firsthop.time, "sleep", slept.append)
+    hop = FirstHopProcessor(_Null(), tmp_path, max_queue_size=100, max_export_batch_size=1000,
+                            schedule_delay_millis=60_000)
+    try:
+        hop.pause()
+        assert slept == []  # the app has not emitted: nothing to step aside for
+        provider = LoggerProvider()
+        provider.add_log_record_processor(hop)
+        logger = provider.get_logger("t")
+        from opentelemetry._logs import LogRecord
+
+        logger.emit(LogRecord(body="x"))
+        hop.pause()
+        hop.pause()  # no emit since the last pause
+        assert len(slept) == 1
+        for _ in range(60):  # buffer more than half full: the worker competes like the SDK's
+            logger.emit(LogRecord(body="y"))
+        hop.pause()
+        assert len(slept) == 1
+    finally:
+        monkeypatch.undo()
+        hop.shutdown(timeout_millis=5000)

@@ -76,6 +76,8 @@ class Parts:
                                       spill_max_bytes=settings.queue_max_bytes,
                                       classify=self.classifier.classify_record if deferred else None,
                                       assign_uid=new_uid, prepare=prepare)
+        if isinstance(target, DeferredProcessingExporter):
+            target.pause = first_hop.pause
         self.first_hops.append(first_hop)
         return first_hop if deferred else VolumeGate(first_hop, self.volume)
 
