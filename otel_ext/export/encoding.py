@@ -162,7 +162,7 @@ _SEVERITY: dict[Any, bytes] = {}
 _KEY_FIELDS: dict[str, bytes] = {}
 
 
-def _str_entry(key: str, value: str) -> bytes:
+def _str_entry(key: str, value: Any) -> bytes:
     """The attributes entry of a string value, built directly (the same bytes as
     ``_field(b"\x32", _key_value(key, value))``); for keys whose values do not repeat."""
     key_field = _KEY_FIELDS.get(key)
