@@ -47,7 +47,7 @@ class DeferredProcessingExporter(LogRecordExporter):
         self.volume = None if volume is None or volume.is_noop else volume
         self.volume_counters = volume_counters
         self.detection = detection
-        # called every 16 records: the first hop steps aside there for a busy app thread
+        # called every 8 records: the first hop steps aside there for a busy app thread
         self.pause: Callable[[], None] | None = None
 
     def prepare(self, item: ReadableLogRecord) -> None:
@@ -67,7 +67,7 @@ class DeferredProcessingExporter(LogRecordExporter):
         classifier, redaction, volume, detection = self.classifier, self.redaction, self.volume, self.detection
         pause = self.pause
         for n, item in enumerate(batch, 1):
-            if pause is not None and not n & 15:
+            if pause is not None and not n & 7:
                 pause()
             record = item.log_record
             if classifier is not None:
