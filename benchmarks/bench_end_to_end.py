@@ -17,8 +17,14 @@ buffers. Prints sent / delivered / deliberately dropped (otel-ext's own counters
 its losses are silent), CPU µs per record (process CPU from the first emit until everything was
 delivered), its ratio to stock in the same run and mode, app-thread emit p50/p99 and peak RSS.
 
+With ``--rounds N`` the emit p99 ratio to stock is also printed round by round (it swings with the
+box's load: read its median over rounds). ``--baseline DIR`` runs every otel-ext variant a second
+time from another checkout (``VARIANT@before``) in the same interleaved rounds: before/after in
+one run.
+
     python benchmarks/bench_end_to_end.py                 # 20k records, a few minutes on 2 cores
     python benchmarks/bench_end_to_end.py --records 60000 --rates 5000,10000,20000
+    python benchmarks/bench_end_to_end.py --rounds 3 --variants stock,deferred,file --baseline ../main
 """
 
 from __future__ import annotations
@@ -187,7 +193,10 @@ def settle(count: Any, timeout: float = 60.0) -> int:
     return int(last)
 
 
-def run_one(variant: str, records: int, rate: int, buffer: str, workdir: Path) -> dict[str, Any]:
+def run_one(variant: str, records: int, rate: int, buffer: str, workdir: Path,
+            baseline: str | None = None) -> dict[str, Any]:
+    """One fresh child process; ``variant@before`` measures the ``baseline`` checkout instead."""
+    variant, _, tag = variant.partition("@")
     run_dir = Path(tempfile.mkdtemp(dir=workdir))
     port = free_port()
     out = run_dir / "rotel.out"
@@ -200,6 +209,8 @@ def run_one(variant: str, records: int, rate: int, buffer: str, workdir: Path) -
         time.sleep(0.3)
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("OTEL_EXT_", "OTEL_BLRP_")) or k == "OTEL_EXT_E2E_SOURCE"}
+        if tag == "before" and baseline:
+            env["OTEL_EXT_E2E_SOURCE"] = baseline
         env.update({"XDG_STATE_HOME": str(run_dir / "state"), "OTEL_EXT_QUEUE_DIR": str(run_dir / "queue"),
                     "OTEL_EXT_ON_CONFIG_ERROR": "exit"})
         if variant != "file":
@@ -240,6 +251,8 @@ def main() -> None:
     parser.add_argument("--buffers", default="default,large")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--source", help="directory holding the otel_ext package to measure (default: installed)")
+    parser.add_argument("--baseline", help="another checkout (e.g. main before a change): each otel-ext variant "
+                        "also runs from it as VARIANT@before, interleaved in the same rounds")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--buffer", default="default", help=argparse.SUPPRESS)
@@ -253,6 +266,9 @@ def main() -> None:
     if args.full:
         args.records, args.rates, args.rounds = 60_000, "5000,10000,20000", 3
     variants = [v for v in args.variants.split(",") if v]
+    baseline = str(Path(args.baseline).resolve()) if args.baseline else None
+    if baseline:
+        variants = [w for v in variants for w in ((v,) if v == "stock" else (f"{v}@before", v))]
     rates = [int(r) for r in args.rates.split(",") if r.strip() and int(r) > 0]
     modes = [(0, b) for b in args.buffers.split(",") if b] + [(r, "default") for r in rates]
     results: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
@@ -260,9 +276,9 @@ def main() -> None:
         for _ in range(args.rounds):  # interleaved: drift on the shared box hits every variant alike
             for rate, buffer in modes:
                 for variant in variants:
-                    res = run_one(variant, args.records, rate, buffer, Path(tmp))
+                    res = run_one(variant, args.records, rate, buffer, Path(tmp), baseline)
                     results.setdefault((variant, rate, buffer), []).append(res)
-                    print(f"  .. {variant:13} {'paced ' + str(rate) if rate else 'full speed':12} {buffer:7} "
+                    print(f"  .. {variant:20} {'paced ' + str(rate) if rate else 'full speed':12} {buffer:7} "
                           f"delivered {res['delivered']:>6} cpu {res['cpu_us']:.1f} us/rec", file=sys.stderr)
 
     def med(key: tuple[str, int, str], field: str) -> float:
@@ -270,7 +286,7 @@ def main() -> None:
 
     print(f"\n{args.records:,} records per run, {args.rounds} round(s), medians; ratio = CPU per record / stock's "
           "in the same mode and run; delivered = app records counted at the receiver (detector alerts excluded)")
-    header = (f"{'variant':13} {'mode':14} {'buffer':7} {'sent':>7} {'delivered':>9} {'dropped':>8} {'spilled':>8} "
+    header = (f"{'variant':20} {'mode':14} {'buffer':7} {'sent':>7} {'delivered':>9} {'dropped':>8} {'spilled':>8} "
               f"{'CPU us/rec':>10} {'ratio':>6} {'emit p50':>9} {'emit p99':>9} {'p99 ratio':>9} {'RSS MB':>7}")
     print(header)
     print("-" * len(header))
@@ -284,9 +300,23 @@ def main() -> None:
             p99_ratio = med(key, "p99_us") / med(anchor, "p99_us") if anchor in results else float("nan")
             mode = f"paced {rate}/s" if rate else "full speed"
             drop_text = "silent" if variant == "stock" else f"{dropped:.0f}"
-            print(f"{variant:13} {mode:14} {buffer:7} {runs[0]['sent']:>7} {med(key, 'delivered'):>9.0f} "
+            print(f"{variant:20} {mode:14} {buffer:7} {runs[0]['sent']:>7} {med(key, 'delivered'):>9.0f} "
                   f"{drop_text:>8} {med(key, 'spilled'):>8.0f} {med(key, 'cpu_us'):>10.1f} {ratio:>6.2f} "
                   f"{med(key, 'p50_us'):>9.1f} {med(key, 'p99_us'):>9.1f} {p99_ratio:>9.2f} {med(key, 'rss_mb'):>7.0f}")
+    if args.rounds > 1:  # emit p99 swings with the box's load: show it round by round, against the same round's stock
+        print("\nemit p99 / stock's emit p99 of the same round and mode, per round (min / median / max):")
+        for rate, buffer in modes:
+            anchor = results.get(("stock", rate, buffer))
+            if not anchor:
+                continue
+            mode = f"paced {rate}/s" if rate else "full speed"
+            for variant in variants:
+                if variant == "stock":
+                    continue
+                ratios = sorted(r["p99_us"] / a["p99_us"] for r, a in zip(results[(variant, rate, buffer)], anchor,
+                                                                        strict=False))
+                print(f"  {variant:20} {mode:14} {buffer:7} {ratios[0]:5.2f} / {statistics.median(ratios):5.2f} / "
+                      f"{ratios[-1]:5.2f}   ({', '.join(f'{x:.2f}' for x in ratios)})")
     details = {f"{k[0]}/{k[1]}/{k[2]}": r[-1]["dropped"] for k, r in results.items() if r[-1]["dropped"]}
     if details:
         print("\ndeliberately dropped, by counter (last round):")

@@ -47,6 +47,9 @@ def set_many(log_record: Any, values: dict[str, AnyValue]) -> None:
     if isinstance(attributes, BoundedAttributes):
         raw = attributes._dict
         maxlen = attributes.maxlen
+        if maxlen is None or len(raw) + len(values) <= maxlen:  # room for all: one update
+            raw.update(values)
+            return
         for key, value in values.items():
             if maxlen is None or key in raw or len(raw) < maxlen:
                 raw[key] = value

@@ -89,5 +89,20 @@ def swap_instrumentation_handler_setup(
 
 
 __all__ = ["CONTRIB_HANDLER_PRIVATE_NAMES", "OTEL_CONFIG_FILE", "SUPPRESS_INSTRUMENTATION_KEY", "ContribLoggingHandler",
-           "SDKConfigurator", "handler_attributes", "handler_emitting_flag", "handler_provider",
+           "SDKConfigurator", "handler_attributes", "handler_emitting_flag", "handler_provider", "instrument_is_live",
            "keep_through_logging_config", "provider_limits", "swap_instrumentation_handler_setup"]
+
+_NOT_A_PROXY = object()
+
+
+def instrument_is_live(instrument: object) -> bool:
+    """False while a metrics ``instrument`` cannot record anything: it is the API's proxy
+    instrument and no ``MeterProvider`` has been set yet (the proxy drops every measurement until
+    then: ``_real_instrument`` is None), or it is a no-op instrument. True otherwise; once True, it
+    stays True (a proxy is bound to its real instrument for good). Cheap for a proxy (one getattr)."""
+    real = getattr(instrument, "_real_instrument", _NOT_A_PROXY)
+    if real is not _NOT_A_PROXY:
+        return real is not None
+    from opentelemetry.metrics import NoOpCounter, NoOpHistogram
+
+    return not isinstance(instrument, (NoOpCounter, NoOpHistogram))

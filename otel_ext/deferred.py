@@ -6,12 +6,16 @@ pipeline. The same processor objects are used as in-line, so labels are identica
 
 Trade-off (documented): processors registered on the provider *after* the batch processor see the
 record before it is labelled and redacted; only this exporter's output is processed.
+
+A record the first hop has to spill to disk (its buffer is full) is classified and redacted on the
+app thread first (:meth:`DeferredProcessingExporter.prepare`): secrets never reach the disk
+unredacted, and its labels are the ones it would have had on the worker.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -43,11 +47,28 @@ class DeferredProcessingExporter(LogRecordExporter):
         self.volume = None if volume is None or volume.is_noop else volume
         self.volume_counters = volume_counters
         self.detection = detection
+        # called every 8 records: the first hop steps aside there for a busy app thread
+        self.pause: Callable[[], None] | None = None
+
+    def prepare(self, item: ReadableLogRecord) -> None:
+        """Classify and redact one record now (in place), as :meth:`export` would: the first hop
+        calls it on the app thread before a record is spilled, so no secret reaches the disk
+        unredacted. :meth:`export` later finds the record labelled (classification is skipped)
+        and redaction is idempotent. Never raises."""
+        record = item.log_record
+        if self.classifier is not None:
+            scope = item.instrumentation_scope
+            self.classifier.classify_record(record, scope.name if scope is not None else "")
+        if self.redaction is not None:
+            self.redaction.redact_record(record)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         kept: list[ReadableLogRecord] = []
         classifier, redaction, volume, detection = self.classifier, self.redaction, self.volume, self.detection
-        for item in batch:
+        pause = self.pause
+        for n, item in enumerate(batch, 1):
+            if pause is not None and not n & 7:
+                pause()
             record = item.log_record
             if classifier is not None:
                 scope = item.instrumentation_scope

@@ -48,6 +48,8 @@ MAX_SCAN_CHARS = 1 << 20
 _MEMO_MAX_LEN = 512
 _MEMO_MAX_ENTRIES = 16384
 _ALREADY = ("[REDACTED", "[HASH:")
+_UNSEEN = object()
+_CARD_MIN = 10**12  # an int below this in magnitude cannot be a card number (redact_value's test)
 # values that say a secret is absent or a feature is on/off (auth=true, token=null), not secrets
 NOT_A_SECRET = frozenset({"true", "false", "True", "False", "TRUE", "FALSE", "null", "NULL", "None", "none", "nil",
                           "undefined"})
@@ -110,6 +112,7 @@ class Redactor:
         # repeated strings and keys (routes, user agents, messages) are redacted once
         self._memo: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._key_kinds: dict[str, str | None] = {}
+        self._clean_tuples: set[tuple[Any, ...]] = set()
 
     # --- keys ------------------------------------------------------------------------------
 
@@ -288,6 +291,65 @@ class Redactor:
         return value  # bytes (opaque binary), floats, None
 
     def redact_mapping(self, mapping: Mapping[str, Any], depth: int = 0) -> Mapping[str, Any]:
+        """``mapping`` with every secret redacted (``mapping`` itself when nothing changed).
+
+        Hot path: a value under a non-secret key is skipped in one step when it provably cannot
+        change — a string shorter than 5 characters or already known clean (memo), an int that
+        cannot be a card number, a tuple of strings already found clean. Everything else goes
+        through :meth:`_redact_entry`, the full path (equality property-tested)."""
+        out: dict[str, Any] | None = None
+        kinds = self._key_kinds
+        memo = self._memo
+        shallow = depth < self.max_depth  # deeper tuples are "too deep": never skipped
+        clean_tuples = self._clean_tuples if shallow else frozenset()
+        for key, value in mapping.items():
+            kind = kinds.get(key, _UNSEEN)
+            if kind is None:
+                cls = value.__class__
+                if cls is str:
+                    if len(value) < 5:
+                        continue
+                    found = memo.get(value)
+                    if found is not None and not found[1]:
+                        continue
+                elif cls is int:
+                    if -_CARD_MIN < value < _CARD_MIN:
+                        continue
+                elif cls is tuple:
+                    try:
+                        if value in clean_tuples:
+                            continue
+                    except TypeError:  # holds something unhashable: never remembered
+                        pass
+            new = self._redact_entry(key, value, depth)
+            if new is not value:
+                if out is None:
+                    out = dict(mapping)
+                out[key] = new
+            elif value.__class__ is tuple and shallow and kinds.get(key, _UNSEEN) is None:
+                self._remember_clean(value)
+        return mapping if out is None else out
+
+    def _remember_clean(self, value: tuple[Any, ...]) -> None:
+        """Remember a short tuple of strings that came out unchanged (tags, categories)."""
+        if len(value) <= 8 and all(v.__class__ is str and len(v) <= _MEMO_MAX_LEN for v in value):
+            if len(self._clean_tuples) >= _MEMO_MAX_ENTRIES:
+                self._clean_tuples.clear()
+            self._clean_tuples.add(value)
+
+    def _redact_entry(self, key: Any, value: Any, depth: int) -> Any:
+        """The full path for one ``key: value`` entry of a mapping."""
+        kind = self.key_kind(key) if isinstance(key, str) else None
+        if kind is not None and value is not None and value != "":
+            new = self._replacement(kind, value, key)
+            if new is value:
+                return self.redact_value(value, depth)
+            self.counters.add("redacted", kind)
+            return new
+        return self.redact_value(value, depth)
+
+    def redact_mapping_full(self, mapping: Mapping[str, Any], depth: int = 0) -> Mapping[str, Any]:
+        """The reference for :meth:`redact_mapping`: every entry through the full path, no skip."""
         out: dict[str, Any] | None = None
         for key, value in mapping.items():
             kind = self.key_kind(key) if isinstance(key, str) else None

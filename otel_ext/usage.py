@@ -19,6 +19,11 @@ of the previous window (and the first N seen while that set is not full) keep th
 every other client is recorded as ``other`` and counted in ``otel_ext.usage.folded``; routes are
 capped the same way (``max_routes``), methods outside the HTTP set become ``_OTHER`` (semconv).
 
+Without a ``MeterProvider`` it costs almost nothing: while the API's proxy instruments have no real
+instrument behind them (they would drop every measurement) or the provider is a no-op one, a record
+is not looked at; counting, top-N windows and the ``otel_ext.usage.*`` counters start with the
+first record after a provider is set.
+
 Guarantee: never raises into the caller and never changes the record.
 """
 
@@ -35,6 +40,7 @@ from opentelemetry import metrics
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from otel_ext._attrs import read_view
+from otel_ext._sdk_compat import instrument_is_live
 from otel_ext.telemetry import Counters, ensure_published, register_counters
 
 _logger = logging.getLogger(__name__)
@@ -140,9 +146,21 @@ class UsageMetricsProcessor(LogRecordProcessor):
         self._hashed: dict[str, str] = {}  # hash cache, cleared when it grows past 4096 ids
         self._lock = threading.Lock()
         self._warned = False
+        self._live = False  # True once the instruments can record (a MeterProvider is set)
         ensure_published()
 
+    @property
+    def live(self) -> bool:
+        """Whether measurements can go anywhere (once True, stays True)."""
+        if not self._live:
+            self._live = instrument_is_live(self.requests) or instrument_is_live(self.duration)
+        return self._live
+
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        if not self._live:
+            if not instrument_is_live(self.requests):  # no MeterProvider yet: the API drops it all
+                return
+            self._live = True
         try:
             self.record(read_view(log_record.log_record.attributes))
         except Exception:  # never raise into the application thread

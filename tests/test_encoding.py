@@ -60,6 +60,19 @@ def test_direct_encoder_matches_the_sdk_encoder(batch: list[ReadableLogRecord]) 
     assert ours == sdk  # field order and presence are the same, so even the bytes are
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.text(max_size=40), min_size=1, max_size=20), st.sampled_from(["", "k", "url.path", "é"]))
+def test_a_key_whose_values_never_repeat_encodes_like_the_sdk(tail: list[str], key: str) -> None:
+    """Past its cache's 512 values a key's strings are encoded directly: still the SDK's bytes."""
+    from otel_ext.export.encoding import _AttributeCache
+
+    cache = _AttributeCache(max_values=4)
+    batch = [_item(f"b{i}", {key: f"v{i}"}) for i in range(8)] + [_item("x", {key: v, "n": 3}) for v in tail]
+    sdk = encode_logs(batch).SerializeToString()
+    ours = encode_request([(item, encode_log_record(item, cache)) for item in batch])
+    assert ours == sdk
+
+
 def _item(body: Any, attrs: dict[str, Any] | None = None, event_class: str = "access") -> ReadWriteLogRecord:
     rec = LogRecord(timestamp=1, observed_timestamp=2, severity_number=SeverityNumber.INFO, body=body,
                     attributes={"labels.event_class": event_class})

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,45 @@ def test_counts_and_durations_per_client_route_method_status_class() -> None:
                                         ("10.0.0.1", "/api/orders", "GET", "5xx"): 1,
                                         ("10.0.0.2", "/api/login", "POST", "4xx"): 1}
     assert points(reader, DURATION)[("10.0.0.2", "/api/login", "POST", "4xx")] == (1, 1.5)
+
+
+class _Item:
+    """The shape on_emit reads: ``item.log_record.attributes``."""
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        self.log_record = type("R", (), {"attributes": attrs})()
+
+
+def test_without_a_meter_provider_records_are_not_looked_at_until_one_is_set() -> None:
+    """The API's proxy instruments drop every measurement until a MeterProvider is set: the
+    processor skips records until then (cost ~0), and counts from the first record after."""
+    script = """
+import sys
+from opentelemetry import metrics
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from otel_ext.telemetry import Counters
+from otel_ext.usage import REQUESTS, UsageMetricsProcessor
+sys.path.insert(0, sys.argv[1])
+from test_usage_metrics import _Item, access, points
+
+noop = UsageMetricsProcessor(meter_provider=NoOpMeterProvider(), counters=Counters("n"))
+noop.on_emit(_Item(access()))
+usage = UsageMetricsProcessor(counters=Counters("u"))  # the global provider: the API's proxy
+for _ in range(3):
+    usage.on_emit(_Item(access()))
+before = (usage.live, usage.counters.get("recorded"), noop.live, noop.counters.get("recorded"))
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider([reader]))
+for _ in range(2):
+    usage.on_emit(_Item(access()))
+print(before, usage.live, usage.counters.get("recorded"), sum(points(reader, REQUESTS).values()))
+"""
+    out = subprocess.run([os.environ.get("PYTHON", sys.executable), "-c", script, str(ROOT / "tests")],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["(False,", "0,", "False,", "0)", "True", "2", "2"]
 
 
 def test_tenant_ids_are_exported_hashed_never_raw() -> None:

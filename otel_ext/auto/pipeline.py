@@ -66,15 +66,19 @@ class Parts:
                                 allow_insecure=settings.queue_insecure_dir)
         deferred = settings.processing == "deferred"
         target: LogRecordExporter = exporter
+        prepare = None
         if deferred:
             target = DeferredProcessingExporter(exporter, self.classifier, self.redaction, self.volume,
                                                 detection=self.detection)
+            prepare = target.prepare  # spilled records are classified and redacted before the disk
         first_hop = FirstHopProcessor(target, spill_dir, max_queue_size=settings.buffer_size,
                                       max_export_batch_size=self.max_export_batch_size,
                                       schedule_delay_millis=self.schedule_delay_ms, overload=settings.overload,
                                       spill_max_bytes=settings.queue_max_bytes,
                                       classify=self.classifier.classify_record if deferred else None,
-                                      assign_uid=new_uid)
+                                      assign_uid=new_uid, prepare=prepare)
+        if isinstance(target, DeferredProcessingExporter):
+            target.pause = first_hop.pause
         self.first_hops.append(first_hop)
         return first_hop if deferred else VolumeGate(first_hop, self.volume)
 

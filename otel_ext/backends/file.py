@@ -48,10 +48,20 @@ class FileBackend(Backend):
         self.name = config.name or f"file://{self.directory}"
         self._lock = threading.Lock()
         self.removed_files = 0
+        self._dir_ready = False
 
     def _open(self) -> int:
-        ensure_private_dir(self.directory)
-        return os.open(self.directory / ACTIVE_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        """The active file, opened per send (a file rotated or removed from outside is recreated);
+        the directory is made private once, and again whenever it has gone missing."""
+        path = self.directory / ACTIVE_NAME
+        if not self._dir_ready:
+            ensure_private_dir(self.directory)
+            self._dir_ready = True
+        try:
+            return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            ensure_private_dir(self.directory)
+            return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def _rotate(self) -> None:
         active = self.directory / ACTIVE_NAME

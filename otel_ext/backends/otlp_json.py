@@ -254,16 +254,27 @@ def _log_record(buf: bytes, i: int, end: int, fragments: _Fragments) -> str:
     """One LogRecord, parsed in a single pass (the hot loop: no per-field tuples)."""
     out: list[str] = []
     attrs: list[str] = []
+    append_attr = attrs.append
     seen = 0
     key_value = fragments.key_value
+    known = fragments.kv.get
     while i < end:
         key = buf[i]
+        if key == 0x32 and buf[i + 1] < 0x80:  # an attribute under 128 bytes: the bulk of a record
+            j = i + 2 + buf[i + 1]
+            if j > end:
+                raise _Fallback("truncated")
+            raw = buf[i + 2:j]
+            found = known(raw)
+            append_attr(found if found is not None else key_value(raw))
+            i = j
+            continue
         if key < 0x80:
             i += 1
         else:
             key, i = _varint(buf, i)
         number, wire = key >> 3, key & 7
-        if number == 6 and wire == 2:  # attributes: the bulk of a record
+        if number == 6 and wire == 2:  # a longer attribute
             n = buf[i]
             if n < 0x80:
                 i += 1

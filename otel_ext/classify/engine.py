@@ -41,9 +41,12 @@ class Classification:
 
     def attributes(self) -> dict[str, AnyValue]:
         """The ECS attributes this classification sets on a record (a fresh dict)."""
-        cached = _ATTRIBUTES.get(self)
+        cached = self.__dict__.get("_attributes_cache")  # on the instance: no hash of 9 fields per record
         if cached is None:
-            cached = _ATTRIBUTES[self] = self._attributes()
+            cached = _ATTRIBUTES.get(self)
+            if cached is None:
+                cached = _ATTRIBUTES[self] = self._attributes()
+            object.__setattr__(self, "_attributes_cache", cached)  # not a field: equality and hash unchanged
         return dict(cached)
 
     def _attributes(self) -> dict[str, AnyValue]:
@@ -119,7 +122,7 @@ class RuleSet:
                 self._anchors.setdefault(anchor, []).append(rule)
         self._by_signature: dict[tuple[Any, ...], tuple[tuple[Rule, ...], Classification]] = {}
         self._merged: dict[tuple[str, ...], Classification] = {}
-        self._body_memo: dict[str, tuple[Rule, ...]] = {}
+        self._body_memo: dict[str, tuple[tuple[Rule, ...], tuple[Rule, ...]]] = {}
 
     def _others(self, fields: RecordFields) -> list[Rule]:
         matched: list[Rule] = []
@@ -130,7 +133,10 @@ class RuleSet:
                 continue
             if gate_field == "body":
                 if self._anchors:
-                    matched.extend(r for r in self._anchor_hits(value) if r.matches(get))
+                    sure, check = self._anchor_hits(value)
+                    matched.extend(sure)
+                    if check:
+                        matched.extend(r for r in check if r.matches(get))
                 rules = self._unanchored_body
             elif gate_field in self._by_value:
                 index, rest = self._by_value[gate_field]
@@ -144,12 +150,17 @@ class RuleSet:
         matched.extend(r for r in self._always if r.matches(get))
         return matched
 
-    def _anchor_hits(self, body: str) -> tuple[Rule, ...]:
-        """Body rules one of whose anchor words occurs in ``body`` (memoised for short bodies)."""
+    def _anchor_hits(self, body: str) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+        """The body rules one of whose anchor words occurs in ``body``, as (rules that match: their
+        conditions read the body alone, so the answer is the body's; rules whose other conditions
+        must still be checked on the record). Memoised for short bodies."""
         hits = self._body_memo.get(body)
         if hits is None:
             low = scan_text(body).lower()  # bounded: a multi-megabyte body costs what 64 KiB do
-            hits = tuple(dict.fromkeys(r for anchor, rs in self._anchors.items() if anchor in low for r in rs))
+            found = tuple(dict.fromkeys(r for anchor, rs in self._anchors.items() if anchor in low for r in rs))
+            body_only = [r for r in found if all(c.field == "body" for c in r.conditions)]
+            get = {"body": body}.get
+            hits = (tuple(r for r in body_only if r.matches(get)), tuple(r for r in found if r not in body_only))
             if len(body) <= 512:
                 if len(self._body_memo) >= _CACHE_MAX:
                     self._body_memo.clear()

@@ -15,15 +15,16 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from otel_ext.detect.state import BoundedKeys
 
 NS = 1_000_000_000
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
+    """What the detectors read of one labelled record (a tuple: built once per record, cheaply)."""
+
     ts_ns: int
     event_class: str
     action: str | None
@@ -73,6 +74,11 @@ class Detector:
 
     def observe(self, event: Event) -> list[Alert]:
         raise NotImplementedError
+
+    def wants(self, action: str | None) -> bool:
+        """False only if :meth:`observe` returns no alert and changes no state for *every* event
+        with this ``event.action`` (the engine then skips the call: one cheap test per record)."""
+        return True
 
     def state_size(self) -> int:
         raise NotImplementedError
@@ -154,6 +160,9 @@ class BruteForceAccount(CountPerKey):
     def matches(self, event: Event) -> bool:
         return event.action == "authn_login_fail"
 
+    def wants(self, action: str | None) -> bool:
+        return action == "authn_login_fail"
+
 
 class BruteForceSource(CountPerKey):
     rule_id = "brute_force_source"
@@ -166,6 +175,9 @@ class BruteForceSource(CountPerKey):
 
     def matches(self, event: Event) -> bool:
         return event.action == "authn_login_fail"
+
+    def wants(self, action: str | None) -> bool:
+        return action == "authn_login_fail"
 
 
 class Fuzzing(CountPerKey):
@@ -200,6 +212,9 @@ class AttackSource(CountPerKey):
         action = event.action
         return event.event_class == "security" and action is not None and action.startswith("malicious_")
 
+    def wants(self, action: str | None) -> bool:
+        return action is not None and action.startswith("malicious_")
+
 
 class ScannerBurst(CountPerKey):
     """A burst of ≥ ``threshold`` requests from one source with one user agent that payload inspection
@@ -218,6 +233,9 @@ class ScannerBurst(CountPerKey):
     def matches(self, event: Event) -> bool:
         return event.action == "malicious_attack_tool" and bool(event.user_agent)
 
+    def wants(self, action: str | None) -> bool:
+        return action == "malicious_attack_tool"
+
     def key_of(self, event: Event) -> str | None:
         return f"{event.client} {event.user_agent}" if event.client else None
 
@@ -234,6 +252,9 @@ class PasswordSpray(Detector):
         self.window_ns = int(self.params["window_s"] * NS)
         self.keys: BoundedKeys[dict[str, int]] = BoundedKeys(max_keys, dict, on_evict)
         self._quiet: dict[str, int] = {}
+
+    def wants(self, action: str | None) -> bool:
+        return action == "authn_login_fail"
 
     def observe(self, event: Event) -> list[Alert]:
         if event.action != "authn_login_fail" or not event.client or not event.user:
@@ -277,6 +298,9 @@ class SuccessAfterFailures(Detector):
         self.failures = int(self.params["failures"])
         self.window_ns = int(self.params["window_s"] * NS)
         self.keys: BoundedKeys[_Window] = BoundedKeys(max_keys, lambda: _Window(self.failures), on_evict)
+
+    def wants(self, action: str | None) -> bool:
+        return action in ("authn_login_fail", "authn_login_success")
 
     def observe(self, event: Event) -> list[Alert]:
         if not event.user:

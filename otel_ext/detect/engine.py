@@ -127,6 +127,17 @@ class DetectionEngine:
         self.provider = provider
         self.webhook = webhook
         self._logger: Any = None
+        self._by_action: dict[str | None, tuple[Detector, ...]] = {}
+
+    def _for_action(self, action: str | None) -> tuple[Detector, ...]:
+        """The detectors that may react to records with this ``event.action`` (bounded memo)."""
+        found = self._by_action.get(action)
+        if found is None:
+            found = tuple(d for d in self.detectors if d.wants(action))
+            if len(self._by_action) >= 1024:
+                self._by_action.clear()
+            self._by_action[action] = found
+        return found
 
     def bind(self, provider: LoggerProvider) -> None:
         self.provider = provider
@@ -153,7 +164,7 @@ class DetectionEngine:
                 duration_ms=duration / 1e6 if isinstance(duration, (int, float)) else None,
                 user_agent=agent if isinstance(agent := attrs.get("user_agent.original"), str) else None,
             )
-            alerts = [a for detector in self.detectors for a in detector.observe(event)]
+            alerts = [a for detector in self._for_action(event.action) for a in detector.observe(event)]
         except Exception:  # noqa: BLE001 - detection must never break logging
             self.counters.add("failed")
             return []

@@ -159,6 +159,18 @@ class _AttributeCache:
 
 _CACHE = _AttributeCache()
 _SEVERITY: dict[Any, bytes] = {}
+_KEY_FIELDS: dict[str, bytes] = {}
+
+
+def _str_entry(key: str, value: Any) -> bytes:
+    """The attributes entry of a string value, built directly (the same bytes as
+    ``_field(b"\x32", _key_value(key, value))``); for keys whose values do not repeat."""
+    key_field = _KEY_FIELDS.get(key)
+    if key_field is None:
+        if len(_KEY_FIELDS) >= 1024:
+            _KEY_FIELDS.clear()
+        key_field = _KEY_FIELDS[key] = _field(b"\x0a", key.encode("utf-8")) if key else b""
+    return _field(b"\x32", key_field + _field(b"\x12", _field(b"\x0a", value.encode("utf-8"))))
 
 
 def encode_log_record(item: ReadableLogRecord, cache: _AttributeCache = _CACHE) -> bytes:
@@ -180,6 +192,7 @@ def encode_log_record(item: ReadableLogRecord, cache: _AttributeCache = _CACHE) 
     attributes = rec.attributes
     if attributes:
         by_key = cache._by_key
+        full = cache.max_values
         append = out.append
         for key, value in read_view(attributes).items():
             kind = type(value)
@@ -189,6 +202,9 @@ def encode_log_record(item: ReadableLogRecord, cache: _AttributeCache = _CACHE) 
                     found = per.get(value if kind is str else (int, value))
                     if found is not None:
                         append(found)
+                        continue
+                    if kind is str and len(per) >= full:  # a key whose values do not repeat (ids, paths)
+                        append(_str_entry(key, value))
                         continue
             append(cache.entry(key, value))
     dropped = attributes.dropped if isinstance(attributes, BoundedAttributes) else 0

@@ -9,9 +9,9 @@ Mechanism — a bounded in-memory buffer that *spills* to disk, chosen because:
 - the app thread must stay as fast as stock OTel during a burst (emit p99 within 1.2x), so it may
   not wait for the worker (back-pressure would make every emit of a burst as slow as the worker:
   the worker, not the app, is the slow side, ~2-5x the app's per-record cost);
-- a spilled record costs the app thread only a tuple copy (~2 µs), and one ``marshal`` + ``write``
-  per 256 records; classification, redaction, detection and OTLP encoding happen later on the
-  worker, after the burst, from the spill file;
+- a spilled record costs the app thread its classification and redaction (~5-15 µs, so that no
+  secret reaches the disk), a tuple copy (~2 µs) and one ``marshal`` + ``write`` per 256 records;
+  detection and OTLP encoding happen later on the worker, after the burst, from the spill file;
 - the disk budget is the queue's (``OTEL_EXT_QUEUE_MAX_BYTES``), so a burst larger than every
   buffer is still delivered, only later.
 
@@ -31,8 +31,10 @@ when it decides something (``drop`` policy, or spill file past 80 %).
 
 Spill files (``spill-<pid>-<rand>.bin`` in the queue directory, 0600, held by an exclusive
 ``flock``) are a header with the consumed offset plus length- and CRC-framed ``marshal`` lists of
-plain record tuples. In deferred mode they hold records *before* redaction: the file lives in the
-private queue directory and is truncated once consumed. A spill file whose owner died (lock free)
+plain record tuples, truncated once consumed. They never hold a secret: a record is given to
+``prepare`` before it is spilled (in deferred mode, ``configure()`` passes the deferred stage's
+classify + redact, run on the app thread for spilled records only), so what reaches the disk is
+what would reach the queue. A spill file whose owner died (lock free)
 is adopted by the next first hop that starts in the same directory, and processed from its
 consumed offset (at-least-once, like the queue; the record uid is assigned before spilling, so
 Elasticsearch replays stay idempotent).
@@ -91,6 +93,7 @@ _HEADER = struct.Struct(">8sQ")  # magic, consumed offset
 _FRAME = struct.Struct(">II")  # payload length, crc32
 _SPILL_FRAME_RECORDS = 256
 _MAX_FRAME = 256 * 1024 * 1024
+_PAUSE_S = 0.0002  # how long the worker steps aside for a busy app thread (see FirstHopProcessor.pause)
 
 _LIVE: weakref.WeakSet[FirstHopProcessor] = weakref.WeakSet()
 
@@ -214,10 +217,24 @@ class SpillFile:
 
     @classmethod
     def create(cls, directory: Path) -> SpillFile:
-        path = directory / f"spill-{os.getpid()}-{secrets.token_hex(4)}.bin"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return cls(path, fd)
+        """A new spill file, locked and with its header *before* its name becomes visible: an
+        adopter (another process, or our own worker looking for orphans) can never take a live
+        file in the instant between its creation and its lock."""
+        stem = f"spill-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = directory / f".{stem}.tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            spill = cls(tmp, fd)
+            path = directory / f"{stem}.bin"
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            os.close(fd)
+            raise
+        spill.path = path
+        return spill
 
     @classmethod
     def adopt(cls, path: Path) -> SpillFile | None:
@@ -301,6 +318,7 @@ class FirstHopProcessor(LogRecordProcessor):
         spill_max_bytes: int = 256 * 1024 * 1024,
         classify: Callable[[Any, str], str | None] | None = None,
         assign_uid: Callable[[], str] | None = None,
+        prepare: Callable[[Any], None] | None = None,
         counters: Counters = FIRST_HOP_COUNTERS,
         report_interval: float = 60.0,
         report_stream: Any = None,
@@ -309,11 +327,13 @@ class FirstHopProcessor(LogRecordProcessor):
         self.spill_dir = Path(spill_dir)
         self.max_queue_size = max(1, max_queue_size)
         self.batch_size = max(1, min(max_export_batch_size, self.max_queue_size))
+        self._pause_below = self.max_queue_size // 2
         self.delay = schedule_delay_millis / 1000
         self.overload = parse_overload(overload)
         self.spill_max_bytes = spill_max_bytes
         self.classify = classify
         self.assign_uid = assign_uid
+        self.prepare = prepare
         self.counters = counters
         self.report_interval = report_interval
         self.report_stream = report_stream
@@ -344,6 +364,7 @@ class FirstHopProcessor(LogRecordProcessor):
         self._spill_records = 0  # records written to our spill file and not yet consumed
         self._adopted: list[SpillFile] = []
         self._shutdown = False
+        self._emits = self._emits_seen = 0
         self._last_report = time.monotonic()
         self._reported: dict[str, int] = {}
         self._worker = threading.Thread(name="OtelExtFirstHop", target=self._run, daemon=True)
@@ -370,6 +391,7 @@ class FirstHopProcessor(LogRecordProcessor):
                 return
             if self._pid != os.getpid():
                 self._after_fork_in_child()
+            self._emits += 1
             buffer = self._buffer
             if len(buffer) < self.max_queue_size:
                 buffer.append(log_record)
@@ -408,6 +430,8 @@ class FirstHopProcessor(LogRecordProcessor):
                 return
         if self.assign_uid is not None and _UID_ATTR not in read_view(item.log_record.attributes):
             set_many(item.log_record, {_UID_ATTR: self.assign_uid()})
+        if not self._prepare(item):
+            return
         self.counters.add("spilled")
         with self._spill_lock:
             self._pending.append(self._row(item))
@@ -415,6 +439,17 @@ class FirstHopProcessor(LogRecordProcessor):
                 self._write_pending()
         if not self._wake.is_set():
             self._wake.set()
+
+    def _prepare(self, item: ReadWriteLogRecord) -> bool:
+        """Classify and redact a record about to be spilled (``prepare``): never raw to disk.
+        False (counted as dropped) in the unexpected case that ``prepare`` raised."""
+        if self.prepare is not None:
+            try:
+                self.prepare(item)
+            except Exception:  # noqa: BLE001 - prepare fails closed itself; this is a last guard
+                self.counters.add("dropped", "unknown:prepare_failed")
+                return False
+        return True
 
     def _row(self, item: ReadWriteLogRecord) -> tuple[Any, ...]:
         """The spill tuple of ``item`` (spill lock held)."""
@@ -447,6 +482,19 @@ class FirstHopProcessor(LogRecordProcessor):
         self._spill_records += len(rows)
 
     # --- worker ----------------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Called by the worker's stages every few records (``DeferredProcessingExporter.pause``):
+        if the app emitted since the last call and the buffer is less than half full, step aside
+        for ~0.2 ms. A thread that waits for the GIL gets it only after the holder's whole switch
+        interval (5 ms); without these pauses every such hand-over stalls an app log call for that
+        long, and during a burst that is often enough to show in its emit p99. With the buffer
+        half full or more the worker does not pause: it then competes as the SDK's worker does."""
+        emits = self._emits
+        if emits != self._emits_seen:
+            self._emits_seen = emits
+            if len(self._buffer) < self._pause_below:
+                time.sleep(_PAUSE_S)
 
     def _run(self) -> None:
         self._adopt_orphans()
@@ -548,6 +596,14 @@ class FirstHopProcessor(LogRecordProcessor):
 
     def _adopt_orphans(self) -> None:
         try:
+            # a process killed inside SpillFile.create leaves an empty temporary file (one being
+            # created right now is microseconds old: leave anything younger than a minute alone)
+            for path in self.spill_dir.glob(".spill-*.tmp"):
+                with contextlib.suppress(OSError):
+                    if time.time() - path.lstat().st_mtime > 60:
+                        stale = SpillFile.adopt(path)
+                        if stale is not None:
+                            stale.close(remove=True)
             for path in sorted(self.spill_dir.glob("spill-*.bin")):
                 if self._spill is not None and path == self._spill.path:
                     continue
@@ -647,7 +703,7 @@ class FirstHopProcessor(LogRecordProcessor):
         with self._export_lock, self._spill_lock:
             left = list(self._buffer)
             self._buffer.clear()
-            self._pending.extend(self._row(item) for item in left)
+            self._pending.extend(self._row(item) for item in left if self._prepare(item))
             self._write_pending()
             for source in [self._spill, *self._adopted]:
                 if source is not None:
