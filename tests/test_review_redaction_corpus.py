@@ -281,9 +281,6 @@ SPILL_APP = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(strict=True, reason="spill_plaintext: in deferred mode the first hop spills records to "
-                   "disk before redaction (export/firsthop.py); a crash after a burst leaves them there "
-                   "(issue 11's open item, shown with the process killed)")
 def test_a_burst_then_a_crash_leaves_no_unredacted_secret_on_disk(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text(SPILL_APP)
     out, queue = tmp_path / "out", tmp_path / "queue"
