@@ -71,6 +71,8 @@ def live_exporters() -> list[FailoverLogExporter]:
     return list(_LIVE)
 
 
+_RECORD_GRACE_S = 1.0  # force_flush: how long delivered-but-unrecorded ranges may take to reach the file
+
 register_gauge("queue.depth", "{record}", lambda: _queue_gauges("records"))
 register_gauge("queue.bytes", "By", lambda: _queue_gauges("bytes"))
 register_gauge("queue.oldest_age", "s", lambda: _queue_gauges("oldest_age_s"))
@@ -273,12 +275,23 @@ class FailoverLogExporter(LogRecordExporter):
         deadline = time.monotonic() + timeout_millis / 1000
         while True:
             if self._flushed():
+                self._await_recorded(min(deadline, time.monotonic() + _RECORD_GRACE_S))
                 return True
             if time.monotonic() >= deadline or self._shutdown:
                 return False
             for lane in self.lanes:
                 lane.wake.set()
             time.sleep(0.01)
+
+    def _await_recorded(self, until: float) -> None:
+        """Everything is delivered; give the lanes a moment to record it in the queue file too, so
+        the queue's depth (stats, gauges, ``otel-ext queue status``) reads 0 once force_flush returns.
+        Bounded: a lane that cannot write its cursor (disk full) keeps its range in memory, and the
+        records stay delivered either way."""
+        while any(lane.unrecorded for lane in self.lanes) and time.monotonic() < until and not self._shutdown:
+            for lane in self.lanes:
+                lane.wake.set()
+            time.sleep(0.005)
 
     def _flushed(self) -> bool:
         try:
