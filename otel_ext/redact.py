@@ -82,6 +82,37 @@ def _looks_like_credential(token: str) -> bool:
     return upper >= 2 and len(token) - upper >= 2  # random mixed case, not "Authentication"
 
 
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _percent_view(text: str, rounds: int = 3) -> tuple[str, list[int]] | None:
+    """``text`` with %XX escapes decoded (up to ``rounds`` times, for double encoding), and for every
+    decoded position (plus the end) the position in ``text`` it came from; None without escapes.
+    An escape decodes to one character (its byte value): tokens are ASCII, so a multi-byte
+    character decodes to harmless non-token characters and the mapping stays one to one."""
+    origin: list[int] | None = None
+    for _ in range(rounds):
+        if _PERCENT.search(text) is None:
+            break
+        pieces: list[str] = []
+        positions: list[int] = []
+        last = 0
+        for esc in _PERCENT.finditer(text):
+            a = esc.start()
+            pieces.append(text[last:a])
+            positions.extend(range(last, a))
+            pieces.append(chr(int(text[a + 1:a + 3], 16)))
+            positions.append(a)
+            last = esc.end()
+        pieces.append(text[last:])
+        positions.extend(range(last, len(text) + 1))
+        text = "".join(pieces)
+        origin = positions if origin is None else [origin[i] for i in positions]
+    if origin is None:
+        return None
+    return text, origin
+
+
 def _looks_random(text: str) -> bool:
     return len(text) >= 16 and any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
 
@@ -177,6 +208,8 @@ class Redactor:
             found.append("too_long")
         detectors = select(text)  # one RE2 pass: None for a clean string (the usual case)
         out = text if detectors is None else self._detect(text, found, detectors)
+        if "%" in out:
+            out = self._detect_decoded(out, found)
         for name, rx in self.extra:
             out, n = rx.sub(f"[REDACTED:{name}]", out)
             found.extend([name] * n)
@@ -203,6 +236,53 @@ class Redactor:
             last = pos = end
         if not pieces:
             return text
+        pieces.append(text[last:])
+        return "".join(pieces)
+
+    def _detect_decoded(self, text: str, found: list[str]) -> str:
+        """Detectors over the percent-decoded view of a %-rich string (a URL-encoded URL inside a query,
+        a token holding ``%2B``/``%3D``, double encoding); what they find is removed from ``text``
+        itself: the span of the original, escapes included, that decodes to the secret."""
+        view = _percent_view(text)
+        if view is None:
+            return text
+        decoded, origin = view
+        detectors = select(decoded)
+        if detectors is None:
+            return text
+        spans: list[tuple[int, int, str, str]] = []
+        pos = 0
+        while True:
+            match = detectors.search(decoded, pos)
+            if match is None:
+                break
+            verdict = self._judge(decoded, match)
+            if isinstance(verdict, int):
+                pos = max(verdict, match.start() + 1)
+                continue
+            replacement, kind, end = verdict
+            start = match.start()
+            whole = decoded[start:end]
+            head = 0  # the replacement keeps the pair's key / the URL's user: only the middle changed
+            limit = min(len(whole), len(replacement))
+            while head < limit and whole[head] == replacement[head]:
+                head += 1
+            tail = 0
+            while tail < limit - head and whole[-1 - tail] == replacement[-1 - tail]:
+                tail += 1
+            a, b = origin[start + head], origin[end - tail]
+            if a < b and "%" in text[origin[start]:origin[end]]:  # else judged on the text itself
+                spans.append((a, b, replacement[head:len(replacement) - tail], kind))
+            pos = end
+        if not spans:
+            return text
+        pieces: list[str] = []
+        last = 0
+        for a, b, marker, kind in spans:
+            found.append(kind)
+            pieces.append(text[last:a])
+            pieces.append(marker)
+            last = b
         pieces.append(text[last:])
         return "".join(pieces)
 

@@ -201,3 +201,28 @@ def test_structured_body_is_redacted_recursively(make_pipeline: Any) -> None:
     proc.redact_record(record)
     assert record.body == {"user": "bob", "login": {"password": "[REDACTED:password]",
                                                     "note": "api_key=[REDACTED:api_key]"}}
+
+
+def test_percent_encoded_tokens_and_pairs_are_removed_with_their_escapes() -> None:
+    r = Redactor(counters=Counters("t"))
+    token = "pscale_tkn_9529o8b=fd3typkie-bw3fmy197f9_2p"  # "=" inside: %3D once encoded
+    encoded = token.replace("=", "%3D")
+    for text in (f"GET /proxy?target=https%3A%2F%2Fapi.example.com%2F%3Fk%3D{encoded.replace('%', '%25')} HTTP/1.1",
+                 f"401 for url: https://api.example.com/v1/items?key={encoded}",
+                 "q=a%2520password%253Dhunter2%2526b%253D1 ok"):  # double encoding
+        out = r.redact_text(text)
+        assert "fd3typkie" not in out and "hunter2" not in out, out
+        assert "[REDACTED:" in out and "%25" not in out.split("[REDACTED:")[1].split("]")[0]
+    assert r.redact_text("q=a%2520password%253Dhunter2%2526b%253D1 ok") == \
+        "q=a%2520password%253D[REDACTED:password]%2526b%253D1 ok"  # only the secret's escaped bytes go
+    for harmless in ("100%25 done, 50%41 ok %zz %", "GET /search?q=rate%20limit%3D100%26page%3D2 HTTP/1.1",
+                     "path=%2Fapi%2Fv1%2Fitems%3Fpage%3D2"):
+        assert r.redact_text(harmless) == harmless
+
+
+def test_vendor_tokens_take_their_whole_run() -> None:
+    r = Redactor(counters=Counters("t"))
+    routable = "glpat-86dfowhygc5dr3j94y91higoi0l.cf59j7pa8"
+    assert r.redact_text(f"push with {routable} failed") == "push with [REDACTED:gitlab_token] failed"
+    longer = "AIza" + "B" * 35 + "abcd123"
+    assert r.redact_text(f"key {longer}.") == "key [REDACTED:google_api_key]."

@@ -49,7 +49,7 @@ LAST_TWO: dict[tuple[str, str], str] = {
                      ("key", "password")], "secret"),
     **dict.fromkeys([("password", "hash"), ("password", "digest"), ("pass", "hash"), ("pwd", "hash")], "password"),
     **dict.fromkeys([("session", "id"), ("session", "key"), ("session", "token"), ("session", "cookie"),
-                     ("connect", "sid")], "session"),
+                     ("connect", "sid"), ("gitlab", "session")], "session"),
     ("session", "secret"): "secret",  # a signing secret is removed, not hashed
     **dict.fromkeys([("card", "number"), ("credit", "card"), ("cc", "number"), ("card", "cvv"), ("card", "cvc"),
                      ("security", "code"), ("card", "pan")], "card"),
