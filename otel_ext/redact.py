@@ -75,11 +75,20 @@ def is_card_number(text: str) -> bool:
 
 def _looks_like_credential(token: str) -> bool:
     """A word after ``Bearer``/``Basic``: a credential has a digit or symbol, or mixed case and length;
-    "Basic authentication" or "bearer tokens" are prose."""
+    "Basic authentication", "bearer tokens", "Bearer HTTP/1.1" (an empty token_type in an access
+    line) and shell references (``$(…)``, ``${…}``) are not."""
+    if _HTTP_VERSION.match(token) or token.startswith(_REFERENCES):
+        return False
     if any(c.isdigit() or c in "._~+/=-" for c in token):
         return True
     upper = sum(c.isupper() for c in token)
-    return upper >= 2 and len(token) - upper >= 2  # random mixed case, not "Authentication"
+    lower = len(token) - upper
+    # random mixed case, not "Authentication": two capitals and two others, or any mix at length >= 10
+    return (upper >= 2 and lower >= 2) or (upper >= 2 and lower >= 1 and len(token) >= 10)
+
+
+_HTTP_VERSION = re.compile(r"HTTP/\d")
+_REFERENCES = ("${", "$(", "$ENV{")  # a reference to a secret, not the secret itself
 
 
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -111,6 +120,13 @@ def _percent_view(text: str, rounds: int = 3) -> tuple[str, list[int]] | None:
     if origin is None:
         return None
     return text, origin
+
+
+_QUOTES = (('\\"', '\\"'), ('"', '"'), ("'", "'"), ("%22", "%22"), ("`", "`"), ("<", ">"))
+_JSON_START = re.compile(r"\{\s*+(?:[\"'}]|$)|\[\s*+(?:[\"'\[{\]]|-?\d|true|false|null|$)")
+_BRACKETED = re.compile(r"[^\s\"'\\&]*+")
+_NEEDS_CREDENTIAL = frozenset({"authorization", "cli_flag", "prose_secret"})
+"""Detectors whose value is judged by its look: a word after a keyword may be prose."""
 
 
 def _looks_random(text: str) -> bool:
@@ -303,8 +319,10 @@ class Redactor:
         vstart = match.start(value_group) - start
         if secret.startswith(_ALREADY):
             return match.end()
-        if kind == "authorization" and not _looks_like_credential(secret):
+        if kind in _NEEDS_CREDENTIAL and not _looks_like_credential(secret):
             return match.start(value_group)
+        if kind == "header" and (secret.partition(" ")[2] or secret).startswith(_REFERENCES):
+            return match.end()  # Authorization: Bearer $(gcloud auth print-access-token)
         rest = whole[vstart + len(secret):]
         if kind == "url_userinfo":
             user, colon, password = secret.partition(":")
@@ -327,24 +345,30 @@ class Redactor:
         if start and text[start - 1] == ":" and match.group("ks") == ":":
             return vstart  # one link of a colon chain (arn:aws:secretsmanager:…:secret:db), an identifier
         end = match.end()
-        inner, quote = value, ""
-        for q in ('\\"', '"', "'", "%22"):
-            if len(value) >= 2 * len(q) and value.startswith(q) and value.endswith(q):
-                inner, quote = value[len(q):-len(q)], q
+        inner, quote, close = value, "", ""
+        for q, c in _QUOTES:
+            if len(value) >= len(q) + len(c) and value.startswith(q) and value.endswith(c):
+                inner, quote, close = value[len(q):-len(c)], q, c
                 break
         else:  # unquoted: the scan stopped at "=" / ":"; under a secret key the value goes whole
             extent = VALUE_EXTENT.match(text, vstart)
             if extent is not None and extent.end() > end:
                 end = extent.end()
                 inner = text[vstart:end]
-        if not inner or inner.startswith(_ALREADY):
-            return end
-        if inner[0] in "{[":  # a nested object: its own keys are judged as the scan goes on
-            return vstart
+        if not inner or inner.startswith(_ALREADY) or inner.startswith(_REFERENCES):
+            return end  # password=${DB_PASSWORD}: a reference, not the secret
+        if inner[0] in "{[":
+            if _JSON_START.match(inner):  # a nested object: its own keys are judged as the scan goes on
+                return vstart
+            if not quote:  # password={Abc123!} / secret=[A1b2]: the whole bracketed run is the value
+                run = _BRACKETED.match(text, vstart)
+                if run is not None and run.end() > end:
+                    end = run.end()
+                    inner = text[vstart:end]
         new = self._replacement(kind, inner, key)
         if new is inner:
             return vstart
-        return text[start:vstart] + quote + str(new) + quote, kind, end
+        return text[start:vstart] + quote + str(new) + close, kind, end
 
     # --- values ----------------------------------------------------------------------------
 

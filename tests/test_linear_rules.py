@@ -165,6 +165,9 @@ HOSTILE_TEXTS: dict[str, str] = {
     "percent_escapes": "%3D" * 70_000 + " password=x1",
     "token_tails": "glpat-" + "a1." * 70_000 + " password=x1",
     "vendor_heads": "sk-A3-pat.4b1dAPI-" * 12_000 + " password=x1",
+    "open_braces": "pwd={" * 40_000 + " password=x1",
+    "open_backticks": "password=`" * 30_000 + " password=x1",
+    "open_angles": "password: <" * 30_000 + " password=x1",
 }
 
 

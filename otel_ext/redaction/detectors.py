@@ -135,7 +135,8 @@ _UNQUOTED_FULL = (r"(?:[^" + _TERMINATORS + r".%]++|%(?!26|3[Bb]|22|27|0[AaDd])[
                   r"|[.)\]}>](?=[^" + _TERMINATORS + r".%]))++")  # possessive: linear, no backtrack stack
 _SCHEME_PREFIX = r"(?i:(?:bearer|basic|digest|negotiate|ntlm)[ \t]+)?"
 KV_VALUE = (r"(?P<kv>\"(?:[^\"\\\r\n]++|\\.)*+\"|'(?:[^'\\\r\n]++|\\.)*+'|\\\"(?:[^\"\\]++|\\(?!\"))*+\\\"|"
-            r"%22(?:[^%]++|%(?!22))*+%22|" + _SCHEME_PREFIX + _UNQUOTED + ")")
+            r"%22(?:[^%]++|%(?!22))*+%22|`(?:[^`\\\r\n]++|\\.)*+`|<[^<>\s]{1,256}+>|"
+            + _SCHEME_PREFIX + _UNQUOTED + ")")
 VALUE_EXTENT = re.compile(_SCHEME_PREFIX + _UNQUOTED_FULL)
 
 def _ends_in_own_condition(pattern: str) -> bool:
