@@ -73,6 +73,15 @@ def is_card_number(text: str) -> bool:
     return 13 <= len(digits) <= 19 and _CARD_BRANDS.match(digits) is not None and luhn_ok(digits)
 
 
+def is_iban(text: str) -> bool:
+    """An IBAN by its ISO 13616 check digits (mod 97 of the rearranged number is 1)."""
+    compact = text.replace(" ", "")
+    if not 15 <= len(compact) <= 34 or not compact[:2].isalpha() or not compact[2:4].isdigit():
+        return False
+    digits = "".join(str(int(c, 36)) for c in compact[4:] + compact[:4])
+    return int(digits) % 97 == 1
+
+
 def _looks_like_credential(token: str) -> bool:
     """A word after ``Bearer``/``Basic``: a credential has a digit or symbol, or mixed case and length;
     "Basic authentication", "bearer tokens", "Bearer HTTP/1.1" (an empty token_type in an access
@@ -124,6 +133,7 @@ def _percent_view(text: str, rounds: int = 3) -> tuple[str, list[int]] | None:
 
 _QUOTES = (('\\"', '\\"'), ('"', '"'), ("'", "'"), ("%22", "%22"), ("`", "`"), ("<", ">"))
 _JSON_START = re.compile(r"\{\s*+(?:[\"'}]|$)|\[\s*+(?:[\"'\[{\]]|-?\d|true|false|null|$)")
+_FLAT_STRING_ARRAY = re.compile(r'\[\s*+(?=")(?:[^\[\]{}"\\]++|"(?:[^"\\]++|\\.)*+")*+\]')  # ["a", "b"]
 _BRACKETED = re.compile(r"[^\s\"'\\&]*+")
 _NEEDS_CREDENTIAL = frozenset({"authorization", "cli_flag", "prose_secret"})
 """Detectors whose value is judged by its look: a word after a keyword may be prose."""
@@ -194,6 +204,8 @@ class Redactor:
             return value  # PWD=/srv/app: the working directory, not a password
         if isinstance(value, str) and (value.startswith(_ALREADY) or value in NOT_A_SECRET):
             return value
+        if isinstance(value, (int, float, str)) and str(value).isdigit() and key_words(key)[-1:] == ("tokens",):
+            return value  # tokens=512: a count of (LLM) tokens
         if kind == "session" and isinstance(value, (str, int)) and value != "":
             return self.session_hash(str(value))
         return f"[REDACTED:{kind}]"
@@ -312,6 +324,8 @@ class Redactor:
             return self._judge_pair(text, match)
         if kind == "card":
             return ("[REDACTED:card]", kind, match.end()) if is_card_number(whole) else match.end()
+        if kind == "iban":
+            return ("[REDACTED:iban]", kind, match.end()) if is_iban(whole) else match.end()
         value_group = VALUE_GROUP.get(group)
         if value_group is None:
             return f"[REDACTED:{kind}]", kind, match.end()
@@ -358,8 +372,14 @@ class Redactor:
         if not inner or inner.startswith(_ALREADY) or inner.startswith(_REFERENCES):
             return end  # password=${DB_PASSWORD}: a reference, not the secret
         if inner[0] in "{[":
-            if _JSON_START.match(inner):  # a nested object: its own keys are judged as the scan goes on
-                return vstart
+            if _JSON_START.match(inner):
+                array = _FLAT_STRING_ARRAY.match(text, vstart) if inner[0] == "[" else None
+                if array is None:  # a nested object: its own keys are judged as the scan goes on
+                    return vstart
+                new = self._replacement(kind, array.group(), key)  # "passwords": ["a", "b"]
+                if new is array.group():
+                    return vstart
+                return text[start:vstart] + f'["{new}"]', kind, array.end()
             if not quote:  # password={Abc123!} / secret=[A1b2]: the whole bracketed run is the value
                 run = _BRACKETED.match(text, vstart)
                 if run is not None and run.end() > end:
@@ -389,7 +409,14 @@ class Redactor:
             items = [self.redact_value(v, depth + 1) for v in value]
             changed = any(a is not b for a, b in zip(items, value, strict=True))
             return (tuple(items) if isinstance(value, tuple) else items) if changed else value
-        return value  # bytes (opaque binary), floats, None
+        if isinstance(value, bytes) and len(value) >= 5:  # text sent as bytes (a request body) is scanned
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                return value  # opaque binary
+            new = self.redact_text(text)
+            return value if new is text else new.encode("utf-8")
+        return value  # floats, None
 
     def redact_mapping(self, mapping: Mapping[str, Any], depth: int = 0) -> Mapping[str, Any]:
         out: dict[str, Any] | None = None
@@ -434,7 +461,7 @@ class RedactionProcessor(LogRecordProcessor):
         redactor = self.redactor
         try:
             body = record.body
-            if body is not None and not isinstance(body, (int, float, bool, bytes)):
+            if body is not None and not isinstance(body, (int, float, bool)):
                 new_body = redactor.redact_value(body)
                 if new_body is not body:
                     record.body = new_body

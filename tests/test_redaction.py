@@ -226,3 +226,17 @@ def test_vendor_tokens_take_their_whole_run() -> None:
     assert r.redact_text(f"push with {routable} failed") == "push with [REDACTED:gitlab_token] failed"
     longer = "AIza" + "B" * 35 + "abcd123"
     assert r.redact_text(f"key {longer}.") == "key [REDACTED:google_api_key]."
+
+
+def test_bytes_values_are_scanned_as_text_and_stay_bytes() -> None:
+    r = Redactor(counters=Counters("t"))
+    out = r.redact_mapping({"http.request.body.content": b'{"password": "B1tes-Body-Pw"}', "blob": b"\xff\xfe\x00ab"})
+    assert out["http.request.body.content"] == b'{"password": "[REDACTED:password]"}'
+    assert out["blob"] == b"\xff\xfe\x00ab"  # not UTF-8: opaque binary, left as it is
+
+
+def test_iban_needs_its_check_digits() -> None:
+    r = Redactor(counters=Counters("t"))
+    assert r.redact_text("refund to IBAN DE89370400440532013000 issued") == "refund to IBAN [REDACTED:iban] issued"
+    assert r.redact_text("refund to IBAN DE89 3704 0044 0532 0130 00 issued") == "refund to IBAN [REDACTED:iban] issued"
+    assert r.redact_text("part DE88370400440532013000 shipped") == "part DE88370400440532013000 shipped"

@@ -108,6 +108,8 @@ VENDOR_TOKENS: list[tuple[str, str]] = [
     ("settlemint_token", r"sm_(?:aat|pat|sat)_[A-Za-z0-9]{16}"),
     ("shippo_token", r"shippo_(?:live|test)_[a-fA-F0-9]{40}"),
     ("sourcegraph_token", r"sgp_(?:(?:[a-fA-F0-9]{16}|local)_)?[a-fA-F0-9]{40}"),
+    ("stripe_client_secret", r"(?:pi|seti|pm|src)_[A-Za-z0-9]{10,40}_secret_[A-Za-z0-9]{10,}"),
+    ("cas_ticket", r"(?:ST|PT|PGT|TGT)-\d{1,12}-[A-Za-z0-9]{15,}"),
 ]
 
 
@@ -116,6 +118,11 @@ WEBHOOKS: list[tuple[str, str]] = [
     ("slack_webhook", r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<v{i}>[A-Za-z0-9+/_\-]{20,})"),
     ("teams_webhook", r"\.webhook\.office\.com/webhookb2/(?P<v{i}>[A-Za-z0-9@/\-]{40,})"),
     ("discord_webhook", r"discord(?:app)?\.com/api/webhooks/(?P<v{i}>\d+/[A-Za-z0-9_\-]{40,})"),
+    ("telegram_bot_token", r"/bot(?P<v{i}>\d{5,16}:[A-Za-z0-9_\-]{30,})"),
+    # one-time tokens in a path: /reset-password/<token>, /verify-email/<token>, /invite/<token>
+    ("path_token", r"(?i:/(?:reset[_\-]?password|password[_\-]?reset|set[_\-]?password|reset|verify(?:[_\-]?email)?"
+                   r"|confirm(?:ation)?|activate|activation|invite|invitation|magic[_\-]?link|unsubscribe)/)"
+                   r"(?P<v{i}>[A-Za-z0-9_\-]{20,})"),
 ]
 
 # a key starts after a non-key character (or an encoded separator), not inside "user[password]";
@@ -161,6 +168,7 @@ _DETECTORS: list[tuple[str, str]] = [
                       r"(?P<v{i}>[A-Za-z0-9._~+/\-]{8,}=*)(?![A-Za-z0-9._~+/=\-])"),  # RFC 7235 token68
     ("kv", KV_KEY + KV_SEP + KV_VALUE),
     ("card", r"(?<![0-9A-Za-z\-.,])(?:\d[ \-]?){12,18}\d(?![0-9A-Za-z\-]|[.,]\d)"),
+    ("iban", r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}(?![A-Za-z0-9])"),  # judged by check digits
 ]
 
 KINDS: list[str] = [kind for kind, _ in _DETECTORS]

@@ -27,7 +27,11 @@ LAST_WORD: dict[str, str] = {
     **dict.fromkeys(["secret", "clientsecret", "secretkey", "privatekey", "credential", "credentials", "creds",
                      "apisecret", "appsecret"], "secret"),
     **dict.fromkeys(["token", "accesstoken", "refreshtoken", "idtoken", "authtoken", "bearertoken", "csrftoken",
-                     "xsrftoken", "otp", "totp", "hotp", "jwt"], "token"),
+                     "xsrftoken", "otp", "totp", "hotp", "jwt", "tokens", "csrf", "xsrf", "csrfmiddlewaretoken",
+                     "samlresponse"], "token"),
+    **dict.fromkeys(["passwords", "pin", "pincode"], "password"),
+    "secrets": "secret",
+    **dict.fromkeys(["ssn", "iban"], "pii"),
     **dict.fromkeys(["apikey", "apitoken", "subscriptionkey", "accesskey", "secretaccesskey"], "api_key"),
     **dict.fromkeys(["authorization", "auth"], "authorization"),
     **dict.fromkeys(["cookie", "cookies"], "cookie"),
@@ -42,7 +46,8 @@ LAST_TWO: dict[tuple[str, str], str] = {
     **dict.fromkeys([("api", "key"), ("api", "token"), ("access", "key"), ("subscription", "key"),
                      ("app", "key"), ("license", "key"), ("master", "key"), ("account", "key"), ("auth", "key"),
                      ("client", "key"), ("service", "key"), ("db", "key"), ("database", "key"), ("admin", "key"),
-                     ("write", "key"), ("ingest", "key"), ("insert", "key"), ("sas", "token")], "api_key"),
+                     ("write", "key"), ("ingest", "key"), ("insert", "key"), ("sas", "token"), ("consumer", "key"),
+                     ("api", "keys")], "api_key"),
     **dict.fromkeys([("secret", "key"), ("private", "key"), ("signing", "key"), ("encryption", "key"),
                      ("shared", "key"), ("hmac", "key"), ("priv", "key"), ("client", "secret"),
                      ("webhook", "secret"), ("key", "secret"), ("shared", "secret"), ("key", "pass"),
@@ -57,7 +62,9 @@ LAST_TWO: dict[tuple[str, str], str] = {
                      ("redis", "url"), ("mongo", "uri"), ("mongodb", "uri"), ("amqp", "url"), ("broker", "url")],
                     "connection_string"),
     **dict.fromkeys([("mfa", "code"), ("otp", "code"), ("verification", "code"), ("totp", "code"),
-                     ("recovery", "code"), ("code", "verifier"), ("client", "assertion")], "token"),
+                     ("recovery", "code"), ("code", "verifier"), ("client", "assertion"), ("oauth", "verifier"),
+                     ("saml", "response"), ("pin", "code")], "token"),
+    **dict.fromkeys([("security", "number"), ("social", "security")], "pii"),
     **dict.fromkeys([("set", "cookie")], "cookie"),
 }
 # words that make a whole name secret unless it ends in a word *about* the secret:
@@ -83,7 +90,11 @@ METADATA_WORDS = frozenset({
 NOT_SECRET: frozenset[tuple[str, ...]] = frozenset(
     {("page", "token"), ("next", "page", "token"), ("next", "token"), ("continuation", "token"),
      ("pagination", "token"), ("sync", "token"), ("resume", "token"), ("cancellation", "token"),
-     ("pass",), ("session",)}
+     ("pass",), ("session",), ("tokens",),  # bare "tokens": a tokenizer's output or a count; auth.tokens are
+     # LLM usage counters and limits: numbers of tokens, not tokens
+     *((w, "tokens") for w in ("max", "prompt", "completion", "input", "output", "total", "cached", "reasoning",
+                               "num", "new", "remaining", "used", "estimated", "limit", "context", "cache")),
+     ("cert", "pin"), ("ssl", "pin"), ("tls", "pin"), ("key", "pin"), ("version", "pin")}
 )
 
 
