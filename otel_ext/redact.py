@@ -28,7 +28,7 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from otel_ext._attrs import read_view
 from otel_ext._linear import LinearRegex
-from otel_ext.redaction.detectors import KIND_BY_GROUP, VALUE_EXTENT, VALUE_GROUP, maybe_secret, select
+from otel_ext.redaction.detectors import KEY_GROUP, KIND_BY_GROUP, VALUE_EXTENT, VALUE_GROUP, maybe_secret, select
 from otel_ext.redaction.keys import key_kind, key_words, normalise_key
 from otel_ext.settings import explicit_or_env
 from otel_ext.telemetry import Counters, register_counters
@@ -135,7 +135,7 @@ _QUOTES = (('\\"', '\\"'), ('"', '"'), ("'", "'"), ("%22", "%22"), ("`", "`"), (
 _JSON_START = re.compile(r"\{\s*+(?:[\"'}]|$)|\[\s*+(?:[\"'\[{\]]|-?\d|true|false|null|$)")
 _FLAT_STRING_ARRAY = re.compile(r'\[\s*+(?=")(?:[^\[\]{}"\\]++|"(?:[^"\\]++|\\.)*+")*+\]')  # ["a", "b"]
 _BRACKETED = re.compile(r"[^\s\"'\\&]*+")
-_NEEDS_CREDENTIAL = frozenset({"authorization", "cli_flag", "prose_secret"})
+_NEEDS_CREDENTIAL = frozenset({"authorization", "cli_flag"})
 """Detectors whose value is judged by its look: a word after a keyword may be prose."""
 
 
@@ -333,7 +333,28 @@ class Redactor:
         vstart = match.start(value_group) - start
         if secret.startswith(_ALREADY):
             return match.end()
-        if kind in _NEEDS_CREDENTIAL and not _looks_like_credential(secret):
+        key_group = KEY_GROUP.get(group)
+        if key_group is not None:  # <password>v</password>, --password v: the name decides
+            key = match.group(key_group)
+            key_kind = self.key_kind(key)
+            if key_kind is None:
+                return match.start(value_group)
+            inner, quote = secret.strip(), ""
+            if len(inner) >= 2 and inner[0] in "\"'" and inner[-1] == inner[0]:
+                inner, quote = inner[1:-1], inner[0]
+            if not inner or inner.startswith(_REFERENCES) or self._replacement(key_kind, inner, key) is inner:
+                return match.end()
+            if kind == "cli_flag" and not _looks_like_credential(inner):
+                return match.start(value_group)  # "--password option" in prose
+            marker = f"{quote}[REDACTED:{key_kind}]{quote}"
+            return whole[:vstart] + marker + whole[vstart + len(secret):], key_kind, match.end()
+        if kind == "cli_user" and ":" not in secret:
+            return match.start(value_group)  # mysql -u root: a user name
+        if kind == "prose_secret":
+            inner = secret[1:-1] if secret[0] in "\"'" else secret
+            if not (_looks_like_credential(inner) if secret[0] in "\"'" else _looks_random(inner)):
+                return match.start(value_group)
+        elif kind in _NEEDS_CREDENTIAL and not _looks_like_credential(secret):
             return match.start(value_group)
         if kind == "header" and (secret.partition(" ")[2] or secret).startswith(_REFERENCES):
             return match.end()  # Authorization: Bearer $(gcloud auth print-access-token)

@@ -129,7 +129,8 @@ WEBHOOKS: list[tuple[str, str]] = [
 # no key character can start a separator, so the key is taken possessively (no backtracking)
 KV_KEY = (r"(?:(?<=%26)|(?<=%3[Ff])|(?<=%3[Bb])|(?<=%20)|(?<![A-Za-z0-9_%.\-])(?<![A-Za-z0-9_.\-]\[))"
           r"(?P<kk>[A-Za-z_](?:[A-Za-z0-9_.\-\[\]]++|%(?!3[DdAaFfBb]|2[026])[0-9A-Fa-f]{2}){0,80}+)")
-KV_SEP = r"(?P<ks>(?:\\?[\"'])?[ \t]*(?:=>|:=|!?={1,3}|:(?!//)|%3[Dd]|%3[Aa](?!%2[Ff]))[ \t]*)"
+KV_SEP = (r"(?P<ks>(?:\\?[\"'])?(?:[ \t]+string)?[ \t]*(?:=>|:{1,3}=|[?.]=|\|\|=|!?={1,3}|:(?!//)|%3[Dd]"
+          r"|%3[Aa](?!%2[Ff]))[ \t]*)")
 # A quoted value is taken whole (escapes included). An unquoted one stops at whitespace, pair
 # separators and quotes, a trailing ".)]}>" is kept as the surrounding punctuation it is, and inside
 # the scan it also stops at "=" / ":" (but for base64 padding): a pair whose key is not secret is
@@ -167,6 +168,24 @@ _DETECTORS: list[tuple[str, str]] = [
     ("authorization", r"(?i:(?<![\w\-])(?:bearer|basic|digest|negotiate|ntlm)[ \t]+)"
                       r"(?P<v{i}>[A-Za-z0-9._~+/\-]{8,}=*)(?![A-Za-z0-9._~+/=\-])"),  # RFC 7235 token68
     ("kv", KV_KEY + KV_SEP + KV_VALUE),
+    # <password>v</password>, <wsse:Password Type="…">v</wsse:Password>: the element name is the key
+    ("xml_element", r"<(?:[A-Za-z_][\w.\-]{0,40}+:)?(?P<xk{i}>[A-Za-z_][\w.\-]{0,80}+)(?:[ \t][^<>]{0,400}+)?>"
+                    r"(?P<v{i}>[^<]{1,4096}+)</"),
+    # System.setProperty("DB_PASSWORD", "v"), os.Setenv("API_TOKEN", "v"), putenv, setenv
+    ("setter", r"(?i:(?:setproperty|setenv|putenv)\([ \t]*)[\"'](?P<xk{i}>[A-Za-z_][\w.\-]{0,80}+)[\"'][ \t]*,[ \t]*"
+               r"(?P<v{i}>\"[^\"\r\n]{1,512}+\"|'[^'\r\n]{1,512}+')"),
+    # command lines: --password hunter2 (the flag name is the key), mysql -pX, curl -u user:pass, redis AUTH
+    ("cli_flag", r"(?<![\w\-])--?(?P<xk{i}>[A-Za-z][A-Za-z0-9_\-]{0,60}+)[ \t]+"
+                 r"(?P<v{i}>\"[^\"\r\n]{1,256}+\"|'[^'\r\n]{1,256}+'|[^\s\-\"'][^\s\"']{0,255}+)"),
+    ("cli_flag", r"(?<![\w\-])-p(?P<v{i}>[^\s\-\"'=][^\s\"']{2,255}+)"),
+    ("cli_user", r"(?<![\w\-])(?:-u|--user)(?:[ \t]+|=)(?P<v{i}>\"[^\"\r\n]{1,200}+\"(?::\"[^\"\r\n]{0,200}+\")?"
+                 r"|'[^'\r\n]{1,200}+'|[^\s\"':]{1,200}+:[^\s]{0,200}+)"),
+    ("cli_flag", r"(?<![\w\-])AUTH[ \t]+(?:[A-Za-z0-9_\-]{1,64}+[ \t]+)?(?P<v{i}>[^\s\"']{6,256}+)"),
+    # prose: "password 'X' is expired", "The API key is X", "using AWS secret X": quoted values that
+    # look like credentials, unquoted ones only when long and random-looking
+    ("prose_secret", r"(?i:(?<![\w\-])(?:password|passphrase|passwd|secret|api[ _\-]?key|token|access[ _\-]key)"
+                     r"(?:[ \t]+(?:is|was|of|=))?[ \t]+)"
+                     r"(?P<v{i}>'[^'\s]{4,128}+'|\"[^\"\s]{4,128}+\"|[^\s'\"]{16,256}+)"),
     ("card", r"(?<![0-9A-Za-z\-.,])(?:\d[ \-]?){12,18}\d(?![0-9A-Za-z\-]|[.,]\d)"),
     ("iban", r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}(?![A-Za-z0-9])"),  # judged by check digits
 ]
@@ -174,6 +193,8 @@ _DETECTORS: list[tuple[str, str]] = [
 KINDS: list[str] = [kind for kind, _ in _DETECTORS]
 KIND_BY_GROUP = {f"k{i}": kind for i, kind in enumerate(KINDS)}
 VALUE_GROUP = {f"k{i}": f"v{i}" for i, (_, p) in enumerate(_DETECTORS) if "(?P<v{i}>" in p}
+KEY_GROUP = {f"k{i}": f"xk{i}" for i, (_, p) in enumerate(_DETECTORS) if "(?P<xk{i}>" in p}
+"""Detectors whose match names its key (an XML element, a CLI flag): the key is judged by keys.py."""
 _GROUPED = [f"(?P<k{i}>{p.replace('{i}', str(i))})" for i, (_, p) in enumerate(_DETECTORS)]
 COMBINED = re.compile("|".join(_GROUPED))
 """Every detector in one alternation (leftmost match wins; at one position, the first listed)."""
@@ -189,17 +210,24 @@ _KEY_WORDS = "|".join(re.escape(w) for w in _END_WORDS) + r"|sess(?:ion)?[._\-]?
 # a key=value pair can only hold a secret when its key ends in a secret word (see keys.py)
 _STRONG = "|".join(sorted(STRONG_WORDS, key=len, reverse=True))
 KV_ANCHOR = (r"(?i:(?:(?:" + _KEY_WORDS + r")|(?:" + _STRONG + r")[A-Za-z0-9_.\-]{1,40})"
-             r"(?:%5[Dd]|\]|\\?[\"'])?[ \t]*(?:[:=]|%3[Dd]|%3[Aa]))")
+             r"(?:%5[Dd]|\]|\\?[\"'])?(?:[ \t]+string)?[ \t]*(?:[?.|]{0,2}[:=]|%3[Dd]|%3[Aa]))")
 _POSSESSIVE = re.compile(r"([*+?}])\+")  # RE2 has no possessive quantifiers (nor needs them)
 _LOOKAROUND = re.compile(r"\(\?<?[!=](?:\\.|\[(?:\\.|[^\]])*\]|[^()\\\[])*\)")
 
 
-_ANCHORS = {"kv": KV_ANCHOR, "url_userinfo": r"(?i:[a-z][a-z0-9+.\-]{1,30}://)[^\s/?#\"'<>]*@"}
+_SECRET_NAME = r"(?:" + _KEY_WORDS + r"|(?:" + _STRONG + r")[A-Za-z0-9_.\-]{1,40})"
+_ANCHORS = {"kv": KV_ANCHOR, "url_userinfo": r"(?i:[a-z][a-z0-9+.\-]{1,30}://)[^\s/?#\"'<>]*@",
+            "xml_element": r"(?i:" + _SECRET_NAME + r")(?:[ \t][^<>]*)?>[^<]+</",
+            "setter": r"(?i:(?:setproperty|setenv|putenv)\([ \t]*[\"'][A-Za-z0-9_.\-]*" + _SECRET_NAME + r"[\"'])",
+            "cli_flag#0": r"(?i:--?[A-Za-z0-9_\-]{0,40}" + _SECRET_NAME + r")[ \t]+[^\s\-]",
+            "cli_flag#1": r"(?i:mysql|mariadb)[^\n]*[ \t]-p[^\s\-\"'=]"}
 
 
 def _relaxed(kind: str, pattern: str, index: int) -> str:
-    if kind in _ANCHORS:
-        return _ANCHORS[kind]
+    nth = sum(1 for k, _ in _DETECTORS[:index] if k == kind)  # several detectors can share a kind
+    anchor = _ANCHORS.get(f"{kind}#{nth}", _ANCHORS.get(kind))
+    if anchor is not None:
+        return anchor
     return _POSSESSIVE.sub(r"\1", _LOOKAROUND.sub("", pattern.replace("{i}", str(index))))
 
 
