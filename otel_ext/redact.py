@@ -73,11 +73,23 @@ def is_card_number(text: str) -> bool:
     return 13 <= len(digits) <= 19 and _CARD_BRANDS.match(digits) is not None and luhn_ok(digits)
 
 
+# IBAN length per country (SWIFT IBAN registry)
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "BY": 28,
+    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
+    "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
+    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
+    "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15,
+    "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19,
+    "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}
+
+
 def is_iban(text: str) -> bool:
     """An IBAN by its ISO 13616 check digits (mod 97 of the rearranged number is 1)."""
     compact = text.replace(" ", "")
-    if not 15 <= len(compact) <= 34 or not compact[:2].isalpha() or not compact[2:4].isdigit():
-        return False
+    if _IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact[2:4].isdigit():
+        return False  # the country's own length: a random upper-case id passes mod 97 one time in 97
     digits = "".join(str(int(c, 36)) for c in compact[4:] + compact[:4])
     return int(digits) % 97 == 1
 
@@ -348,6 +360,8 @@ class Redactor:
                 return match.start(value_group)  # "--password option" in prose
             marker = f"{quote}[REDACTED:{key_kind}]{quote}"
             return whole[:vstart] + marker + whole[vstart + len(secret):], key_kind, match.end()
+        if kind == "path_token" and not _looks_random(secret):
+            return match.end()  # /confirm/order_confirmation_page: a page, not a token
         if kind == "cli_user" and ":" not in secret:
             return match.start(value_group)  # mysql -u root: a user name
         if kind == "prose_secret":
