@@ -442,6 +442,8 @@ class Redactor:
                 if run is not None and run.end() > end:
                     end = run.end()
                     inner = text[vstart:end]
+        if close == ">" and not _looks_like_credential(inner):
+            return end  # password=<password>, secret: <redacted>: a placeholder
         new = self._replacement(kind, inner, key)
         if new is inner:
             return vstart

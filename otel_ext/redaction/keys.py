@@ -83,7 +83,7 @@ METADATA_WORDS = frozenset({
     "missing", "provided", "exists", "schema", "scope", "scopes", "key", "keys", "list", "kind", "source",
     "location", "region", "namespace", "mount", "engine", "ttl", "lease", "url", "uri", "endpoint", "date", "time",
     "timestamp", "ts", "days", "attempts", "retries", "failures", "failed", "success", "match", "matches",
-    "mismatch", "reuse", "sharing", "santa",
+    "mismatch", "reuse", "sharing", "santa", "stdin",
 })
 
 # names that end in a secret word but are not secrets (pagination cursors, metadata about tokens)
