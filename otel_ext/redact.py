@@ -86,6 +86,17 @@ _IBAN_LENGTHS = {
 }
 
 
+def _starts_line(text: str, start: int) -> bool:
+    """In a multi-line text (a YAML document), only indentation or a list dash before ``start`` on its
+    line (looked for 200 chars back). A one-line "password: abc order shipped" keeps its words."""
+    if "\n" not in text:
+        return False
+    newline = text.rfind("\n", max(0, start - 200), start)
+    if newline < 0 and start > 200:
+        return False
+    return text[newline + 1:start].strip() in ("", "-")
+
+
 def is_iban(text: str) -> bool:
     """An IBAN by its ISO 13616 check digits (mod 97 of the rearranged number is 1)."""
     compact = text.replace(" ", "")
@@ -426,6 +437,15 @@ class Redactor:
             if extent is not None and extent.end() > end:
                 end = extent.end()
                 inner = text[vstart:end]
+            if match.group("ks").strip() == ":" and text[vstart:vstart + 1] not in "{[" and \
+                    _starts_line(text, start):
+                # a YAML line "  password: correct horse battery staple": the value is the rest of the line
+                line_end = text.find("\n", end)
+                line_end = len(text) if line_end < 0 else line_end
+                rest = text[end:line_end].rstrip()
+                if rest and not rest.lstrip().startswith("#"):
+                    end += len(rest)
+                    inner = text[vstart:end]
         if not inner or inner.startswith(_ALREADY) or inner.startswith(_REFERENCES):
             return end  # password=${DB_PASSWORD}: a reference, not the secret
         if inner[0] in "{[":

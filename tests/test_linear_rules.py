@@ -169,6 +169,7 @@ HOSTILE_TEXTS: dict[str, str] = {
     "open_backticks": "password=`" * 30_000 + " password=x1",
     "open_angles": "password: <" * 30_000 + " password=x1",
     "iban_runs": "DE89 " * 40_000 + " password=x1",
+    "yaml_pairs": "x password: a1 " * 30_000 + " password=x1",
     "reset_paths": "/reset/" * 30_000 + " password=x1",
     "open_arrays": '{"passwords": ["a", ' + '"b", ' * 40_000 + " password=x1",
 }

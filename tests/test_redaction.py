@@ -240,3 +240,10 @@ def test_iban_needs_its_check_digits() -> None:
     assert r.redact_text("refund to IBAN DE89370400440532013000 issued") == "refund to IBAN [REDACTED:iban] issued"
     assert r.redact_text("refund to IBAN DE89 3704 0044 0532 0130 00 issued") == "refund to IBAN [REDACTED:iban] issued"
     assert r.redact_text("part DE88370400440532013000 shipped") == "part DE88370400440532013000 shipped"
+
+
+def test_yaml_document_values_with_spaces_go_whole_but_one_line_prose_keeps_its_words() -> None:
+    r = Redactor(counters=Counters("t"))
+    doc = "config:\n  db:\n    password: correct horse battery staple\n    retries: 3"
+    assert r.redact_text(doc) == "config:\n  db:\n    password: [REDACTED:password]\n    retries: 3"
+    assert r.redact_text("password: hunter2x order shipped") == "password: [REDACTED:password] order shipped"
