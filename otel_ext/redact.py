@@ -133,8 +133,9 @@ def _quick_unquote(text: str) -> str:
     for _ in range(3):
         if "%" not in text:
             break
-        raw = text.replace("=", "=3D").replace("%", "=").encode("utf-8", "surrogatepass")
-        decoded = binascii.a2b_qp(raw).decode("latin-1")
+        # a "%" before a line break is not a quoted-printable soft break: it stays a "%"
+        qp = text.replace("=", "=3D").replace("%", "=").replace("=\n", "=25\n").replace("=\r", "=25\r")
+        decoded = binascii.a2b_qp(qp.encode("utf-8", "surrogatepass")).decode("latin-1")
         if decoded == text:
             break
         text = decoded

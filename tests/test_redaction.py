@@ -247,3 +247,16 @@ def test_yaml_document_values_with_spaces_go_whole_but_one_line_prose_keeps_its_
     doc = "config:\n  db:\n    password: correct horse battery staple\n    retries: 3"
     assert r.redact_text(doc) == "config:\n  db:\n    password: [REDACTED:password]\n    retries: 3"
     assert r.redact_text("password: hunter2x order shipped") == "password: [REDACTED:password] order shipped"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(["%", "%25", "%3D", "%0A", "%zz", "=", "\n", "\r\n", " ", "password", "=", ":",
+                                 "token", "ghp_" + "a1" * 18, "AKIAIOSFODNN7EXAMPLE", "Bearer ", "abcdef123456",
+                                 "redis://u:p", "@h", "4111 1111 1111 1111", "%40", "%2B", "x"]), max_size=12))
+def test_decoded_pre_filter_sees_whatever_the_text_itself_would(pieces: list[str]) -> None:
+    """Text with '%' passes the RE2 pre-filter decoded only: it must not lose a hit of the raw text."""
+    from otel_ext.redact import _quick_unquote
+    from otel_ext.redaction.detectors import select
+    text = "".join(pieces)
+    if select(text) is not None:
+        assert select(_quick_unquote(text)) is not None, text
