@@ -178,6 +178,10 @@ _NEEDS_CREDENTIAL = frozenset({"authorization", "cli_flag"})
 """Detectors whose value is judged by its look: a word after a keyword may be prose."""
 
 
+def _mixed(text: str) -> bool:
+    return any(c.isdigit() for c in text) and any(c.isupper() for c in text) and any(c.islower() for c in text)
+
+
 def _looks_random(text: str) -> bool:
     return len(text) >= 16 and any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
 
@@ -374,6 +378,8 @@ class Redactor:
             return ("[REDACTED:iban]", kind, match.end()) if is_iban(whole) else match.end()
         value_group = VALUE_GROUP.get(group)
         if value_group is None:
+            if kind == "vault_token" and whole.startswith("s.") and not _mixed(whole[2:]):
+                return match.end()  # s.AcceptanceTimeoutSeconds: a member access, not a legacy Vault token
             return f"[REDACTED:{kind}]", kind, match.end()
         secret = match.group(value_group)
         vstart = match.start(value_group) - start
@@ -396,8 +402,11 @@ class Redactor:
             return whole[:vstart] + marker + whole[vstart + len(secret):], key_kind, match.end()
         if kind == "path_token" and not _looks_random(secret):
             return match.end()  # /confirm/order_confirmation_page: a page, not a token
-        if kind == "cli_user" and ":" not in secret:
-            return match.start(value_group)  # mysql -u root: a user name
+        if kind == "cli_user":
+            user, _, password = secret.replace('"', "").replace("'", "").partition(":")
+            if not _ or not _looks_like_credential(password or user) or \
+                    (password or user).startswith(("$", "{{", "<", "[")):
+                return match.start(value_group)  # mysql -u root, -u "$USER:$PASS", -u test:test
         if kind == "prose_secret":
             inner = secret[1:-1] if secret[0] in "\"'" else secret
             if not (_looks_like_credential(inner) if secret[0] in "\"'" else _looks_random(inner)):
