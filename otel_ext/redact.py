@@ -17,6 +17,7 @@ clean strings before the detectors run; repeated strings are redacted once (memo
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
 import logging
@@ -28,7 +29,7 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from otel_ext._attrs import read_view
 from otel_ext._linear import LinearRegex
-from otel_ext.redaction.detectors import KIND_BY_GROUP, VALUE_EXTENT, VALUE_GROUP, maybe_secret, select
+from otel_ext.redaction.detectors import KEY_GROUP, KIND_BY_GROUP, VALUE_EXTENT, VALUE_GROUP, maybe_secret, select
 from otel_ext.redaction.keys import key_kind, key_words, normalise_key
 from otel_ext.settings import explicit_or_env
 from otel_ext.telemetry import Counters, register_counters
@@ -75,13 +76,112 @@ def is_card_number(text: str) -> bool:
     return 13 <= len(digits) <= 19 and _CARD_BRANDS.match(digits) is not None and luhn_ok(digits)
 
 
+# IBAN length per country (SWIFT IBAN registry)
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "BY": 28,
+    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
+    "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
+    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
+    "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15,
+    "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19,
+    "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}
+
+
+def _starts_line(text: str, start: int) -> bool:
+    """In a multi-line text (a YAML document), only indentation or a list dash before ``start`` on its
+    line (looked for 200 chars back). A one-line "password: abc order shipped" keeps its words."""
+    if "\n" not in text:
+        return False
+    newline = text.rfind("\n", max(0, start - 200), start)
+    if newline < 0 and start > 200:
+        return False
+    return text[newline + 1:start].strip() in ("", "-")
+
+
+def is_iban(text: str) -> bool:
+    """An IBAN by its ISO 13616 check digits (mod 97 of the rearranged number is 1)."""
+    compact = text.replace(" ", "")
+    if _IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact[2:4].isdigit():
+        return False  # the country's own length: a random upper-case id passes mod 97 one time in 97
+    digits = "".join(str(int(c, 36)) for c in compact[4:] + compact[:4])
+    return int(digits) % 97 == 1
+
+
 def _looks_like_credential(token: str) -> bool:
     """A word after ``Bearer``/``Basic``: a credential has a digit or symbol, or mixed case and length;
-    "Basic authentication" or "bearer tokens" are prose."""
+    "Basic authentication", "bearer tokens", "Bearer HTTP/1.1" (an empty token_type in an access
+    line) and shell references (``$(…)``, ``${…}``) are not."""
+    if _HTTP_VERSION.match(token) or token.startswith(_REFERENCES):
+        return False
     if any(c.isdigit() or c in "._~+/=-" for c in token):
         return True
     upper = sum(c.isupper() for c in token)
-    return upper >= 2 and len(token) - upper >= 2  # random mixed case, not "Authentication"
+    lower = len(token) - upper
+    # random mixed case, not "Authentication": two capitals and two others, or any mix at length >= 10
+    return (upper >= 2 and lower >= 2) or (upper >= 2 and lower >= 1 and len(token) >= 10)
+
+
+_HTTP_VERSION = re.compile(r"HTTP/\d")
+_REFERENCES = ("${", "$(", "$ENV{")  # a reference to a secret, not the secret itself
+
+
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _quick_unquote(text: str) -> str:
+    """%XX decoded (up to three times) at C speed, for the pre-filter only: quoted-printable decoding
+    of the text with ``%`` as its escape character (a literal ``=`` is escaped first)."""
+    for _ in range(3):
+        if "%" not in text:
+            break
+        # a "%" before a line break is not a quoted-printable soft break: it stays a "%"
+        qp = text.replace("=", "=3D").replace("%", "=").replace("=\n", "=25\n").replace("=\r", "=25\r")
+        decoded = binascii.a2b_qp(qp.encode("utf-8", "surrogatepass")).decode("latin-1")
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
+def _percent_view(text: str, rounds: int = 3) -> tuple[str, list[int]] | None:
+    """``text`` with %XX escapes decoded (up to ``rounds`` times, for double encoding), and for every
+    decoded position (plus the end) the position in ``text`` it came from; None without escapes.
+    An escape decodes to one character (its byte value): tokens are ASCII, so a multi-byte
+    character decodes to harmless non-token characters and the mapping stays one to one."""
+    origin: list[int] | None = None
+    for _ in range(rounds):
+        if _PERCENT.search(text) is None:
+            break
+        pieces: list[str] = []
+        positions: list[int] = []
+        last = 0
+        for esc in _PERCENT.finditer(text):
+            a = esc.start()
+            pieces.append(text[last:a])
+            positions.extend(range(last, a))
+            pieces.append(chr(int(text[a + 1:a + 3], 16)))
+            positions.append(a)
+            last = esc.end()
+        pieces.append(text[last:])
+        positions.extend(range(last, len(text) + 1))
+        text = "".join(pieces)
+        origin = positions if origin is None else [origin[i] for i in positions]
+    if origin is None:
+        return None
+    return text, origin
+
+
+_QUOTES = (('\\"', '\\"'), ('"', '"'), ("'", "'"), ("%22", "%22"), ("`", "`"), ("<", ">"))
+_JSON_START = re.compile(r"\{\s*+(?:[\"'}]|$)|\[\s*+(?:[\"'\[{\]]|-?\d|true|false|null|$)")
+_FLAT_STRING_ARRAY = re.compile(r'\[\s*+(?=")(?:[^\[\]{}"\\]++|"(?:[^"\\]++|\\.)*+")*+\]')  # ["a", "b"]
+_BRACKETED = re.compile(r"[^\s\"'\\&]*+")
+_NEEDS_CREDENTIAL = frozenset({"authorization", "cli_flag"})
+"""Detectors whose value is judged by its look: a word after a keyword may be prose."""
+
+
+def _mixed(text: str) -> bool:
+    return any(c.isdigit() for c in text) and any(c.isupper() for c in text) and any(c.islower() for c in text)
 
 
 def _looks_random(text: str) -> bool:
@@ -150,6 +250,8 @@ class Redactor:
             return value  # PWD=/srv/app: the working directory, not a password
         if isinstance(value, str) and (value.startswith(_ALREADY) or value in NOT_A_SECRET):
             return value
+        if isinstance(value, (int, float, str)) and str(value).isdigit() and key_words(key)[-1:] == ("tokens",):
+            return value  # tokens=512: a count of (LLM) tokens
         if kind == "session" and isinstance(value, (str, int)) and value != "":
             return self.session_hash(str(value))
         return f"[REDACTED:{kind}]"
@@ -178,8 +280,15 @@ class Redactor:
             tail = f"[REDACTED:unscanned {len(text) - MAX_SCAN_CHARS} chars]"
             text = text[:MAX_SCAN_CHARS]
             found.append("too_long")
-        detectors = select(text)  # one RE2 pass: None for a clean string (the usual case)
-        out = text if detectors is None else self._detect(text, found, detectors)
+        # one RE2 pass: None for a clean string (the usual case). Text with %-escapes is passed through
+        # the pass decoded (what matches the text also matches its decoded form): clean, it is done
+        if "%" in text and select(_quick_unquote(text)) is None:
+            out = text
+        else:
+            detectors = select(text)
+            out = text if detectors is None else self._detect(text, found, detectors)
+            if "%" in out:
+                out = self._detect_decoded(out, found)
         for name, rx in self.extra:
             out, n = rx.sub(f"[REDACTED:{name}]", out)
             found.extend([name] * n)
@@ -209,6 +318,55 @@ class Redactor:
         pieces.append(text[last:])
         return "".join(pieces)
 
+    def _detect_decoded(self, text: str, found: list[str]) -> str:
+        """Detectors over the percent-decoded view of a %-rich string (a URL-encoded URL inside a query,
+        a token holding ``%2B``/``%3D``, double encoding); what they find is removed from ``text``
+        itself: the span of the original, escapes included, that decodes to the secret."""
+        if select(_quick_unquote(text)) is None:
+            return text
+        view = _percent_view(text)
+        if view is None:
+            return text
+        decoded, origin = view
+        detectors = select(decoded)
+        if detectors is None:
+            return text
+        spans: list[tuple[int, int, str, str]] = []
+        pos = 0
+        while True:
+            match = detectors.search(decoded, pos)
+            if match is None:
+                break
+            verdict = self._judge(decoded, match)
+            if isinstance(verdict, int):
+                pos = max(verdict, match.start() + 1)
+                continue
+            replacement, kind, end = verdict
+            start = match.start()
+            whole = decoded[start:end]
+            head = 0  # the replacement keeps the pair's key / the URL's user: only the middle changed
+            limit = min(len(whole), len(replacement))
+            while head < limit and whole[head] == replacement[head]:
+                head += 1
+            tail = 0
+            while tail < limit - head and whole[-1 - tail] == replacement[-1 - tail]:
+                tail += 1
+            a, b = origin[start + head], origin[end - tail]
+            if a < b and "%" in text[origin[start]:origin[end]]:  # else judged on the text itself
+                spans.append((a, b, replacement[head:len(replacement) - tail], kind))
+            pos = end
+        if not spans:
+            return text
+        pieces: list[str] = []
+        last = 0
+        for a, b, marker, kind in spans:
+            found.append(kind)
+            pieces.append(text[last:a])
+            pieces.append(marker)
+            last = b
+        pieces.append(text[last:])
+        return "".join(pieces)
+
     def _judge(self, text: str, match: re.Match[str]) -> tuple[str, str, int] | int:
         """(replacement of text[match.start():end], kind, end) for a match, or where to resume."""
         group = match.lastgroup or ""
@@ -219,15 +377,47 @@ class Redactor:
             return self._judge_pair(text, match)
         if kind == "card":
             return ("[REDACTED:card]", kind, match.end()) if is_card_number(whole) else match.end()
+        if kind == "iban":
+            return ("[REDACTED:iban]", kind, match.end()) if is_iban(whole) else match.end()
         value_group = VALUE_GROUP.get(group)
         if value_group is None:
+            if kind == "vault_token" and whole.startswith("s.") and not _mixed(whole[2:]):
+                return match.end()  # s.AcceptanceTimeoutSeconds: a member access, not a legacy Vault token
             return f"[REDACTED:{kind}]", kind, match.end()
         secret = match.group(value_group)
         vstart = match.start(value_group) - start
         if secret.startswith(_ALREADY):
             return match.end()
-        if kind == "authorization" and not _looks_like_credential(secret):
+        key_group = KEY_GROUP.get(group)
+        if key_group is not None:  # <password>v</password>, --password v: the name decides
+            key = match.group(key_group)
+            key_kind = self.key_kind(key)
+            if key_kind is None:
+                return match.start(value_group)
+            inner, quote = secret.strip(), ""
+            if len(inner) >= 2 and inner[0] in "\"'" and inner[-1] == inner[0]:
+                inner, quote = inner[1:-1], inner[0]
+            if not inner or inner.startswith(_REFERENCES) or self._replacement(key_kind, inner, key) is inner:
+                return match.end()
+            if kind == "cli_flag" and not _looks_like_credential(inner):
+                return match.start(value_group)  # "--password option" in prose
+            marker = f"{quote}[REDACTED:{key_kind}]{quote}"
+            return whole[:vstart] + marker + whole[vstart + len(secret):], key_kind, match.end()
+        if kind == "path_token" and not _looks_random(secret):
+            return match.end()  # /confirm/order_confirmation_page: a page, not a token
+        if kind == "cli_user":
+            user, _, password = secret.replace('"', "").replace("'", "").partition(":")
+            if not _ or not _looks_like_credential(password or user) or \
+                    (password or user).startswith(("$", "{{", "<", "[")):
+                return match.start(value_group)  # mysql -u root, -u "$USER:$PASS", -u test:test
+        if kind == "prose_secret":
+            inner = secret[1:-1] if secret[0] in "\"'" else secret
+            if not (_looks_like_credential(inner) if secret[0] in "\"'" else _looks_random(inner)):
+                return match.start(value_group)
+        elif kind in _NEEDS_CREDENTIAL and not _looks_like_credential(secret):
             return match.start(value_group)
+        if kind == "header" and (secret.partition(" ")[2] or secret).startswith(_REFERENCES):
+            return match.end()  # Authorization: Bearer $(gcloud auth print-access-token)
         rest = whole[vstart + len(secret):]
         if kind == "url_userinfo":
             user, colon, password = secret.partition(":")
@@ -250,24 +440,47 @@ class Redactor:
         if start and text[start - 1] == ":" and match.group("ks") == ":":
             return vstart  # one link of a colon chain (arn:aws:secretsmanager:…:secret:db), an identifier
         end = match.end()
-        inner, quote = value, ""
-        for q in ('\\"', '"', "'", "%22"):
-            if len(value) >= 2 * len(q) and value.startswith(q) and value.endswith(q):
-                inner, quote = value[len(q):-len(q)], q
+        inner, quote, close = value, "", ""
+        for q, c in _QUOTES:
+            if len(value) >= len(q) + len(c) and value.startswith(q) and value.endswith(c):
+                inner, quote, close = value[len(q):-len(c)], q, c
                 break
         else:  # unquoted: the scan stopped at "=" / ":"; under a secret key the value goes whole
             extent = VALUE_EXTENT.match(text, vstart)
             if extent is not None and extent.end() > end:
                 end = extent.end()
                 inner = text[vstart:end]
-        if not inner or inner.startswith(_ALREADY):
-            return end
-        if inner[0] in "{[":  # a nested object: its own keys are judged as the scan goes on
-            return vstart
+            if match.group("ks").strip() == ":" and text[vstart:vstart + 1] not in "{[" and \
+                    _starts_line(text, start):
+                # a YAML line "  password: correct horse battery staple": the value is the rest of the line
+                line_end = text.find("\n", end)
+                line_end = len(text) if line_end < 0 else line_end
+                rest = text[end:line_end].rstrip()
+                if rest and not rest.lstrip().startswith("#"):
+                    end += len(rest)
+                    inner = text[vstart:end]
+        if not inner or inner.startswith(_ALREADY) or inner.startswith(_REFERENCES):
+            return end  # password=${DB_PASSWORD}: a reference, not the secret
+        if inner[0] in "{[":
+            if _JSON_START.match(inner):
+                array = _FLAT_STRING_ARRAY.match(text, vstart) if inner[0] == "[" else None
+                if array is None:  # a nested object: its own keys are judged as the scan goes on
+                    return vstart
+                new = self._replacement(kind, array.group(), key)  # "passwords": ["a", "b"]
+                if new is array.group():
+                    return vstart
+                return text[start:vstart] + f'["{new}"]', kind, array.end()
+            if not quote:  # password={Abc123!} / secret=[A1b2]: the whole bracketed run is the value
+                run = _BRACKETED.match(text, vstart)
+                if run is not None and run.end() > end:
+                    end = run.end()
+                    inner = text[vstart:end]
+        if close == ">" and not _looks_like_credential(inner):
+            return end  # password=<password>, secret: <redacted>: a placeholder
         new = self._replacement(kind, inner, key)
         if new is inner:
             return vstart
-        return text[start:vstart] + quote + str(new) + quote, kind, end
+        return text[start:vstart] + quote + str(new) + close, kind, end
 
     # --- values ----------------------------------------------------------------------------
 
@@ -288,7 +501,14 @@ class Redactor:
             items = [self.redact_value(v, depth + 1) for v in value]
             changed = any(a is not b for a, b in zip(items, value, strict=True))
             return (tuple(items) if isinstance(value, tuple) else items) if changed else value
-        return value  # bytes (opaque binary), floats, None
+        if isinstance(value, bytes) and len(value) >= 5:  # text sent as bytes (a request body) is scanned
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                return value  # opaque binary
+            new = self.redact_text(text)
+            return value if new is text else new.encode("utf-8")
+        return value  # floats, None
 
     def redact_mapping(self, mapping: Mapping[str, Any], depth: int = 0) -> Mapping[str, Any]:
         """``mapping`` with every secret redacted (``mapping`` itself when nothing changed).
@@ -392,7 +612,7 @@ class RedactionProcessor(LogRecordProcessor):
         redactor = self.redactor
         try:
             body = record.body
-            if body is not None and not isinstance(body, (int, float, bool, bytes)):
+            if body is not None and not isinstance(body, (int, float, bool)):
                 new_body = redactor.redact_value(body)
                 if new_body is not body:
                     record.body = new_body

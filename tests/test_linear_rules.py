@@ -162,6 +162,16 @@ HOSTILE_TEXTS: dict[str, str] = {
     "jwt_heads": "eyJaaaaaa.eyJaaaaaa" * 10_000,
     "open_parens": "password=(" * 30_000,
     "json_nesting": '{"a": ' * 40_000 + '"password": "x"',
+    "percent_escapes": "%3D" * 70_000 + " password=x1",
+    "token_tails": "glpat-" + "a1." * 70_000 + " password=x1",
+    "vendor_heads": "sk-A3-pat.4b1dAPI-" * 12_000 + " password=x1",
+    "open_braces": "pwd={" * 40_000 + " password=x1",
+    "open_backticks": "password=`" * 30_000 + " password=x1",
+    "open_angles": "password: <" * 30_000 + " password=x1",
+    "iban_runs": "DE89 " * 40_000 + " password=x1",
+    "yaml_pairs": "x password: a1 " * 30_000 + " password=x1",
+    "reset_paths": "/reset/" * 30_000 + " password=x1",
+    "open_arrays": '{"passwords": ["a", ' + '"b", ' * 40_000 + " password=x1",
 }
 
 

@@ -201,3 +201,62 @@ def test_structured_body_is_redacted_recursively(make_pipeline: Any) -> None:
     proc.redact_record(record)
     assert record.body == {"user": "bob", "login": {"password": "[REDACTED:password]",
                                                     "note": "api_key=[REDACTED:api_key]"}}
+
+
+def test_percent_encoded_tokens_and_pairs_are_removed_with_their_escapes() -> None:
+    r = Redactor(counters=Counters("t"))
+    token = "pscale_tkn_9529o8b=fd3typkie-bw3fmy197f9_2p"  # "=" inside: %3D once encoded
+    encoded = token.replace("=", "%3D")
+    for text in (f"GET /proxy?target=https%3A%2F%2Fapi.example.com%2F%3Fk%3D{encoded.replace('%', '%25')} HTTP/1.1",
+                 f"401 for url: https://api.example.com/v1/items?key={encoded}",
+                 "q=a%2520password%253Dhunter2%2526b%253D1 ok"):  # double encoding
+        out = r.redact_text(text)
+        assert "fd3typkie" not in out and "hunter2" not in out, out
+        assert "[REDACTED:" in out and "%25" not in out.split("[REDACTED:")[1].split("]")[0]
+    assert r.redact_text("q=a%2520password%253Dhunter2%2526b%253D1 ok") == \
+        "q=a%2520password%253D[REDACTED:password]%2526b%253D1 ok"  # only the secret's escaped bytes go
+    for harmless in ("100%25 done, 50%41 ok %zz %", "GET /search?q=rate%20limit%3D100%26page%3D2 HTTP/1.1",
+                     "path=%2Fapi%2Fv1%2Fitems%3Fpage%3D2"):
+        assert r.redact_text(harmless) == harmless
+
+
+def test_vendor_tokens_take_their_whole_run() -> None:
+    r = Redactor(counters=Counters("t"))
+    routable = "glpat-86dfowhygc5dr3j94y91higoi0l.cf59j7pa8"
+    assert r.redact_text(f"push with {routable} failed") == "push with [REDACTED:gitlab_token] failed"
+    longer = "AIza" + "B" * 35 + "abcd123"
+    assert r.redact_text(f"key {longer}.") == "key [REDACTED:google_api_key]."
+
+
+def test_bytes_values_are_scanned_as_text_and_stay_bytes() -> None:
+    r = Redactor(counters=Counters("t"))
+    out = r.redact_mapping({"http.request.body.content": b'{"password": "B1tes-Body-Pw"}', "blob": b"\xff\xfe\x00ab"})
+    assert out["http.request.body.content"] == b'{"password": "[REDACTED:password]"}'
+    assert out["blob"] == b"\xff\xfe\x00ab"  # not UTF-8: opaque binary, left as it is
+
+
+def test_iban_needs_its_check_digits() -> None:
+    r = Redactor(counters=Counters("t"))
+    assert r.redact_text("refund to IBAN DE89370400440532013000 issued") == "refund to IBAN [REDACTED:iban] issued"
+    assert r.redact_text("refund to IBAN DE89 3704 0044 0532 0130 00 issued") == "refund to IBAN [REDACTED:iban] issued"
+    assert r.redact_text("part DE88370400440532013000 shipped") == "part DE88370400440532013000 shipped"
+
+
+def test_yaml_document_values_with_spaces_go_whole_but_one_line_prose_keeps_its_words() -> None:
+    r = Redactor(counters=Counters("t"))
+    doc = "config:\n  db:\n    password: correct horse battery staple\n    retries: 3"
+    assert r.redact_text(doc) == "config:\n  db:\n    password: [REDACTED:password]\n    retries: 3"
+    assert r.redact_text("password: hunter2x order shipped") == "password: [REDACTED:password] order shipped"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(["%", "%25", "%3D", "%0A", "%zz", "=", "\n", "\r\n", " ", "password", "=", ":",
+                                 "token", "ghp_" + "a1" * 18, "AKIAIOSFODNN7EXAMPLE", "Bearer ", "abcdef123456",
+                                 "redis://u:p", "@h", "4111 1111 1111 1111", "%40", "%2B", "x"]), max_size=12))
+def test_decoded_pre_filter_sees_whatever_the_text_itself_would(pieces: list[str]) -> None:
+    """Text with '%' passes the RE2 pre-filter decoded only: it must not lose a hit of the raw text."""
+    from otel_ext.redact import _quick_unquote
+    from otel_ext.redaction.detectors import select
+    text = "".join(pieces)
+    if select(text) is not None:
+        assert select(_quick_unquote(text)) is not None, text

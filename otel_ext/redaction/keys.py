@@ -27,7 +27,11 @@ LAST_WORD: dict[str, str] = {
     **dict.fromkeys(["secret", "clientsecret", "secretkey", "privatekey", "credential", "credentials", "creds",
                      "apisecret", "appsecret"], "secret"),
     **dict.fromkeys(["token", "accesstoken", "refreshtoken", "idtoken", "authtoken", "bearertoken", "csrftoken",
-                     "xsrftoken", "otp", "totp", "hotp", "jwt"], "token"),
+                     "xsrftoken", "otp", "totp", "hotp", "jwt", "tokens", "csrf", "xsrf", "csrfmiddlewaretoken",
+                     "samlresponse"], "token"),
+    **dict.fromkeys(["passwords", "pin", "pincode"], "password"),
+    "secrets": "secret",
+    **dict.fromkeys(["ssn", "iban"], "pii"),
     **dict.fromkeys(["apikey", "apitoken", "subscriptionkey", "accesskey", "secretaccesskey"], "api_key"),
     **dict.fromkeys(["authorization", "auth"], "authorization"),
     **dict.fromkeys(["cookie", "cookies"], "cookie"),
@@ -42,14 +46,15 @@ LAST_TWO: dict[tuple[str, str], str] = {
     **dict.fromkeys([("api", "key"), ("api", "token"), ("access", "key"), ("subscription", "key"),
                      ("app", "key"), ("license", "key"), ("master", "key"), ("account", "key"), ("auth", "key"),
                      ("client", "key"), ("service", "key"), ("db", "key"), ("database", "key"), ("admin", "key"),
-                     ("write", "key"), ("ingest", "key"), ("insert", "key"), ("sas", "token")], "api_key"),
+                     ("write", "key"), ("ingest", "key"), ("insert", "key"), ("sas", "token"), ("consumer", "key"),
+                     ("api", "keys")], "api_key"),
     **dict.fromkeys([("secret", "key"), ("private", "key"), ("signing", "key"), ("encryption", "key"),
                      ("shared", "key"), ("hmac", "key"), ("priv", "key"), ("client", "secret"),
                      ("webhook", "secret"), ("key", "secret"), ("shared", "secret"), ("key", "pass"),
                      ("key", "password")], "secret"),
     **dict.fromkeys([("password", "hash"), ("password", "digest"), ("pass", "hash"), ("pwd", "hash")], "password"),
     **dict.fromkeys([("session", "id"), ("session", "key"), ("session", "token"), ("session", "cookie"),
-                     ("connect", "sid")], "session"),
+                     ("connect", "sid"), ("gitlab", "session")], "session"),
     ("session", "secret"): "secret",  # a signing secret is removed, not hashed
     **dict.fromkeys([("card", "number"), ("credit", "card"), ("cc", "number"), ("card", "cvv"), ("card", "cvc"),
                      ("security", "code"), ("card", "pan")], "card"),
@@ -57,7 +62,9 @@ LAST_TWO: dict[tuple[str, str], str] = {
                      ("redis", "url"), ("mongo", "uri"), ("mongodb", "uri"), ("amqp", "url"), ("broker", "url")],
                     "connection_string"),
     **dict.fromkeys([("mfa", "code"), ("otp", "code"), ("verification", "code"), ("totp", "code"),
-                     ("recovery", "code"), ("code", "verifier"), ("client", "assertion")], "token"),
+                     ("recovery", "code"), ("code", "verifier"), ("client", "assertion"), ("oauth", "verifier"),
+                     ("saml", "response"), ("pin", "code")], "token"),
+    **dict.fromkeys([("security", "number"), ("social", "security")], "pii"),
     **dict.fromkeys([("set", "cookie")], "cookie"),
 }
 # words that make a whole name secret unless it ends in a word *about* the secret:
@@ -76,14 +83,18 @@ METADATA_WORDS = frozenset({
     "missing", "provided", "exists", "schema", "scope", "scopes", "key", "keys", "list", "kind", "source",
     "location", "region", "namespace", "mount", "engine", "ttl", "lease", "url", "uri", "endpoint", "date", "time",
     "timestamp", "ts", "days", "attempts", "retries", "failures", "failed", "success", "match", "matches",
-    "mismatch", "reuse", "sharing", "santa",
+    "mismatch", "reuse", "sharing", "santa", "stdin",
 })
 
 # names that end in a secret word but are not secrets (pagination cursors, metadata about tokens)
 NOT_SECRET: frozenset[tuple[str, ...]] = frozenset(
     {("page", "token"), ("next", "page", "token"), ("next", "token"), ("continuation", "token"),
      ("pagination", "token"), ("sync", "token"), ("resume", "token"), ("cancellation", "token"),
-     ("pass",), ("session",)}
+     ("pass",), ("session",), ("tokens",),  # bare "tokens": a tokenizer's output or a count; auth.tokens are
+     # LLM usage counters and limits: numbers of tokens, not tokens
+     *((w, "tokens") for w in ("max", "prompt", "completion", "input", "output", "total", "cached", "reasoning",
+                               "num", "new", "remaining", "used", "estimated", "limit", "context", "cache")),
+     ("cert", "pin"), ("ssl", "pin"), ("tls", "pin"), ("key", "pin"), ("version", "pin")}
 )
 
 
