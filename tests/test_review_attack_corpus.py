@@ -353,9 +353,7 @@ OLD_SEMCONV_STATUS = [
 
 
 @pytest.mark.parametrize(("attrs", "expected"), [
-    pytest.param(a, e, id=f"old_semconv_status/{a['http.status_code']}",
-                 marks=[pytest.mark.xfail(strict=True, reason=ROOT_CAUSES["old_semconv"])])
-    for a, e in OLD_SEMCONV_STATUS])
+    pytest.param(a, e, id=f"old_semconv_status/{a['http.status_code']}") for a, e in OLD_SEMCONV_STATUS])
 def test_old_semconv_http_records_are_classified_by_status(attrs: dict[str, Any], expected: str) -> None:
     labels = classify(Record("o", BENIGN[0], "old_semconv", "shop.api", "request", attrs))
     assert labels.get("labels.event_class") == expected

@@ -679,6 +679,8 @@ class PayloadInspector:
                 value = fallback.get(name)
             if value.__class__ is not str or not value:
                 continue
+            if kind == "url" and _known_path(attrs, fallback):
+                continue  # url.full was split into url.path and url.query (fields.py): inspected there
             # long values are never memoised (nor hashed: a 10 MB body costs no more than its bound)
             cached = memo.get((kind, value), _MISSING) if len(value) <= _MEMO_LEN else _MISSING
             if cached is _MISSING:
@@ -693,6 +695,13 @@ class PayloadInspector:
 
 
 _MISSING = object()
+
+
+def _known_path(attrs: Mapping[str, Any], fallback: Mapping[str, Any] | None) -> bool:
+    path = attrs.get("url.path")
+    if path is None and fallback is not None:
+        path = fallback.get("url.path")
+    return path.__class__ is str and bool(path)
 
 
 RULESET = "otel-ext payload inspection"

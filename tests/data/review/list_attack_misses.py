@@ -43,8 +43,7 @@ def main() -> None:
         attrs = classify(rec)
         if attrs.get("labels.event_class") == "security":
             out[rec.id] = f"benign_flagged ({attrs.get('rule.id')})"
-    out["scanner_run@hypercorn"] = "hypercorn_format"
-    out["scanner_run@old_semconv"] = "old_semconv"
+    # the scanner-run cases (test_scanner_run_raises_an_attack_source_alert) pass on every transport
     json.dump(dict(sorted(out.items())), sys.stdout, indent=0)
 
 
