@@ -71,9 +71,11 @@ def attack_entries() -> list[tuple[str, str, str, dict[str, Any]]]:
             entries.append(("gunicorn.access", "info", line, {}))
     entries += [("gunicorn.access", "info", line, {}) for line, _ in SCANNER_LINES]
     entries += [("aiohttp.access", "info", line, {}) for line in AIOHTTP_LINES]
-    # the review corpus: old semconv names, url.full only, header attributes, hypercorn/uvicorn/
-    # werkzeug/django lines, benign look-alikes
-    entries += [(r.scope, "info", r.body, dict(r.attributes)) for r in ATTACKS + BENIGN_RECORDS]
+    # the review corpus: old semconv names, url.full only, hypercorn/uvicorn/werkzeug/django lines,
+    # benign look-alikes; not the header-attribute cases (in-process only: OTTL cannot walk
+    # http.request.header.* keys; classify.yaml says so, and a test below proves the gap is declared)
+    entries += [(r.scope, "info", r.body, dict(r.attributes)) for r in ATTACKS + BENIGN_RECORDS
+                if not any(k.startswith("http.request.header.") for k in r.attributes)]
     return entries
 
 

@@ -46,6 +46,8 @@ ROOT_CAUSES = {
     "hypercorn_format": "hypercorn's default access format writes the request line as \"GET /path 1.1\" "
                         "(protocol without HTTP/, no query): fields.REQUEST_LINE_PATTERN requires HTTP/x, so "
                         "no hypercorn.access line is parsed at all",
+    "hypercorn_no_query": "hypercorn's default `%(r)s` writes the path without its query string, where this "
+                          "probe's tell-tale is; the line is parsed, the path alone is harmless (log `%(R)s`)",
     "old_semconv": "only stable HTTP semconv names are read (url.path, url.query, user_agent.original, "
                    "http.response.status_code); the old names the contrib instrumentations still emit by "
                    "default (http.target, http.url, http.user_agent, http.status_code, http.method) are not",

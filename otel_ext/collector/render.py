@@ -144,9 +144,15 @@ def _render_payload(add: Any) -> None:
             f'Len(attributes[{q(name)}]) > {payload.BOUND_BYTES}' + only[name])
         for pattern in payload.PATTERNS:
             if kind in pattern.kinds:
-                add(f'set(cache["hit.rule"], {q(pattern.id)})',
-                    f'cache["hit.rule"] == nil and {value} != nil and IsMatch({value}, {q(pattern.regex)})')
+                # a weak hit (last in the table) is kept aside; any other hit in a later field wins
+                target = "weak.rule" if pattern.family in payload.WEAK_FAMILIES else "hit.rule"
+                add(f'set(cache[{q(target)}], {q(pattern.id)})',
+                    f'cache["hit.rule"] == nil and cache[{q(target)}] == nil and {value} != nil and '
+                    f'IsMatch({value}, {q(pattern.regex)})')
         add(f'set(cache["hit.field"], {q(name)})', 'cache["hit.rule"] != nil and cache["hit.field"] == nil')
+        add(f'set(cache["weak.field"], {q(name)})', 'cache["weak.rule"] != nil and cache["weak.field"] == nil')
+    add('set(cache["hit.field"], cache["weak.field"])', 'cache["hit.rule"] == nil and cache["weak.rule"] != nil')
+    add('set(cache["hit.rule"], cache["weak.rule"])', 'cache["hit.rule"] == nil and cache["weak.rule"] != nil')
     oversize = payload.FAMILIES["oversize"]
     for pid, family, name in (("oversize.field", oversize, oversize.description),
                               *((p.id, payload.FAMILIES[p.family], p.name) for p in payload.PATTERNS)):
@@ -321,6 +327,11 @@ HEADER = """\
 # Use it as an extra config file (the collector merges them) and add the processor to your pipeline:
 #   otelcol --config your-config.yaml --config classify.yaml
 #   service.pipelines.logs.processors: [memory_limiter, transform/otel_ext_classify, batch]
+#
+# NOT RENDERED (in-process only): inspection of captured request headers (http.request.header.*:
+# payloads in their values, scanner header names such as Acunetix-Product / X-Scanner). OTTL cannot
+# walk attribute keys by prefix nor match inside string arrays; the collector labels such records
+# from their URL, body, referrer and user agent only.
 """
 
 

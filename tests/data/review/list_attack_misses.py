@@ -23,7 +23,9 @@ def main() -> None:
             "success" if status < 400 else "failure")
         if good:
             continue
-        if rec.transport == "hypercorn":
+        if rec.transport == "hypercorn" and rec.request.query:
+            cause = "hypercorn_no_query"
+        elif rec.transport == "hypercorn":
             cause = "hypercorn_format"
         elif rec.transport == "old_semconv":
             cause = "old_semconv"
