@@ -65,6 +65,7 @@ TARGET_PATTERN = r"^(?P<path>[^?#]*)(?:\?(?P<query>[^#]*))?"
 _TARGET = re.compile(TARGET_PATTERN, re.ASCII)
 FULL_URL_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(?P<path>[^?#]*)(?:\?(?P<query>[^#]*))?"
 _FULL_URL = re.compile(FULL_URL_PATTERN, re.ASCII)
+_DERIVED_FROM = frozenset({old for old, _ in LEGACY_HTTP_NAMES} | {"http.target", "url.full"})
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ class RecordFields:
                 self.parsed = parse_access_line(body_text)
                 if self.parsed is not None:
                     status = self.parsed["http.response.status_code"]
-        if self.parsed is None and (status is None or get("url.path") is None):
+        if self.parsed is None and not _DERIVED_FROM.isdisjoint(attrs) and (status is None or get("url.path") is None):
             self.parsed = derive_stable_fields(attrs)
             if status is None and self.parsed is not None:
                 status = self.parsed.get("http.response.status_code")
