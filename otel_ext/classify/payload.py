@@ -181,7 +181,7 @@ PATTERNS: tuple[Pattern, ...] = (
        r"etc/passwd|web\.config|elmah\.axd|trace\.axd|_profiler|telescope|horizon/api|debug/pprof|"
        r"config\.json|credentials\.json|id_rsa|database\.yml|settings\.py|local_settings\.py|_ignition|"
        r"api/jsonws|wls-wsat|gponform|containers/json|docker-compose\.ya?ml|sftp-config\.json|"
-       r"api/v1/namespaces/(kube-system|kube-public|default)|api/v1/namespaces/[a-z0-9.-]{1,63}/(secrets|pods|"
+       r"api/v1/namespaces/(kube-system|kube-public)|api/v1/namespaces/[a-z0-9.-]{1,63}/(secrets|pods|"
        r"configmaps|serviceaccounts)|autodiscover/autodiscover\.json|remote/fgt_lang|setup\.cgi)(/|$|\?| )",
        "admin panel or tool path of software the service does not run"),
     _p("probe.param", "sensitive_file", _PARAMS,
