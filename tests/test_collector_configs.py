@@ -216,3 +216,9 @@ def test_gateway_queue_survives_a_restart_while_every_backend_is_down(otelcol: P
         proc.terminate()
         proc.wait(30)
     assert set(uids) == {f"gw-{i:06d}" for i in range(300)}
+
+
+def test_classify_yaml_declares_that_request_headers_are_inspected_in_process_only() -> None:
+    """Header-attribute inspection has no OTTL form: the shipped file must say so, not differ silently."""
+    text = (Path(__file__).resolve().parents[1] / "collector_configs" / "classify.yaml").read_text()
+    assert "NOT RENDERED (in-process only)" in text and "http.request.header." in text

@@ -69,6 +69,8 @@ def _attack_rules() -> list[dict[str, Any]]:
             "when": {"attack": family.name, "status": {"gte": 400}},
             **base, "type": ["denied"], "outcome": "failure", "severity": "WARN",
         })
+        if family.refused_only:
+            continue
         rules.append({
             "id": f"attack.{family.name}.answered",
             "description": f"{family.description}; the server answered it (it may have worked)",

@@ -30,8 +30,10 @@ DEFAULT_ACCESS_LOGGERS: tuple[str, ...] = (
 # `"GET /path?q HTTP/1.1" 200` as written by every common access logger, found anywhere in the
 # message (a formatter may prefix it, e.g. `INFO:uvicorn.access:`). The whole message is read: a
 # padded request line is no way around parsing (and payload inspection bounds its own work).
+# hypercorn's default `%(r)s` writes the protocol without `HTTP/` and the path without its query
+# (`"GET /path 1.1"`), so `HTTP/` is optional; its `%(R)s` atom carries the query string too.
 REQUEST_LINE_PATTERN = (
-    r'"(?P<method>[A-Z]{3,10}) (?P<path>[^\s?]+)(?:\?(?P<query>\S*))? HTTP/[0-9.]+"[ \t]+(?P<status>[0-9]{3})\b'
+    r'"(?P<method>[A-Z]{3,10}) (?P<path>[^\s?]+)(?:\?(?P<query>\S*))? (?:HTTP/)?[0-9.]+"[ \t]+(?P<status>[0-9]{3})\b'
 )
 _REQUEST_LINE = re.compile(REQUEST_LINE_PATTERN, re.ASCII)
 # The client is the address token before the request line, followed by ` - ` (uvicorn
@@ -47,6 +49,23 @@ AGENT_PATTERN = r'[ \t]+\S+[ \t]+"(?P<referrer>[^"]*)"[ \t]+"(?P<agent>[^"]*)"'
 _AGENT = re.compile(AGENT_PATTERN, re.ASCII)
 # `client.address` of a uvicorn line carries `:port`; strip it (IPv4 and bracketed IPv6).
 _PORT_SUFFIX = re.compile(r"^(\d+\.\d+\.\d+\.\d+):\d+$|^\[([0-9A-Fa-f:.]+)\]:\d+$")
+
+# The old HTTP semconv names the contrib instrumentations still emit by default
+# (OTEL_SEMCONV_STABILITY_OPT_IN unset) -> the stable name they stand for. The stable name wins
+# when a record carries both; ``http.target`` is split into ``url.path`` and ``url.query``.
+LEGACY_HTTP_NAMES: tuple[tuple[str, str], ...] = (
+    ("http.method", "http.request.method"),
+    ("http.status_code", "http.response.status_code"),
+    ("http.user_agent", "user_agent.original"),
+    ("http.client_ip", "client.address"),
+    ("http.url", "url.full"),
+)
+# `http.target` (path?query) and the path and query of `url.full` (scheme://authority/path?query#f)
+TARGET_PATTERN = r"^(?P<path>[^?#]*)(?:\?(?P<query>[^#]*))?"
+_TARGET = re.compile(TARGET_PATTERN, re.ASCII)
+FULL_URL_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(?P<path>[^?#]*)(?:\?(?P<query>[^#]*))?"
+_FULL_URL = re.compile(FULL_URL_PATTERN, re.ASCII)
+_DERIVED_FROM = frozenset({old for old, _ in LEGACY_HTTP_NAMES} | {"http.target", "url.full"})
 
 
 @dataclass(frozen=True)
@@ -90,6 +109,34 @@ def parse_access_line(body: str) -> dict[str, AnyValue] | None:
         if agent["agent"] not in ("", "-"):
             parsed["user_agent.original"] = agent["agent"]
     return parsed
+
+
+def derive_stable_fields(attrs: Mapping[str, AnyValue]) -> dict[str, AnyValue] | None:
+    """Stable HTTP semconv fields a record lacks, derived from the old names it carries and from
+    ``url.full`` (split into ``url.path`` and ``url.query`` so each is inspected as what it is,
+    and the server's own scheme and host are not), or None when there is nothing to derive."""
+    get = attrs.get
+    out: dict[str, AnyValue] = {}
+    for old, new in LEGACY_HTTP_NAMES:
+        if get(new) is None:
+            value = get(old)
+            if value is not None:
+                out[new] = value
+    if get("url.path") is None:
+        target = get("http.target")
+        if isinstance(target, str) and target:
+            match = _TARGET.match(target)
+        else:
+            full = get("url.full")
+            if full is None:
+                full = out.get("url.full")
+            match = _FULL_URL.match(full) if isinstance(full, str) and full else None
+        if match is not None:
+            if match["path"]:
+                out["url.path"] = match["path"]
+            if match["query"] and get("url.query") is None:
+                out["url.query"] = match["query"]
+    return out or None
 
 
 def _int(value: Any) -> int | None:
@@ -141,6 +188,10 @@ class RecordFields:
                 self.parsed = parse_access_line(body_text)
                 if self.parsed is not None:
                     status = self.parsed["http.response.status_code"]
+        if self.parsed is None and not _DERIVED_FROM.isdisjoint(attrs) and (status is None or get("url.path") is None):
+            self.parsed = derive_stable_fields(attrs)
+            if status is None and self.parsed is not None:
+                status = self.parsed.get("http.response.status_code")
         if status is None:
             status = get("status_code")  # django.request passes extra={"status_code": ...}
         if type(status) is not int:

@@ -21,7 +21,14 @@ import yaml
 
 from otel_ext.classify import payload
 from otel_ext.classify.engine import RuleSet
-from otel_ext.classify.fields import AGENT_PATTERN, CLIENT_PATTERN, REQUEST_LINE_PATTERN
+from otel_ext.classify.fields import (
+    AGENT_PATTERN,
+    CLIENT_PATTERN,
+    FULL_URL_PATTERN,
+    LEGACY_HTTP_NAMES,
+    REQUEST_LINE_PATTERN,
+    TARGET_PATTERN,
+)
 from otel_ext.classify.rules import SEVERITY_BY_NAME, Rule
 from otel_ext.classify.vocabulary import CLASS_PRIORITY, ECS_CATEGORY_TYPES, EVENT_CLASSES
 
@@ -120,9 +127,12 @@ def _render_payload(add: Any) -> None:
     every decoding step is one ``replace_all_patterns`` over that map (the same regex and
     replacement as Python, in the same order); then, field by field in the same order, the byte
     bound and the patterns in table order. The first hit wins, as in Python."""
+    # url.full is inspected only when no url.path is known (it was split into url.path and url.query)
+    no_path = '(not IsString(attributes["url.path"]) or attributes["url.path"] == "")'
+    only = {name: (f" and {no_path}" if kind == "url" else "") for name, kind in payload.INSPECTED_FIELDS}
     for name, _ in payload.INSPECTED_FIELDS:
         add(f'set(cache["nf"][{q(name)}], ConvertCase(attributes[{q(name)}], "lower"))',
-            f'IsString(attributes[{q(name)}]) and attributes[{q(name)}] != ""')
+            f'IsString(attributes[{q(name)}]) and attributes[{q(name)}] != ""' + only[name])
     any_field = 'cache["nf"] != nil'
     for step in payload.decode_steps():
         where = any_field
@@ -131,12 +141,18 @@ def _render_payload(add: Any) -> None:
         value = f'cache["nf"][{q(name)}]'
         add('set(cache["hit.rule"], "oversize.field")',
             f'cache["hit.rule"] == nil and IsString(attributes[{q(name)}]) and '
-            f'Len(attributes[{q(name)}]) > {payload.BOUND_BYTES}')
+            f'Len(attributes[{q(name)}]) > {payload.BOUND_BYTES}' + only[name])
         for pattern in payload.PATTERNS:
             if kind in pattern.kinds:
-                add(f'set(cache["hit.rule"], {q(pattern.id)})',
-                    f'cache["hit.rule"] == nil and {value} != nil and IsMatch({value}, {q(pattern.regex)})')
+                # a weak hit (last in the table) is kept aside; any other hit in a later field wins
+                target = "weak.rule" if pattern.family in payload.WEAK_FAMILIES else "hit.rule"
+                add(f'set(cache[{q(target)}], {q(pattern.id)})',
+                    f'cache["hit.rule"] == nil and cache[{q(target)}] == nil and {value} != nil and '
+                    f'IsMatch({value}, {q(pattern.regex)})')
         add(f'set(cache["hit.field"], {q(name)})', 'cache["hit.rule"] != nil and cache["hit.field"] == nil')
+        add(f'set(cache["weak.field"], {q(name)})', 'cache["weak.rule"] != nil and cache["weak.field"] == nil')
+    add('set(cache["hit.field"], cache["weak.field"])', 'cache["hit.rule"] == nil and cache["weak.rule"] != nil')
+    add('set(cache["hit.rule"], cache["weak.rule"])', 'cache["hit.rule"] == nil and cache["weak.rule"] != nil')
     oversize = payload.FAMILIES["oversize"]
     for pid, family, name in (("oversize.field", oversize, oversize.description),
                               *((p.id, payload.FAMILIES[p.family], p.name) for p in payload.PATTERNS)):
@@ -187,6 +203,23 @@ def render_statements(ruleset: RuleSet) -> Rendered:
         add(f'set(attributes[{q(attr)}], cache["agent"][{q(group)}])',
             f'cache["agent"][{q(group)}] != nil and cache["agent"][{q(group)}] != "" and '
             f'cache["agent"][{q(group)}] != "-"')
+    # 1b. stable fields from the old HTTP semconv names and url.full (fields.derive_stable_fields)
+    add('set(cache["legacy"], true)', 'cache["line"]["status"] == nil and '
+        '(attributes["http.response.status_code"] == nil or attributes["url.path"] == nil)')
+    for old, new in LEGACY_HTTP_NAMES:
+        add(f'set(attributes[{q(new)}], attributes[{q(old)}])',
+            f'cache["legacy"] == true and attributes[{q(new)}] == nil and attributes[{q(old)}] != nil')
+    has_target = 'IsString(attributes["http.target"]) and attributes["http.target"] != ""'
+    add(f'set(cache["split"], ExtractPatterns(attributes["http.target"], {q(TARGET_PATTERN)}))',
+        f'cache["legacy"] == true and attributes["url.path"] == nil and {has_target}')
+    add(f'set(cache["split"], ExtractPatterns(attributes["url.full"], {q(FULL_URL_PATTERN)}))',
+        'cache["legacy"] == true and attributes["url.path"] == nil and cache["split"] == nil and '
+        '(not IsString(attributes["http.target"]) or attributes["http.target"] == "") and '
+        'IsString(attributes["url.full"]) and attributes["url.full"] != ""')
+    add('set(attributes["url.query"], cache["split"]["query"])',
+        'cache["split"]["query"] != nil and cache["split"]["query"] != "" and attributes["url.query"] == nil')
+    add('set(attributes["url.path"], cache["split"]["path"])',
+        'cache["split"]["path"] != nil and cache["split"]["path"] != ""')
     # 2. fields
     add('set(cache["status"], Int(attributes["http.response.status_code"]))',
         'attributes["http.response.status_code"] != nil and (IsInt(attributes["http.response.status_code"]) or '
@@ -294,6 +327,11 @@ HEADER = """\
 # Use it as an extra config file (the collector merges them) and add the processor to your pipeline:
 #   otelcol --config your-config.yaml --config classify.yaml
 #   service.pipelines.logs.processors: [memory_limiter, transform/otel_ext_classify, batch]
+#
+# NOT RENDERED (in-process only): inspection of captured request headers (http.request.header.*:
+# payloads in their values, scanner header names such as Acunetix-Product / X-Scanner). OTTL cannot
+# walk attribute keys by prefix nor match inside string arrays; the collector labels such records
+# from their URL, body, referrer and user agent only.
 """
 
 
