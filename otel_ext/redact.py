@@ -280,15 +280,13 @@ class Redactor:
             tail = f"[REDACTED:unscanned {len(text) - MAX_SCAN_CHARS} chars]"
             text = text[:MAX_SCAN_CHARS]
             found.append("too_long")
-        # one RE2 pass: None for a clean string (the usual case). Text with %-escapes is passed through
-        # the pass decoded (what matches the text also matches its decoded form): clean, it is done
-        if "%" in text and select(_quick_unquote(text)) is None:
-            out = text
-        else:
-            detectors = select(text)
-            out = text if detectors is None else self._detect(text, found, detectors)
-            if "%" in out:
-                out = self._detect_decoded(out, found)
+        # one RE2 pass: None for a clean string (the usual case). Text with %-escapes also passes the
+        # pre-filter decoded: decoding can hide a hit of the raw text ("u:p%0A@h" -> a line break) as
+        # well as reveal one, so both forms are checked
+        detectors = select(text)
+        out = text if detectors is None else self._detect(text, found, detectors)
+        if "%" in out:
+            out = self._detect_decoded(out, found)
         for name, rx in self.extra:
             out, n = rx.sub(f"[REDACTED:{name}]", out)
             found.extend([name] * n)
