@@ -241,12 +241,21 @@ class KafkaCluster:
                                           request_timeout=30)
             futures[topic].result(60)
             assert wait_until(lambda t=topic: self.isr(t) == sorted(self.ports), 60), self.isr(topic)
+            # metadata from another broker may not list the partition yet: wait for a known leader
+            assert wait_until(lambda t=topic: self.leader(t) > 0, 60), topic
             if self.leader(topic) == leader:
                 return topic
         raise RuntimeError(f"no topic led by node {leader} after 30 tries")
 
     def leader(self, topic: str, partition: int = 0) -> int:
-        return int(self.admin().list_topics(topic, timeout=10).topics[topic].partitions[partition].leader)
+        """The partition's leader node, or -1 while the metadata does not name one."""
+        from confluent_kafka import KafkaException
+
+        try:
+            meta = self.admin().list_topics(topic, timeout=10).topics[topic]
+            return int(meta.partitions[partition].leader)
+        except (KeyError, KafkaException):
+            return -1
 
     def isr(self, topic: str, partition: int = 0) -> list[int]:
         try:

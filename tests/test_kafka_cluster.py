@@ -66,7 +66,7 @@ def test_partition_leader_killed_mid_stream_loses_and_duplicates_nothing(cluster
     assert app.deliver(timeout=90)
     app.close()
     assert queued_records(tmp_path / "q") == 0
-    assert cluster.leader(topic) in (1, 3)
+    assert wait_until(lambda: cluster.leader(topic) in (1, 3), 30), cluster.leader(topic)
     uids = record_uids(consume(cluster.bootstrap, topic, expect=1, timeout=60))
     assert len(set(uids)) == app.emitted, f"{len(set(uids))} unique of {app.emitted}"
     assert len(uids) == app.emitted, f"{len(uids) - len(set(uids))} duplicates"
