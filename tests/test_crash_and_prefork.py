@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +76,15 @@ def test_sigkilled_app_records_are_adopted_by_the_next_process(receivers: Any, t
     assert len(set(collect(2500, rx))) == 2500
 
 
-def test_forked_workers_each_deliver_and_a_killed_workers_queue_is_adopted(receivers: Any, tmp_path: Path) -> None:
-    rx = receivers("rx", start=False)
-    queue_dir = tmp_path / "q"
+PREFORK = textwrap.dedent("""
+    import os, signal, sys, time
+    sys.path.insert(0, sys.argv[3])
+    sys.path.insert(0, sys.argv[3] + "/tests")
+    from pathlib import Path
+    from exporter_harness import make_app, queued_records
+    queue_dir = Path(sys.argv[2])
     # preload style: the pipeline is built in the parent before forking, like gunicorn --preload
-    parent = make_app([rx.grpc_url], queue_dir, shutdown_timeout=0.5)
+    parent = make_app([sys.argv[1]], queue_dir, shutdown_timeout=0.5)
     parent.emit(100)
     parent.flush_to_queue()
     workers = []
@@ -95,7 +98,7 @@ def test_forked_workers_each_deliver_and_a_killed_workers_queue_is_adopted(recei
                 parent.emitted = 10_000 * (worker + 1)  # distinct seq ranges per worker
                 parent.emit(1000)
                 parent.flush_to_queue()
-                os.write(write_fd, b"acked\n")
+                os.write(write_fd, b"acked\\n")
                 if worker == 2:
                     time.sleep(120)  # will be SIGKILLed
                 parent.close()  # graceful: bounded shutdown, undelivered records stay queued
@@ -107,13 +110,37 @@ def test_forked_workers_each_deliver_and_a_killed_workers_queue_is_adopted(recei
             assert pipe.readline().strip() == "acked"
         workers.append(pid)
     os.kill(workers[2], signal.SIGKILL)
-    for pid in workers:
-        os.waitpid(pid, 0)
-    assert queued_records(queue_dir) == 3100  # 3 workers x 1000 + the parent's own 100
-    rx.start()
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in workers]
+    print("queued", queued_records(queue_dir), *codes, flush=True)
+    sys.stdin.readline()  # the test starts the receiver now
     parent.exporter.adopt_orphans()  # also runs every few seconds in the background
-    assert parent.deliver(60)
+    delivered = parent.deliver(60)
     parent.close()
+    print("delivered", int(delivered), flush=True)
+""")
+
+
+def test_forked_workers_each_deliver_and_a_killed_workers_queue_is_adopted(receivers: Any, tmp_path: Path) -> None:
+    """Forking happens in a fresh app process (not in pytest's own process, which after hundreds of
+    tests holds many gRPC channels and threads: forking that is not what an app does)."""
+    rx = receivers("rx", start=False)
+    queue_dir = tmp_path / "q"
+    proc = subprocess.Popen([sys.executable, "-c", PREFORK, rx.grpc_url, str(queue_dir), ROOT],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        line = proc.stdout.readline().split()
+        # 3 workers x 1000 + the parent's own 100; workers 0 and 1 exited 0, worker 2 was SIGKILLed
+        assert line == ["queued", "3100", "0", "0", str(-signal.SIGKILL)], (line, proc.poll())
+        rx.start()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().split() == ["delivered", "1"], proc.poll()
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     uids = collect(3100, rx)
     assert len(set(uids)) == 3100
     assert len(uids) == 3100
