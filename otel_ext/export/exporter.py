@@ -29,6 +29,7 @@ from typing import Any
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
+from otel_ext._fork import after_fork_in_child
 from otel_ext.backends.base import Backend
 from otel_ext.backends.urls import backend_from_url
 from otel_ext.export.encoding import encode_batch
@@ -145,15 +146,7 @@ class FailoverLogExporter(LogRecordExporter):
         self._start()
         _LIVE.add(self)
         ensure_published()
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.WeakMethod(self._after_fork_in_child)
-
-            def _after_fork() -> None:
-                method = ref()
-                if method is not None:
-                    method()
-
-            os.register_at_fork(after_in_child=_after_fork)
+        after_fork_in_child(self._after_fork_in_child)
 
     # --- lifecycle -----------------------------------------------------------------------------
 

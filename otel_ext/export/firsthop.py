@@ -69,6 +69,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import TraceFlags
 
 from otel_ext._attrs import read_view, set_many
+from otel_ext._fork import after_fork_in_child
 from otel_ext._sdk_compat import SUPPRESS_INSTRUMENTATION_KEY
 from otel_ext.export.encoding import repair_value
 from otel_ext.telemetry import Counters, register_counters, register_gauge
@@ -340,15 +341,7 @@ class FirstHopProcessor(LogRecordProcessor):
         self._rebuilder = _Rebuilder()
         self._init_state()
         _LIVE.add(self)
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.WeakMethod(self._after_fork_in_child)
-
-            def _after_fork() -> None:
-                method = ref()
-                if method is not None:
-                    method()
-
-            os.register_at_fork(after_in_child=_after_fork)
+        after_fork_in_child(self._after_fork_in_child)
 
     def _init_state(self) -> None:
         self._pid = os.getpid()
