@@ -90,6 +90,8 @@ async def access_log(request: Request, call_next: Any) -> Any:
             "user_agent.original": request.headers.get("user-agent", ""),
             "http.server.request.duration": time.perf_counter() - start,
         }
+        if request.url.query:  # semconv: url.query only when the request had one (attack patterns live here)
+            attrs["url.query"] = request.url.query
         if route is not None:  # semconv: http.route only when a route matched (no raw 404 paths)
             attrs["http.route"] = route.path
         tenant = API_KEYS.get(request.headers.get("x-api-key", ""))

