@@ -8,8 +8,13 @@ Guarantees:
 
 - **No exception reaches the app.** A message whose ``__str__``/``__repr__``/``__format__`` raises
   (or recurses without end) is still emitted, with a safe body: the unformatted message plus the
-  ``repr`` of each argument, unprintable parts replaced by ``<unprintable TYPE>``. Any other failure
-  goes to :meth:`handleError`, which counts it and writes at most one line a minute to stderr.
+  ``repr`` of each argument, unprintable parts replaced by ``<unprintable TYPE>``. An attribute value
+  the SDK cannot take (a raising ``__str__``, a self-containing list, nesting deeper than Python's
+  recursion limit) does not cost the record: the attributes are rebuilt as plain values
+  (:func:`safe_value`: unprintable parts as ``<unprintable TYPE>``, cycles as ``<cycle>``, nesting
+  cut at :data:`MAX_VALUE_DEPTH` levels) and the record is emitted with them, counted as
+  ``format_failed{part=attribute_values}``. Any other failure goes to :meth:`handleError`, which
+  counts it and writes at most one line a minute to stderr.
 - **Our own logs never feed back.** Records of the ``otel_ext`` logger tree, records emitted on one
   of our threads or while OTel instrumentation is suppressed in the current context (our
   sender/queue threads run that way) — one decision, :func:`otel_ext.selflog.own_record_reason` —
@@ -28,7 +33,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from time import time_ns
 from typing import Any
 
@@ -56,7 +61,7 @@ HANDLER_COUNTERS = register_counters(
     Counters("handler"),
     {
         "skipped": ("reason",),  # own | own_thread | suppressed | reentrant
-        "format_failed": ("part",),  # message | attributes
+        "format_failed": ("part",),  # message | attributes | attribute_values
         "failed": (),  # records that could not be emitted at all (handleError)
         "attributes_dropped": (),
         "values_truncated": (),
@@ -85,6 +90,56 @@ def safe_text(obj: Any, use_repr: bool = False) -> str:
     except Exception:  # noqa: BLE001 - a hostile metaclass
         name = "object"
     return f"<unprintable {name}>"
+
+
+MAX_VALUE_DEPTH = 32
+_PLAIN = frozenset({str, bool, int, float, bytes, type(None)})
+_OBJECT_STR: Any = object.__str__
+_OBJECT_REPR: Any = object.__repr__
+
+
+def safe_value(value: Any, repaired: list[str] | None = None, depth: int = 0,
+               seen: frozenset[int] = frozenset()) -> AnyValue:
+    """``value`` cleaned as the SDK cleans attribute values (sequences as lists, mappings as dicts
+    with text keys, an object with its own ``__str__``/``__repr__`` as its text, any other object as
+    None), but never raising: an unprintable part becomes ``<unprintable TYPE>``, a container inside
+    itself ``<cycle>``, nesting beyond :data:`MAX_VALUE_DEPTH` levels the text ``<nested TYPE deeper
+    than N>``, an int outside int64 its decimal text. Each such repair is noted in ``repaired``."""
+    notes = repaired if repaired is not None else []
+    try:
+        kind = type(value)
+        if kind in _PLAIN:
+            if kind is int and not -(2**63) <= value < 2**63:
+                notes.append("int64")
+                return str(value)
+            return value  # type: ignore[no-any-return]
+        if isinstance(value, (Sequence, Mapping)) and not isinstance(value, (str, bytes)):
+            if id(value) in seen:
+                notes.append("cycle")
+                return "<cycle>"
+            if depth >= MAX_VALUE_DEPTH:
+                notes.append("depth")
+                return f"<nested {kind.__name__} deeper than {MAX_VALUE_DEPTH}>"
+            inner = seen | {id(value)}
+            if isinstance(value, Mapping):
+                return {_text(k, notes): safe_value(v, notes, depth + 1, inner) for k, v in list(value.items())}
+            return [safe_value(v, notes, depth + 1, inner) for v in list(value)]
+        if isinstance(value, (str, bytes)):  # subclasses
+            return str(value) if isinstance(value, str) else bytes(value)
+        if getattr(kind, "__str__", None) is _OBJECT_STR and getattr(kind, "__repr__", None) is _OBJECT_REPR:
+            return None  # as the SDK: no "<Foo object at 0x…>" addresses in the data
+    except Exception:  # noqa: BLE001 - a hostile container (raising __iter__/items/__len__), metaclass
+        pass
+    return _text(value, notes)
+
+
+def _text(value: Any, notes: list[str]) -> str:
+    if type(value) is str:
+        return value
+    text = safe_text(value)
+    if text.startswith("<unprintable "):
+        notes.append("unprintable")
+    return text
 
 
 def safe_body(record: logging.LogRecord) -> str:
@@ -225,6 +280,9 @@ class OtelExtLoggingHandler(LoggingHandler):
     def translate(self, record: logging.LogRecord) -> LogRecord:
         body = self._body(record)
         attributes, event_name = self._attributes(record)
+        attributes = self._limit(attributes)
+        if not _PLAIN.issuperset(map(type, attributes.values())):
+            attributes = self._plain_values(attributes)
         return LogRecord(
             timestamp=int(record.created * 1e9),
             observed_timestamp=time_ns(),
@@ -232,9 +290,21 @@ class OtelExtLoggingHandler(LoggingHandler):
             severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
             severity_number=std_to_otel(record.levelno),
             body=body,
-            attributes=self._limit(attributes),
+            attributes=attributes,
             event_name=event_name,
         )
+
+    def _plain_values(self, attributes: dict[str, AnyValue]) -> dict[str, AnyValue]:
+        """Containers and objects cleaned here, as the SDK would, but never raising (the SDK's own
+        cleaning raises on a raising ``__str__``, a cycle or deep nesting — in the app's log call)."""
+        repaired: list[str] = []
+        plain = {k: safe_value(v, repaired) for k, v in attributes.items()}
+        if repaired:
+            self.counters.add("format_failed", "attribute_values")
+            self._warn_once("values", "otel-ext: a log record attribute value could not be exported as it was "
+                                      f"({repaired[0]}); exported with a placeholder "
+                                      "(counted as otel_ext.handler.format_failed)")
+        return plain
 
     _translate = translate  # the contrib's private name too: any contrib code calling it gets ours
 

@@ -21,7 +21,14 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
-from otel_ext.handler import OtelExtLoggingHandler, install_for_instrumentation, safe_body, safe_text
+from otel_ext.handler import (
+    MAX_VALUE_DEPTH,
+    OtelExtLoggingHandler,
+    install_for_instrumentation,
+    safe_body,
+    safe_text,
+    safe_value,
+)
 from otel_ext.telemetry import Counters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,6 +149,61 @@ def test_plain_stdlib_logging_behaviour_is_unchanged_for_good_records(harness: H
     assert record.log_record.body == "order ORD-7 shipped in 1.2 s"
     assert dict(record.log_record.attributes or {})["tenant"] == "t1"
     assert harness.counters.snapshot() == {}
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    cur = root
+    for _ in range(levels):
+        cur["a"] = {}
+        cur = cur["a"]
+    return root
+
+
+def _self_containing() -> list[Any]:
+    loop: list[Any] = [1]
+    loop.append(loop)
+    return loop
+
+
+@pytest.mark.parametrize(
+    ("value", "check"),
+    [
+        (RaisingBoth(), lambda v: v == "<unprintable RaisingBoth>"),
+        ((1, RaisingBoth()), lambda v: list(v) == [1, "<unprintable RaisingBoth>"]),
+        (_self_containing(), lambda v: list(v) == [1, "<cycle>"]),
+        (_deep(5000), lambda v: isinstance(v, dict) and "deeper than" in str(v)),
+        ({"inner": [RaisingStr(), {"x": RaisingBoth()}]}, lambda v: "inner" in v),
+    ],
+    ids=["raising_str_and_repr", "tuple_with_unprintable", "cycle", "nested_5000", "nested_unprintable"],
+)
+def test_an_attribute_value_the_sdk_cannot_take_does_not_cost_the_record(
+    harness: Harness, value: Any, check: Any
+) -> None:
+    harness.logger.warning("order %s", "ORD-9", extra={"bad": value, "tenant": "t1", "http.response.status_code": 500})
+    (record,) = harness.records()  # delivered, not dropped
+    attrs = dict(record.log_record.attributes or {})
+    assert record.log_record.body == "order ORD-9"
+    assert attrs["tenant"] == "t1" and attrs["http.response.status_code"] == 500  # the good attributes kept
+    assert check(attrs["bad"]), attrs["bad"]
+    assert harness.counters.get("failed") == 0
+    assert harness.counters.get("format_failed", "attribute_values") == 1
+
+
+def test_safe_value_output_is_plain_and_bounded() -> None:
+    def depth(v: Any) -> int:
+        if isinstance(v, dict):
+            return 1 + max((depth(x) for x in v.values()), default=0)
+        if isinstance(v, (list, tuple)):
+            return 1 + max((depth(x) for x in v), default=0)
+        assert v is None or type(v) in (str, bool, int, float, bytes), type(v)
+        return 0
+
+    assert depth(safe_value(_deep(5000))) <= MAX_VALUE_DEPTH + 1
+    assert safe_value(10**400) == str(10**400) and safe_value(-(2**63)) == -(2**63)
+    assert safe_value({RaisingBoth(): 1}) == {"<unprintable RaisingBoth>": 1}
+    assert safe_value(object()) is None  # as the SDK: no object addresses in the data
+    assert safe_value({1, 2}) == "{1, 2}" and safe_value((1, (2, b"x"))) == [1, [2, b"x"]]  # as the SDK cleans them
 
 
 def test_failure_outside_formatting_is_contained_and_counted(harness: Harness, capsys: Any) -> None:
