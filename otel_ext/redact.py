@@ -500,12 +500,11 @@ class Redactor:
             changed = any(a is not b for a, b in zip(items, value, strict=True))
             return (tuple(items) if isinstance(value, tuple) else items) if changed else value
         if isinstance(value, bytes) and len(value) >= 5:  # text sent as bytes (a request body) is scanned
-            try:
-                text = value.decode("utf-8")
-            except UnicodeDecodeError:
-                return value  # opaque binary
+            # not UTF-8 (binary framing, latin-1, a truncated body) is scanned too: undecodable bytes
+            # ride through as surrogate escapes and come back unchanged; only a secret's text changes
+            text = value.decode("utf-8", "surrogateescape")
             new = self.redact_text(text)
-            return value if new is text else new.encode("utf-8")
+            return value if new is text else new.encode("utf-8", "surrogateescape")
         return value  # floats, None
 
     def redact_mapping(self, mapping: Mapping[str, Any], depth: int = 0) -> Mapping[str, Any]:

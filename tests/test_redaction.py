@@ -232,7 +232,18 @@ def test_bytes_values_are_scanned_as_text_and_stay_bytes() -> None:
     r = Redactor(counters=Counters("t"))
     out = r.redact_mapping({"http.request.body.content": b'{"password": "B1tes-Body-Pw"}', "blob": b"\xff\xfe\x00ab"})
     assert out["http.request.body.content"] == b'{"password": "[REDACTED:password]"}'
-    assert out["blob"] == b"\xff\xfe\x00ab"  # not UTF-8: opaque binary, left as it is
+    assert out["blob"] == b"\xff\xfe\x00ab"  # not UTF-8 and nothing secret: byte for byte as it was
+
+
+def test_a_secret_inside_bytes_that_are_not_utf8_is_redacted_and_the_other_bytes_are_kept() -> None:
+    r = Redactor(counters=Counters("t"))
+    framed = b"\xff\x00\x17password=hunter2-Xy and \xe9t\xe9 token=abcdefgh12345678 \x80"  # binary + latin-1
+    out = r.redact_value(framed)
+    assert isinstance(out, bytes) and b"hunter2" not in out and b"abcdefgh12345678" not in out
+    assert out.startswith(b"\xff\x00\x17password=[REDACTED:password]") and out.endswith(b"\x80")
+    assert b" and \xe9t\xe9 token=" in out
+    body = r.redact_value(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    assert body == b"\x89PNG\r\n\x1a\n" + bytes(range(256))  # binary without a secret: unchanged
 
 
 def test_iban_needs_its_check_digits() -> None:
