@@ -115,3 +115,17 @@ def test_elasticsearch_setup_refuses_other_backends_by_plugin_not_by_class() -> 
     assert main(["elasticsearch", "setup", "--backend", "otlp+grpc://127.0.0.1:4317"]) == 2
     with pytest.raises(BackendConfigError, match="is a otlp_grpc backend; expected elasticsearch"):
         backend_from_url("otlp+grpc://127.0.0.1:4317", plugins=("elasticsearch",))
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("otlp+grpc://[::1:4317", "Invalid IPv6 URL"),
+    ("otlp+http://127.0.0.1:99999", "Port out of range"),
+    ("elasticsearch+https://elastic:S3cret-Pw@[::1:9200", "Invalid IPv6 URL"),
+])
+def test_a_malformed_url_is_one_config_error_naming_the_variable_and_never_the_credentials(url: str,
+                                                                                           reason: str) -> None:
+    with pytest.raises(BackendConfigError) as caught:
+        backend_from_url(url)
+    message = str(caught.value)
+    assert message.startswith("OTEL_EXT_BACKENDS: ") and reason in message
+    assert "S3cret-Pw" not in message and "\n" not in message

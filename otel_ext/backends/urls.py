@@ -166,7 +166,12 @@ def load_plugin(scheme: str, source: str = "OTEL_EXT_BACKENDS") -> BackendPlugin
 def parse_backend_url(url: str, env: Mapping[str, str] | None = None, source: str = "OTEL_EXT_BACKENDS",
                       default_timeout: float = 2.0) -> tuple[BackendPlugin, BackendURL]:
     env = environ() if env is None else env
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - urlsplit checks ports lazily: a bad one raises here, not in a plug-in
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", …
+        shown = re.sub(r"//[^/@]*@", "//***@", url.strip())  # never echo credentials, even refused ones
+        raise BackendConfigError(f"{source}: {shown!r} is not a valid URL ({exc})") from None
     scheme = parts.scheme.lower()
     if not scheme:
         raise BackendConfigError(f"{source}: {url!r} is not a backend URL (scheme://…; schemes: "
