@@ -240,3 +240,25 @@ def test_hostile_client_ids_and_routes_stay_text(tmp_path: Path) -> None:
         assert page_numbers(browser)[f"client.calls|{evil}"] == "6"
     finally:
         browser.close()
+
+
+def test_plotly_markup_in_data_is_shown_as_text_not_rendered_as_a_link(tmp_path: Path) -> None:
+    from browser import Browser
+
+    phish = '<a href="https://evil.example/login">Sign in again</a><span style="font-size:80px">&amp;</span>'
+    records = [Record(1_795_000_000_000_000_000 + i * 10**9, 9, "x", {
+        "http.request.method": "GET", "http.response.status_code": 200 if i % 2 else 503, "http.route": phish,
+        "tenant.id": phish, "http.server.request.duration": 0.01, "labels.event_class": "security",
+        "event.action": phish, "client.address": phish}) for i in range(6)]
+    page = write_report(Aggregator("tenant.id", "hostile").build(records), tmp_path / "phish.html")
+    browser = Browser()
+    try:
+        browser.open(page.as_uri())
+        assert wait_until(lambda: len(chart_state(browser)) >= 7 and all(
+            c["marks"] > 0 for c in chart_state(browser).values()), 30)
+        assert browser.evaluate("document.querySelectorAll('.chart a').length") == 0
+        assert browser.evaluate("Array.from(document.querySelectorAll('.chart text')).some("
+                                "t => t.textContent.includes('<a href=\"https://evil.example/login\">'))")
+        assert browser.errors() == []
+    finally:
+        browser.close()

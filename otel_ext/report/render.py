@@ -7,7 +7,10 @@ converter (Altair / Vega-Lite needs vl-convert or a CDN for its JavaScript); cha
 every report.
 
 Every value from the data is escaped: HTML through :func:`html.escape`, chart data as JSON with
-``</`` written as ``<\\/`` so a hostile client id or route cannot end the script element.
+``</`` written as ``<\\/`` so a hostile client id or route cannot end the script element, and chart
+labels with ``&``, ``<`` and ``>`` as entities, because Plotly renders a subset of HTML in labels
+(a route named ``<a href="https://…">Sign in again</a>`` would otherwise be a live link in the
+manager's report); Plotly shows the entities as the characters they stand for.
 """
 
 from __future__ import annotations
@@ -47,6 +50,23 @@ def _script_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
 
 
+_LABEL_KEYS = frozenset({"x", "y", "text", "name", "labels", "hovertext"})
+
+
+def _plotly_text(text: str) -> str:
+    """Plotly's labels take pseudo-HTML (``<a href>``, ``<span style>``, ``<b>``…): data goes in as
+    entities, which Plotly displays as the characters themselves."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _labels(value: Any) -> Any:
+    if isinstance(value, str):
+        return _plotly_text(value)
+    if isinstance(value, list):
+        return [_plotly_text(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
 def _fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"
@@ -66,6 +86,7 @@ class _Page:
         self.parts.append(text)
 
     def chart(self, chart_id: str, traces: list[dict[str, Any]], layout: dict[str, Any]) -> None:
+        traces = [{k: _labels(v) if k in _LABEL_KEYS else v for k, v in trace.items()} for trace in traces]
         self.add(f'<div class="chart" id="{_e(chart_id)}"></div>')
         base = {"margin": {"l": 60, "r": 20, "t": 40, "b": 60}, "height": 380,
                 "font": {"family": "system-ui, sans-serif", "size": 12}}
