@@ -126,19 +126,103 @@ def _simple_key_value(raw: bytes) -> str | None:
 
 
 class _Fragments:
-    """JSON text of KeyValue / AnyValue messages by their raw bytes; bounded (cleared when full)."""
+    """JSON text of KeyValue / AnyValue messages by their raw bytes; bounded (cleared when full).
+    A key whose values do not repeat (record uids, ids, paths) stops being cached after
+    ``max_per_key`` values, so it does not keep flushing the repeating ones out."""
 
-    def __init__(self, max_entries: int = 16384, max_len: int = 512) -> None:
-        self.max_entries, self.max_len = max_entries, max_len
+    def __init__(self, max_entries: int = 16384, max_len: int = 512, max_per_key: int = 1024) -> None:
+        self.max_entries, self.max_len, self.max_per_key = max_entries, max_len, max_per_key
         self.kv: dict[bytes, str] = {}
         self.any: dict[bytes, str] = {}
+        self._per_key: dict[bytes, int] = {}  # cached values per raw key field
+        self._heads: dict[bytes, str] = {}  # '{"key":"…","value":{"stringValue":' per raw key field
+        # the classifier's labels, a function of the rule that fired, arrive as one run of attributes
+        # starting with labels.event_class: by the raw bytes of that first attribute, the runs seen
+        # (their bytes and JSON), matched with one bytes comparison instead of one lookup per attribute
+        self.runs: dict[bytes, list[tuple[bytes, str]]] = {}
+        self._run_count = 0
 
     def key_value(self, raw: bytes) -> str:
         found = self.kv.get(raw)
+        if found is not None:
+            return found
+        key_end = 2 + raw[1] if len(raw) > 2 and raw[0] == 0x0A and raw[1] < 0x80 else 0
+        found = self._short_string(raw, key_end) if key_end else None
         if found is None:
             found = _simple_key_value(raw) or _dumps(_key_value(KeyValue.FromString(raw)))
-            self._keep(self.kv, raw, found)
+        if len(raw) <= self.max_len and not raw.startswith(_RUN_ANCHOR):  # anchors: attribute_run
+            key_field = raw[:key_end]
+            count = self._per_key.get(key_field, 0)
+            if count < self.max_per_key:
+                if len(self.kv) >= self.max_entries:
+                    self.kv.clear()
+                    self._per_key.clear()
+                    count = 0
+                self._per_key[key_field] = count + 1
+                self.kv[raw] = found
         return found
+
+    def _short_string(self, raw: bytes, key_end: int) -> str | None:
+        """A KeyValue with a non-empty key and a short string value, by the bytes layout alone
+        (``0a klen key 12 vlen+2 0a vlen value``); None for any other shape."""
+        n = len(raw)
+        if key_end == 2 or key_end + 4 > n or raw[key_end] != 0x12 or raw[key_end + 2] != 0x0A:
+            return None
+        size = raw[key_end + 3]
+        if size >= 0x80 or raw[key_end + 1] != size + 2 or key_end + 4 + size != n:
+            return None
+        key_field = raw[:key_end]
+        head = self._heads.get(key_field)
+        try:
+            if head is None:
+                head = '{"key":' + _quote(raw[2:key_end].decode("utf-8")) + ',"value":{"stringValue":'
+                if len(self._heads) >= 4096:
+                    self._heads.clear()
+                self._heads[key_field] = head
+            return head + _quote(raw[key_end + 4:].decode("utf-8")) + "}}"
+        except UnicodeDecodeError:
+            return None
+
+    def attribute_run(self, buf: bytes, i: int, j: int, end: int) -> tuple[str, int]:
+        """The JSON of the attribute ``buf[i:j]`` (its KeyValue bytes) and where parsing goes on;
+        from a classifier-label anchor, that of a whole run of attributes at once."""
+        raw = buf[i:j]
+        candidates = self.runs.get(raw)
+        if candidates is not None:
+            for run, text in candidates:
+                stop = i - 2 + len(run)
+                if stop <= end and buf.startswith(run, i - 2):
+                    return text, stop
+        elif not raw.startswith(_RUN_ANCHOR):
+            return self.key_value(raw), j
+        return self._learn_run(buf, i - 2, end, raw)
+
+    def _learn_run(self, buf: bytes, start: int, end: int, anchor: bytes) -> tuple[str, int]:
+        """Walk the run of label attributes at ``start`` (each its own fragment); remember it."""
+        texts: list[str] = []
+        i = start
+        while i < end and buf[i] == 0x32:
+            n, k = _varint(buf, i + 1)
+            if k + n > end:
+                raise _Fallback("truncated")
+            raw = buf[k:k + n]
+            if texts and not raw.startswith(_RUN_KEYS):
+                break
+            texts.append(self.key_value(raw))
+            i = k + n
+        text = ",".join(texts)
+        run = buf[start:i]
+        if len(run) <= 1024:
+            candidates = self.runs.get(anchor)
+            if candidates is None:
+                if self._run_count >= 4096:
+                    self.runs.clear()
+                    self._run_count = 0
+                candidates = self.runs[anchor] = []
+            if len(candidates) < 64:
+                candidates.append((run, text))
+                self._run_count += 1
+        return text, i
 
     def any_value(self, raw: bytes) -> str:
         found = self.any.get(raw)
@@ -154,6 +238,14 @@ class _Fragments:
             cache[raw] = text
 
 
+def _key_prefix(key: str) -> bytes:
+    data = key.encode("utf-8")
+    return b"\x0a" + bytes((len(data),)) + data
+
+
+_RUN_ANCHOR = _key_prefix("labels.event_class")
+_RUN_KEYS = tuple(_key_prefix(k) for k in ("labels.event_class", "tags", "event.kind", "event.category",
+                                           "event.type", "event.outcome", "event.action"))
 _FRAGMENTS = _Fragments()
 
 
@@ -258,15 +350,15 @@ def _log_record(buf: bytes, i: int, end: int, fragments: _Fragments) -> str:
     seen = 0
     key_value = fragments.key_value
     known = fragments.kv.get
+    attribute_run = fragments.attribute_run
     while i < end:
         key = buf[i]
         if key == 0x32 and buf[i + 1] < 0x80:  # an attribute under 128 bytes: the bulk of a record
             j = i + 2 + buf[i + 1]
-            if j > end:
-                raise _Fallback("truncated")
-            raw = buf[i + 2:j]
-            found = known(raw)
-            append_attr(found if found is not None else key_value(raw))
+            found = known(buf[i + 2:j])  # j beyond end: the 'overrun' check below falls back
+            if found is None:
+                found, j = attribute_run(buf, i + 2, j, end)
+            append_attr(found)
             i = j
             continue
         if key < 0x80:
@@ -385,14 +477,19 @@ def _resource_logs(buf: bytes, start: int, end: int, fragments: _Fragments) -> s
     return "{" + ",".join(parts) + "}"
 
 
+def to_otlp_json_fast(payload: bytes, fragments: _Fragments = _FRAGMENTS) -> str:
+    """The fast path alone: raises (``_Fallback`` or a decoding error) on what it does not handle."""
+    out = []
+    for number, wire, value in _fields(payload, 0, len(payload)):
+        if number != 1 or wire != 2:
+            raise _Fallback(f"request field {number}")
+        out.append(_resource_logs(payload, value[0], value[1], fragments))
+    return '{"resourceLogs":[' + ",".join(out) + "]}" if out else "{}"
+
+
 def to_otlp_json(payload: bytes, fragments: _Fragments = _FRAGMENTS) -> str:
     """One OTLP/JSON document (a line of the file backend) for an ``ExportLogsServiceRequest``."""
     try:
-        out = []
-        for number, wire, value in _fields(payload, 0, len(payload)):
-            if number != 1 or wire != 2:
-                raise _Fallback(f"request field {number}")
-            out.append(_resource_logs(payload, value[0], value[1], fragments))
+        return to_otlp_json_fast(payload, fragments)
     except Exception:  # noqa: BLE001 - anything unusual: the reference path decides (or raises)
         return to_otlp_json_reference(payload)
-    return '{"resourceLogs":[' + ",".join(out) + "]}" if out else "{}"

@@ -149,7 +149,7 @@ class _AttributeCache:
                 return _field(b"\x32", _key_value(key, value))
             if found is not None:
                 return found
-            encoded = _field(b"\x32", _key_value(key, value))
+            encoded = _str_entry(key, value) if kind is str else _field(b"\x32", _key_value(key, value))
             if len(per) < self.max_values and (kind is not str or len(value) <= self.max_len) and \
                     (kind is not tuple or len(encoded) <= self.max_len):
                 per[cache_key] = encoded
@@ -160,17 +160,61 @@ class _AttributeCache:
 _CACHE = _AttributeCache()
 _SEVERITY: dict[Any, bytes] = {}
 _KEY_FIELDS: dict[str, bytes] = {}
+# per key, the bytes in front of a short AnyValue payload, by payload length (see _entry_head)
+_HEADS: dict[str, dict[int, bytes]] = {}
+
+
+def _key_field(key: str) -> bytes:
+    key_field = _KEY_FIELDS.get(key)
+    if key_field is None:
+        if len(_KEY_FIELDS) >= 1024:
+            _KEY_FIELDS.clear()
+            _HEADS.clear()
+        key_field = _KEY_FIELDS[key] = _field(b"\x0a", key.encode("utf-8")) if key else b""
+    return key_field
+
+
+def _entry_head(key: str, size: int) -> bytes | None:
+    """The bytes of an attributes entry (tag 6) up to its AnyValue payload of ``size`` bytes, when
+    every length in it fits one byte (the common case); None otherwise. ``head + payload`` equals
+    ``_field(b"\x32", _key_value(key, value))``."""
+    heads = _HEADS.get(key)
+    if heads is None:
+        key_field = _key_field(key)
+        heads = _HEADS[key] = {}
+    else:
+        head = heads.get(size)
+        if head is not None:
+            return head
+        key_field = _key_field(key)
+    total = len(key_field) + size + 2
+    if size >= 128 or total >= 128:
+        return None
+    head = heads[size] = bytes((0x32, total)) + key_field + bytes((0x12, size))
+    return head
 
 
 def _str_entry(key: str, value: Any) -> bytes:
     """The attributes entry of a string value, built directly (the same bytes as
     ``_field(b"\x32", _key_value(key, value))``); for keys whose values do not repeat."""
-    key_field = _KEY_FIELDS.get(key)
-    if key_field is None:
-        if len(_KEY_FIELDS) >= 1024:
-            _KEY_FIELDS.clear()
-        key_field = _KEY_FIELDS[key] = _field(b"\x0a", key.encode("utf-8")) if key else b""
-    return _field(b"\x32", key_field + _field(b"\x12", _field(b"\x0a", value.encode("utf-8"))))
+    data: bytes = value.encode("utf-8")
+    n = len(data)
+    if n < 126:
+        head = _entry_head(key, n + 2)
+        if head is not None:
+            return head + _SMALL_STR[n] + data
+    return _field(b"\x32", _key_field(key) + _field(b"\x12", _field(b"\x0a", data)))
+
+
+_SMALL_STR = [b"\x0a" + bytes((n,)) for n in range(128)]
+
+
+def _float_entry(key: str, value: Any) -> bytes:
+    """The attributes entry of a float (``double_value``), as ``_field(b"\x32", _key_value(key, value))``."""
+    head = _entry_head(key, 9)
+    if head is not None:
+        return head + b"\x21" + _pack_d(value)
+    return _field(b"\x32", _key_value(key, value))
 
 
 def encode_log_record(item: ReadableLogRecord, cache: _AttributeCache = _CACHE) -> bytes:
@@ -196,15 +240,28 @@ def encode_log_record(item: ReadableLogRecord, cache: _AttributeCache = _CACHE) 
         append = out.append
         for key, value in read_view(attributes).items():
             kind = type(value)
-            if kind is str or kind is int:  # the common cases, inlined: one dict lookup per attribute
+            # the common cases, inlined: one dict lookup per attribute
+            if kind is str:
                 per = by_key.get(key)
                 if per is not None:
-                    found = per.get(value if kind is str else (int, value))
+                    found = per.get(value)
+                    if found is None and len(per) >= full:  # a key whose values do not repeat (ids, paths)
+                        found = _str_entry(key, value)
                     if found is not None:
                         append(found)
                         continue
-                    if kind is str and len(per) >= full:  # a key whose values do not repeat (ids, paths)
-                        append(_str_entry(key, value))
+            elif kind is float:  # durations: rarely repeat, not cached
+                append(_float_entry(key, value))
+                continue
+            elif kind is int or kind is tuple:  # status codes, durations; tags, event.category/type
+                per = by_key.get(key)
+                if per is not None:
+                    try:
+                        found = per.get((kind, value))
+                    except TypeError:  # a tuple holding something unhashable
+                        found = None
+                    if found is not None:
+                        append(found)
                         continue
             append(cache.entry(key, value))
     dropped = attributes.dropped if isinstance(attributes, BoundedAttributes) else 0
