@@ -373,16 +373,22 @@ def encode_request(records: Sequence[tuple[ReadableLogRecord, bytes]], blocks: _
     """An ``ExportLogsServiceRequest`` from already-encoded records, grouped by resource then scope
     in first-seen order (as the SDK encoder groups them)."""
     groups: dict[tuple[bytes, str], dict[tuple[Any, ...], tuple[bytes, str, list[bytes]]]] = {}
+    # by (resource, scope) object ids: both stay alive (held by ``records``) for this call
+    lists: dict[tuple[int, int], list[bytes]] = {}
     for item, encoded in records:
-        resource_key = blocks.resource(item.resource)
-        scope_key, scope_body, scope_schema = blocks.scope(item.instrumentation_scope)
-        scopes = groups.get(resource_key)
-        if scopes is None:
-            scopes = groups[resource_key] = {}
-        group = scopes.get(scope_key)
-        if group is None:
-            group = scopes[scope_key] = (scope_body, scope_schema, [])
-        group[2].append(encoded)
+        resource, scope = item.resource, item.instrumentation_scope
+        logs = lists.get((id(resource), id(scope)))
+        if logs is None:
+            resource_key = blocks.resource(resource)
+            scope_key, scope_body, scope_schema = blocks.scope(scope)
+            scopes = groups.get(resource_key)
+            if scopes is None:
+                scopes = groups[resource_key] = {}
+            group = scopes.get(scope_key)
+            if group is None:
+                group = scopes[scope_key] = (scope_body, scope_schema, [])
+            logs = lists[(id(resource), id(scope))] = group[2]
+        logs.append(encoded)
     out: list[bytes] = []
     for (resource_attrs, resource_schema), scopes in groups.items():
         body = [_field(b"\x0a", resource_attrs)]
@@ -408,7 +414,11 @@ def encode_one(item: ReadableLogRecord, counters: Counters = ENCODE_COUNTERS) ->
     try:
         return encode_log_record(item)
     except Exception:  # noqa: BLE001 - isolate this record from its batch-mates
-        pass
+        return _repair_and_encode(item, counters)
+
+
+def _repair_and_encode(item: ReadableLogRecord, counters: Counters) -> bytes | None:
+    """``item`` (whose encoding failed) repaired and encoded, counted; None (counted) if it cannot be."""
     event_class = "application"
     try:
         event_class = _class_of(read_view(item.log_record.attributes))
@@ -426,6 +436,7 @@ def encode_batch(batch: Sequence[ReadableLogRecord], counters: Counters = ENCODE
     cannot be encoded is left out (counted in ``counters``); the others always are encoded."""
     groups: dict[int, list[tuple[ReadableLogRecord, bytes]]] = {}
     classes: dict[int, dict[str, int]] = {}
+    tiers = TIER_BY_CLASS
     for item in batch:
         record = item.log_record
         attributes = record.attributes
@@ -438,12 +449,22 @@ def encode_batch(batch: Sequence[ReadableLogRecord], counters: Counters = ENCODE
             else:
                 set_many(record, {UID_ATTR: new_uid()})
                 attrs = read_view(record.attributes)
-        encoded = encode_one(item, counters)
-        if encoded is None:
-            continue
-        event_class = _class_of(attrs)
-        tier = TIER_BY_CLASS[event_class]
-        groups.setdefault(tier, []).append((item, encoded))
-        per_class = classes.setdefault(tier, {})
+        try:  # encode_one, inlined
+            encoded: bytes | None = encode_log_record(item)
+        except Exception:  # noqa: BLE001 - isolate this record from its batch-mates
+            encoded = _repair_and_encode(item, counters)
+            if encoded is None:
+                continue
+        event_class = attrs.get(_CLASS_ATTR)  # _class_of, inlined
+        if not isinstance(event_class, str) or event_class not in tiers:
+            event_class = "application"
+        tier = tiers[event_class]
+        group = groups.get(tier)
+        if group is None:
+            group = groups[tier] = []
+            per_class = classes[tier] = {}
+        else:
+            per_class = classes[tier]
+        group.append((item, encoded))  # type: ignore[arg-type]
         per_class[event_class] = per_class.get(event_class, 0) + 1
     return [NewEntry(tier, len(items), classes[tier], encode_request(items)) for tier, items in sorted(groups.items())]
