@@ -171,9 +171,35 @@ def test_file_backend_fast_json_equals_message_to_dict(batch: list[ReadableLogRe
     import json
 
     from otel_ext.backends.file import to_otlp_json, to_otlp_json_reference
+    from otel_ext.backends.otlp_json import to_otlp_json_fast
 
     payload = encode_logs(batch).SerializeToString()
-    assert json.loads(to_otlp_json(payload)) == json.loads(to_otlp_json_reference(payload))
+    reference = json.loads(to_otlp_json_reference(payload))
+    assert json.loads(to_otlp_json(payload)) == reference
+    try:  # the fast path alone, where it does not hand over to the reference
+        fast = to_otlp_json_fast(payload)
+    except Exception:  # noqa: BLE001
+        return
+    assert json.loads(fast) == reference
+
+
+def test_file_backend_fast_json_handles_every_length_form_itself() -> None:
+    """Records with one-, two- and three-byte lengths, scope and schema urls, ids, dropped counts:
+    the fast path's own output (no hand-over to the reference) equals the reference."""
+    import json
+
+    from otel_ext.backends.otlp_json import _Fragments, to_otlp_json_fast, to_otlp_json_reference
+
+    batch = [_item("x" * n, {"k": "v" * (n // 3), "labels.event_class": "error", "tags": ("error",)})
+             for n in (0, 1, 60, 100, 127, 128, 300, 16_383, 16_384, 70_000)]
+    attrs = BoundedAttributes(maxlen=2, attributes={"a": 1, "b": 2, "c": 3}, immutable=False)
+    rec = LogRecord(timestamp=5, body="ids", attributes=attrs, trace_id=7, span_id=9, trace_flags=TraceFlags(1))
+    batch.append(ReadWriteLogRecord(rec, resource=RESOURCES[1], instrumentation_scope=SCOPES[2]))
+    payload = encode_request([(item, encode_log_record(item)) for item in batch])
+    expected = json.loads(to_otlp_json_reference(payload))
+    fragments = _Fragments()
+    for _ in range(2):  # cold, then with learned fragments and runs
+        assert json.loads(to_otlp_json_fast(payload, fragments)) == expected
 
 
 def test_file_backend_json_falls_back_to_the_reference_on_what_it_does_not_know() -> None:

@@ -361,6 +361,19 @@ def _log_record(buf: bytes, i: int, end: int, fragments: _Fragments) -> str:
             append_attr(found)
             i = j
             continue
+        if key == 0x09 or key == 0x59:  # time_unix_nano / observed_time_unix_nano (fixed64): every record
+            bit = 0x2 if key == 0x09 else 0x800
+            if seen & bit:
+                raise _Fallback("repeated singular field")
+            seen |= bit
+            j = i + 9
+            if j > end:
+                raise _Fallback("truncated")
+            value = int.from_bytes(buf[i + 1:j], "little")
+            if value:
+                out.append(f'"timeUnixNano":"{value}"' if key == 0x09 else f'"observedTimeUnixNano":"{value}"')
+            i = j
+            continue
         if key < 0x80:
             i += 1
         else:
@@ -436,15 +449,34 @@ def _log_record(buf: bytes, i: int, end: int, fragments: _Fragments) -> str:
 def _scope_logs(buf: bytes, start: int, end: int, fragments: _Fragments) -> str:
     scope = schema = None
     records: list[str] = []
-    for number, wire, value in _fields(buf, start, end):
+    append = records.append
+    i = start
+    while i < end:
+        if buf[i] == 0x12 and (buf[i + 1] < 0x80 or buf[i + 2] < 0x80 <= buf[i + 1]):
+            # a log record (under 16 KiB): the bulk; no field tuple for it
+            n = buf[i + 1]
+            if n < 0x80:
+                i += 2
+            else:
+                n = (n & 0x7F) | buf[i + 2] << 7
+                i += 3
+            j = i + n
+            if j > end:
+                raise _Fallback("truncated")
+            append(_log_record(buf, i, j, fragments))
+            i = j
+            continue
+        number, wire, value, i = _one_field(buf, i, end)
         if number == 2 and wire == 2:
-            records.append(_log_record(buf, value[0], value[1], fragments))
+            append(_log_record(buf, value[0], value[1], fragments))
         elif number == 1 and wire == 2 and scope is None:
             scope = _holder(buf, value[0], value[1], _SCOPE_NAMES, fragments)
         elif number == 3 and wire == 2 and schema is None:
             schema = _text(buf, value) if value[1] > value[0] else ""
         else:
             raise _Fallback(f"scope logs field {number}")
+    if i != end:
+        raise _Fallback("overrun")
     parts = []
     if scope is not None:
         parts.append(f'"scope":{scope}')
@@ -453,6 +485,25 @@ def _scope_logs(buf: bytes, start: int, end: int, fragments: _Fragments) -> str:
     if schema:
         parts.append(f'"schemaUrl":{schema}')
     return "{" + ",".join(parts) + "}"
+
+
+def _one_field(buf: bytes, i: int, end: int) -> tuple[int, int, Any, int]:
+    """The field at ``i`` as in :func:`_fields`, and where the next one starts."""
+    key, i = _varint(buf, i)
+    number, wire = key >> 3, key & 7
+    if wire == 2:
+        n, i = _varint(buf, i)
+        if i + n > end:
+            raise _Fallback("truncated")
+        return number, 2, (i, i + n), i + n
+    if wire == 0:
+        value, i = _varint(buf, i)
+        return number, 0, value, i
+    if wire == 1 and i + 8 <= end:
+        return number, 1, int.from_bytes(buf[i:i + 8], "little"), i + 8
+    if wire == 5 and i + 4 <= end:
+        return number, 5, int.from_bytes(buf[i:i + 4], "little"), i + 4
+    raise _Fallback(f"wire type {wire}")
 
 
 def _resource_logs(buf: bytes, start: int, end: int, fragments: _Fragments) -> str:
