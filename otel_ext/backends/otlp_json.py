@@ -141,6 +141,7 @@ class _Fragments:
         # (their bytes and JSON), matched with one bytes comparison instead of one lookup per attribute
         self.runs: dict[bytes, list[tuple[bytes, str]]] = {}
         self._run_count = 0
+        self.severities: dict[bytes, str] = {}  # severity number + text fields -> their JSON members
 
     def key_value(self, raw: bytes) -> str:
         found = self.kv.get(raw)
@@ -223,6 +224,17 @@ class _Fragments:
                 candidates.append((run, text))
                 self._run_count += 1
         return text, i
+
+    def severity(self, raw: bytes) -> str:
+        """The JSON members of a severity number field (one-byte varint) followed by a severity
+        text field (``10 n 1a len text``); raises ``_Fallback`` on bad UTF-8."""
+        parts = [f'"severityNumber":{raw[1]}'] if raw[1] else []
+        if len(raw) > 4:
+            parts.append('"severityText":' + _text(raw, (4, len(raw))))
+        text = ",".join(parts)
+        if len(self.severities) < 256:
+            self.severities[raw] = text
+        return text
 
     def any_value(self, raw: bytes) -> str:
         found = self.any.get(raw)
@@ -351,6 +363,8 @@ def _log_record(buf: bytes, i: int, end: int, fragments: _Fragments) -> str:
     key_value = fragments.key_value
     known = fragments.kv.get
     attribute_run = fragments.attribute_run
+    severities = fragments.severities
+    bodies = fragments.any.get
     while i < end:
         key = buf[i]
         if key == 0x32 and buf[i + 1] < 0x80:  # an attribute under 128 bytes: the bulk of a record
@@ -372,6 +386,33 @@ def _log_record(buf: bytes, i: int, end: int, fragments: _Fragments) -> str:
             value = int.from_bytes(buf[i + 1:j], "little")
             if value:
                 out.append(f'"timeUnixNano":"{value}"' if key == 0x09 else f'"observedTimeUnixNano":"{value}"')
+            i = j
+            continue
+        if key == 0x10 and buf[i + 1] < 0x80 and buf[i + 2] == 0x1A and buf[i + 3] < 0x80:
+            # severity number and text, as a logging handler's records carry them: one lookup
+            if seen & 0xC:
+                raise _Fallback("repeated singular field")
+            seen |= 0xC
+            j = i + 4 + buf[i + 3]
+            if j > end:
+                raise _Fallback("truncated")
+            text = severities.get(buf[i:j])
+            if text is None:
+                text = fragments.severity(buf[i:j])
+            if text:
+                out.append(text)
+            i = j
+            continue
+        if key == 0x2A and buf[i + 1] < 0x80:  # a short body
+            if seen & 0x20:
+                raise _Fallback("repeated singular field")
+            seen |= 0x20
+            j = i + 2 + buf[i + 1]
+            if j > end:
+                raise _Fallback("truncated")
+            raw = buf[i + 2:j]
+            text = bodies(raw)
+            out.append('"body":' + (text if text is not None else fragments.any_value(raw)))
             i = j
             continue
         if key < 0x80:
