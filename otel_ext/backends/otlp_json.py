@@ -487,9 +487,10 @@ def _log_record(buf: bytes, i: int, end: int, fragments: _Fragments) -> str:
     return "{" + ",".join(out) + "}"
 
 
-def _scope_logs(buf: bytes, start: int, end: int, fragments: _Fragments) -> str:
+def _scope_logs(buf: bytes, start: int, end: int, fragments: _Fragments, w: list[str]) -> None:
+    """Append the JSON of one ScopeLogs to ``w`` (pieces: the document is joined once, at the end)."""
     scope = schema = None
-    records: list[str] = []
+    records: list[str] = []  # record texts with "," between them
     append = records.append
     i = start
     while i < end:
@@ -504,11 +505,15 @@ def _scope_logs(buf: bytes, start: int, end: int, fragments: _Fragments) -> str:
             j = i + n
             if j > end:
                 raise _Fallback("truncated")
+            if records:
+                append(",")
             append(_log_record(buf, i, j, fragments))
             i = j
             continue
         number, wire, value, i = _one_field(buf, i, end)
         if number == 2 and wire == 2:
+            if records:
+                append(",")
             append(_log_record(buf, value[0], value[1], fragments))
         elif number == 1 and wire == 2 and scope is None:
             scope = _holder(buf, value[0], value[1], _SCOPE_NAMES, fragments)
@@ -518,14 +523,25 @@ def _scope_logs(buf: bytes, start: int, end: int, fragments: _Fragments) -> str:
             raise _Fallback(f"scope logs field {number}")
     if i != end:
         raise _Fallback("overrun")
-    parts = []
-    if scope is not None:
-        parts.append(f'"scope":{scope}')
-    if records:
-        parts.append('"logRecords":[' + ",".join(records) + "]")
+    _members(w, "scope", scope, "logRecords", records, schema)
+
+
+def _members(w: list[str], holder_name: str, holder: str | None, list_name: str, items: list[str],
+             schema: str | None) -> None:
+    """``{"<holder_name>":…,"<list_name>":[…],"schemaUrl":…}`` onto ``w``, absent members left out."""
+    sep = "{"
+    if holder is not None:
+        w.append(f'{sep}"{holder_name}":{holder}')
+        sep = ","
+    if items:
+        w.append(f'{sep}"{list_name}":[')
+        w.extend(items)
+        w.append("]")
+        sep = ","
     if schema:
-        parts.append(f'"schemaUrl":{schema}')
-    return "{" + ",".join(parts) + "}"
+        w.append(f'{sep}"schemaUrl":{schema}')
+        sep = ","
+    w.append("{}" if sep == "{" else "}")
 
 
 def _one_field(buf: bytes, i: int, end: int) -> tuple[int, int, Any, int]:
@@ -547,36 +563,37 @@ def _one_field(buf: bytes, i: int, end: int) -> tuple[int, int, Any, int]:
     raise _Fallback(f"wire type {wire}")
 
 
-def _resource_logs(buf: bytes, start: int, end: int, fragments: _Fragments) -> str:
+def _resource_logs(buf: bytes, start: int, end: int, fragments: _Fragments, w: list[str]) -> None:
+    """Append the JSON of one ResourceLogs to ``w``."""
     resource = schema = None
-    scopes: list[str] = []
+    scopes: list[str] = []  # pieces of the scope logs, with "," between them
     for number, wire, value in _fields(buf, start, end):
         if number == 2 and wire == 2:
-            scopes.append(_scope_logs(buf, value[0], value[1], fragments))
+            if scopes:
+                scopes.append(",")
+            _scope_logs(buf, value[0], value[1], fragments, scopes)
         elif number == 1 and wire == 2 and resource is None:
             resource = _holder(buf, value[0], value[1], {}, fragments)
         elif number == 3 and wire == 2 and schema is None:
             schema = _text(buf, value) if value[1] > value[0] else ""
         else:
             raise _Fallback(f"resource logs field {number}")
-    parts = []
-    if resource is not None:
-        parts.append(f'"resource":{resource}')
-    if scopes:
-        parts.append('"scopeLogs":[' + ",".join(scopes) + "]")
-    if schema:
-        parts.append(f'"schemaUrl":{schema}')
-    return "{" + ",".join(parts) + "}"
+    _members(w, "resource", resource, "scopeLogs", scopes, schema)
 
 
 def to_otlp_json_fast(payload: bytes, fragments: _Fragments = _FRAGMENTS) -> str:
     """The fast path alone: raises (``_Fallback`` or a decoding error) on what it does not handle."""
-    out = []
+    w: list[str] = ['{"resourceLogs":[']
     for number, wire, value in _fields(payload, 0, len(payload)):
         if number != 1 or wire != 2:
             raise _Fallback(f"request field {number}")
-        out.append(_resource_logs(payload, value[0], value[1], fragments))
-    return '{"resourceLogs":[' + ",".join(out) + "]}" if out else "{}"
+        if len(w) > 1:
+            w.append(",")
+        _resource_logs(payload, value[0], value[1], fragments, w)
+    if len(w) == 1:
+        return "{}"
+    w.append("]}")
+    return "".join(w)
 
 
 def to_otlp_json(payload: bytes, fragments: _Fragments = _FRAGMENTS) -> str:
