@@ -265,5 +265,8 @@ def test_direct_entries_at_every_one_byte_length_boundary_encode_like_the_sdk() 
     batch = [_item("fill", {"x" * k: "fill" for k in range(110, 128)})]
     batch += [_item(f"{k}/{n}", {"x" * k: "v" * n, "f" * k: 0.5}) for k in range(110, 128) for n in range(0, 20)]
     batch += [_item(f"long {n}", {"k": "é" * n}) for n in range(55, 70)]
+    batch += [_item(body) for n in range(118, 134) for body in ("b" * n, "é" * (n // 2), "")]
+    for i, text in enumerate(["INFO", "", "é" * 70, "x" * 200, "WARN"]):
+        batch[i].log_record.severity_text = text
     sdk = encode_logs(batch).SerializeToString()
     assert encode_request([(item, encode_log_record(item, cache)) for item in batch]) == sdk

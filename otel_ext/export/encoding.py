@@ -159,6 +159,7 @@ class _AttributeCache:
 
 _CACHE = _AttributeCache()
 _SEVERITY: dict[Any, bytes] = {}
+_SEVERITY_TEXT: dict[str, bytes] = {}
 _KEY_FIELDS: dict[str, bytes] = {}
 # per key, the bytes in front of a short AnyValue payload, by payload length (see _entry_head)
 _HEADS: dict[str, dict[int, bytes]] = {}
@@ -230,9 +231,22 @@ def encode_log_record(item: ReadableLogRecord, cache: _AttributeCache = _CACHE) 
             severity_field = _SEVERITY[severity] = b"\x10" + _varint(severity.value) if severity.value else b""
         if severity_field:
             out.append(severity_field)
-    if rec.severity_text:
-        out.append(_field(b"\x1a", rec.severity_text.encode("utf-8")))
-    out.append(_field(b"\x2a", _any_value(rec.body)))
+    severity_text = rec.severity_text
+    if severity_text:
+        text_field = _SEVERITY_TEXT.get(severity_text) if severity_text.__class__ is str else None
+        if text_field is None:
+            text_field = _field(b"\x1a", severity_text.encode("utf-8"))
+            if severity_text.__class__ is str and len(_SEVERITY_TEXT) < 64:
+                _SEVERITY_TEXT[severity_text] = text_field
+        out.append(text_field)
+    body = rec.body
+    if body.__class__ is str:  # the common body, inlined: the bytes of _field(b"\x2a", _any_value(body))
+        data = body.encode("utf-8")
+        n = len(data)
+        out.append(b"\x2a" + _SMALL_VARINT[n + 2] + _SMALL_STR[n] + data if n < 126
+                   else _field(b"\x2a", _field(b"\x0a", data)))
+    else:
+        out.append(_field(b"\x2a", _any_value(body)))
     attributes = rec.attributes
     if attributes:
         by_key = cache._by_key
