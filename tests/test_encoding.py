@@ -270,3 +270,21 @@ def test_direct_entries_at_every_one_byte_length_boundary_encode_like_the_sdk() 
         batch[i].log_record.severity_text = text
     sdk = encode_logs(batch).SerializeToString()
     assert encode_request([(item, encode_log_record(item, cache)) for item in batch]) == sdk
+
+
+def test_json_writer_with_more_label_runs_than_it_keeps_per_class() -> None:
+    """200 distinct label runs under one class, twice over: runs are evicted and learned again,
+    every document still equals the reference."""
+    import json
+
+    from otel_ext.backends.otlp_json import _Fragments, to_otlp_json_fast, to_otlp_json_reference
+
+    fragments = _Fragments()
+    for _ in range(2):
+        for start in range(0, 200, 50):
+            batch = [_item("x", {"labels.event_class": "security", "tags": ("security",), "event.kind": "event",
+                                 "event.action": f"action_{n}", "url.path": f"/p/{n}"})
+                     for n in range(start, start + 50)]
+            payload = encode_request([(item, encode_log_record(item)) for item in batch])
+            assert json.loads(to_otlp_json_fast(payload, fragments)) == json.loads(to_otlp_json_reference(payload))
+    assert all(len(runs) <= 64 for runs in fragments.runs.values())

@@ -190,9 +190,11 @@ class _Fragments:
         raw = buf[i:j]
         candidates = self.runs.get(raw)
         if candidates is not None:
-            for run, text in candidates:
+            for k, (run, text) in enumerate(candidates):
                 stop = i - 2 + len(run)
                 if stop <= end and buf.startswith(run, i - 2):
+                    if k:  # move to the front: the runs seen most are tried first
+                        candidates.insert(0, candidates.pop(k))
                     return text, stop
         elif not raw.startswith(_RUN_ANCHOR):
             return self.key_value(raw), j
@@ -220,9 +222,11 @@ class _Fragments:
                     self.runs.clear()
                     self._run_count = 0
                 candidates = self.runs[anchor] = []
-            if len(candidates) < 64:
-                candidates.append((run, text))
-                self._run_count += 1
+            if len(candidates) >= 64:  # full: the least recently matched run makes room
+                candidates.pop()
+                self._run_count -= 1
+            candidates.insert(0, (run, text))
+            self._run_count += 1
         return text, i
 
     def severity(self, raw: bytes) -> str:
