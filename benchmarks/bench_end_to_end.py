@@ -338,6 +338,24 @@ def main() -> None:
                                                                         strict=False))
                 print(f"  {variant:20} {mode:14} {buffer:7} {ratios[0]:5.2f} / {statistics.median(ratios):5.2f} / "
                       f"{ratios[-1]:5.2f}   ({', '.join(f'{x:.2f}' for x in ratios)})")
+    if args.rounds > 1:  # the box's load moves every run: ratios within one round are steadier than medians
+        print("\nCPU ratios within each round (median over rounds; single rounds in brackets):")
+        for rate, buffer in modes:
+            anchor = results.get(("stock", rate, buffer))
+            mode = f"paced {rate}/s" if rate else "full speed"
+            for variant in variants:
+                if variant == "stock" or variant.endswith("@before") or not anchor:
+                    continue
+                runs = results[(variant, rate, buffer)]
+                to_stock = [r["cpu_us"] / a["cpu_us"] for r, a in zip(runs, anchor, strict=False)]
+                line = (f"  {variant:20} {mode:14} {buffer:7} vs stock {statistics.median(to_stock):5.2f} "
+                        f"({', '.join(f'{x:.2f}' for x in to_stock)})")
+                before = results.get((f"{variant}@before", rate, buffer))
+                if before:
+                    paired = [r["cpu_us"] / b["cpu_us"] for r, b in zip(runs, before, strict=False)]
+                    line += (f"; after/before {statistics.median(paired):5.2f} "
+                             f"({', '.join(f'{x:.2f}' for x in paired)})")
+                print(line)
     print("\nCPU µs per record by thread (medians; 'native' = threads Python does not know, e.g. gRPC's):")
     roles = ("app", "worker", "lanes", "other", "native")
     print(f"  {'variant':20} {'mode':14} {'buffer':7}" + "".join(f"{r:>8}" for r in roles))
