@@ -77,6 +77,13 @@ def writable_record(logger: Any, record: LogRecord) -> Any:
     merge, a value to clean or truncate, attributes to drop) returns ``record`` itself: the SDK
     wraps it as always."""
     try:
+        return _writable_record(logger, record)
+    except Exception:  # noqa: BLE001 - an unexpected logger or record: the SDK's own path decides
+        return record
+
+
+def _writable_record(logger: Any, record: LogRecord) -> Any:
+    try:
         resource = logger._resource
         scope = logger._instrumentation_scope
         limits = logger._log_record_limits

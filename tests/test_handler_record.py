@@ -87,6 +87,13 @@ def test_plain_attributes_take_the_direct_path_and_others_the_sdks() -> None:
         assert writable_record(logger, record) is record
     assert writable_record(object(), plain) is plain  # not an SDK logger
 
+    class Hostile:
+        @property
+        def _resource(self) -> Any:
+            raise RuntimeError("no")
+
+    assert writable_record(Hostile(), plain) is plain  # never raises into the handler
+
 
 def test_the_sdk_record_still_has_the_four_fields_we_set() -> None:
     """An SDK upgrade that adds state to ReadWriteLogRecord must fail here, not go unset."""

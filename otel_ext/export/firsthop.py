@@ -573,6 +573,7 @@ class FirstHopProcessor(LogRecordProcessor):
                     source.mark_consumed(source.size)
                     if source is self._spill:
                         self._spill_records = 0
+                        self._repaired_ends.clear()  # those frames were skipped with the rest
                 continue
             if frame is None:
                 if source is not self._spill:
