@@ -87,6 +87,7 @@ def child(variant: str, records: int, rate: int, buffer: str, endpoint: str) -> 
     clock = time.perf_counter
     lat: list[float] = []
     append = lat.append
+    threads0 = thread_cpu()
     cpu0 = time.process_time()
     start = clock()
     for i in range(records):
@@ -104,7 +105,9 @@ def child(variant: str, records: int, rate: int, buffer: str, endpoint: str) -> 
     else:
         provider.force_flush(300_000)
     cpu = time.process_time() - cpu0
+    threads1 = thread_cpu()
     total_s = clock() - start
+    by_thread = {name: (threads1[name] - threads0.get(name, 0.0)) / records * 1e6 for name in threads1}
     dropped: dict[str, int] = {}
     if pipeline is not None:
         st = pipeline.stats()
@@ -132,8 +135,26 @@ def child(variant: str, records: int, rate: int, buffer: str, endpoint: str) -> 
         "sent": records, "cpu_us": cpu / records * 1e6, "emit_s": emit_s, "total_s": total_s,
         "p50_us": lat[len(lat) // 2] * 1e6, "p99_us": lat[int(len(lat) * 0.99)] * 1e6,
         "rss_mb": peak_rss_mb(), "dropped": dropped, "spilled": spilled,
-        "alerts": alerts,
+        "alerts": alerts, "threads_us": by_thread,
     }
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds per live thread role (app / first hop / lanes / other), from /proc (Linux)."""
+    import threading
+
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for thread in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        name = thread.name
+        role = ("app" if thread is threading.main_thread() else "worker" if "FirstHop" in name or "BatchLog" in name
+                or "Batch" in name else "lanes" if name.startswith("otel-ext-lane") else "other")
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def peak_rss_mb() -> float:
@@ -317,6 +338,35 @@ def main() -> None:
                                                                         strict=False))
                 print(f"  {variant:20} {mode:14} {buffer:7} {ratios[0]:5.2f} / {statistics.median(ratios):5.2f} / "
                       f"{ratios[-1]:5.2f}   ({', '.join(f'{x:.2f}' for x in ratios)})")
+    if args.rounds > 1:  # the box's load moves every run: ratios within one round are steadier than medians
+        print("\nCPU ratios within each round (median over rounds; single rounds in brackets):")
+        for rate, buffer in modes:
+            anchor = results.get(("stock", rate, buffer))
+            mode = f"paced {rate}/s" if rate else "full speed"
+            for variant in variants:
+                if variant == "stock" or variant.endswith("@before") or not anchor:
+                    continue
+                runs = results[(variant, rate, buffer)]
+                to_stock = [r["cpu_us"] / a["cpu_us"] for r, a in zip(runs, anchor, strict=False)]
+                line = (f"  {variant:20} {mode:14} {buffer:7} vs stock {statistics.median(to_stock):5.2f} "
+                        f"({', '.join(f'{x:.2f}' for x in to_stock)})")
+                before = results.get((f"{variant}@before", rate, buffer))
+                if before:
+                    paired = [r["cpu_us"] / b["cpu_us"] for r, b in zip(runs, before, strict=False)]
+                    line += (f"; after/before {statistics.median(paired):5.2f} "
+                             f"({', '.join(f'{x:.2f}' for x in paired)})")
+                print(line)
+    print("\nCPU µs per record by thread (medians; 'native' = threads Python does not know, e.g. gRPC's):")
+    roles = ("app", "worker", "lanes", "other", "native")
+    print(f"  {'variant':20} {'mode':14} {'buffer':7}" + "".join(f"{r:>8}" for r in roles))
+    for rate, buffer in modes:
+        for variant in variants:
+            runs = results[(variant, rate, buffer)]
+            split = {r: statistics.median(x.get("threads_us", {}).get(r, 0.0) for x in runs) for r in roles[:-1]}
+            split["native"] = statistics.median(
+                x["cpu_us"] - sum(x.get("threads_us", {}).values()) for x in runs)
+            mode = f"paced {rate}/s" if rate else "full speed"
+            print(f"  {variant:20} {mode:14} {buffer:7}" + "".join(f"{split[r]:>8.1f}" for r in roles))
     details = {f"{k[0]}/{k[1]}/{k[2]}": r[-1]["dropped"] for k, r in results.items() if r[-1]["dropped"]}
     if details:
         print("\ndeliberately dropped, by counter (last round):")

@@ -15,10 +15,12 @@ from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry._logs import LoggerProvider as APILoggerProvider
+from opentelemetry._logs import LogRecord
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.instrumentation.logging.handler import LoggingHandler as ContribLoggingHandler
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
-from opentelemetry.sdk._logs import LogRecordLimits
+from opentelemetry.sdk._logs import LogRecordLimits, ReadWriteLogRecord
 from opentelemetry.util.types import AnyValue
 
 # opentelemetry.context key: when True in the current context, instrumentations (and our logging
@@ -59,6 +61,59 @@ def handler_attributes(handler: ContribLoggingHandler,
     """The contrib handler's attributes of ``record`` (extras, exception.*, code.*) and its event name."""
     attributes, event_name = handler._get_attributes(record)
     return attributes, event_name
+
+
+_PLAIN_VALUE_TYPES = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def writable_record(logger: Any, record: LogRecord) -> Any:
+    """``record`` as the SDK's ``Logger.emit`` would wrap it — a ``ReadWriteLogRecord`` with the
+    logger's resource, scope and limits, its attributes in a ``BoundedAttributes`` — built without
+    re-validating attributes that need no cleaning: non-empty ``str`` keys, values exactly ``str``
+    (within the length limit), ``int``, ``float``, ``bool``, ``bytes`` or None, no more of them than
+    the count limit. The SDK's cleaning returns such a mapping unchanged, so the result is the same
+    (property-tested against ``Logger.emit``'s own wrapping, tests/test_handler_record.py); it saves
+    the per-value validation on the app thread. Anything else (another logger, an exception to
+    merge, a value to clean or truncate, attributes to drop) returns ``record`` itself: the SDK
+    wraps it as always."""
+    try:
+        return _writable_record(logger, record)
+    except Exception:  # noqa: BLE001 - an unexpected logger or record: the SDK's own path decides
+        return record
+
+
+def _writable_record(logger: Any, record: LogRecord) -> Any:
+    try:
+        resource = logger._resource
+        scope = logger._instrumentation_scope
+        limits = logger._log_record_limits
+    except AttributeError:
+        return record
+    if getattr(record, "exception", None) is not None or not isinstance(limits, LogRecordLimits):
+        return record
+    attrs = record.attributes
+    maxlen = limits.max_log_record_attributes
+    max_value_len = limits.max_log_record_attribute_length
+    if attrs:
+        if attrs.__class__ is not dict or (maxlen is not None and len(attrs) > maxlen):
+            return record
+        plain = _PLAIN_VALUE_TYPES
+        for key, value in attrs.items():
+            cls = value.__class__
+            if cls not in plain or key.__class__ is not str or not key or (
+                    cls is str and max_value_len is not None and len(value) > max_value_len):
+                return record
+    bounded = BoundedAttributes(maxlen=maxlen, immutable=False, max_value_len=max_value_len,
+                                extended_attributes=True)
+    if attrs:
+        bounded._dict.update(attrs)
+    record.attributes = bounded
+    item = ReadWriteLogRecord.__new__(ReadWriteLogRecord)  # the dataclass's four fields, no __post_init__
+    item.log_record = record
+    item.resource = resource
+    item.instrumentation_scope = scope
+    item.limits = limits
+    return item
 
 
 def provider_limits(provider: Any) -> LogRecordLimits:

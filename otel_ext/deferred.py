@@ -63,8 +63,18 @@ class DeferredProcessingExporter(LogRecordExporter):
             self.redaction.redact_record(record)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        return self._process(batch, self.redaction)
+
+    def export_prepared(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        """:meth:`export` for records that all went through :meth:`prepare` and are unchanged since
+        (the first hop's spilled records): they are labelled and redacted already, so only detection,
+        the volume dial and the export remain (redaction is idempotent: skipping it changes nothing)."""
+        return self._process(batch, None)
+
+    def _process(self, batch: Sequence[ReadableLogRecord], redaction: RedactionProcessor | None
+                 ) -> LogRecordExportResult:
         kept: list[ReadableLogRecord] = []
-        classifier, redaction, volume, detection = self.classifier, self.redaction, self.volume, self.detection
+        classifier, volume, detection = self.classifier, self.volume, self.detection
         pause = self.pause
         for n, item in enumerate(batch, 1):
             if pause is not None and not n & 7:

@@ -51,6 +51,7 @@ from otel_ext._sdk_compat import (
     keep_through_logging_config,
     provider_limits,
     swap_instrumentation_handler_setup,
+    writable_record,
 )
 from otel_ext.selflog import own_record_reason
 from otel_ext.telemetry import Counters, register_counters
@@ -211,7 +212,7 @@ class OtelExtLoggingHandler(LoggingHandler):
             try:
                 logger = get_logger(record.name, logger_provider=self.provider)
                 if not isinstance(logger, NoOpLogger):
-                    logger.emit(self.translate(record))
+                    logger.emit(writable_record(logger, self.translate(record)))
             finally:
                 _IS_EMITTING.reset(token)
         except Exception:  # noqa: BLE001 - the application's log call must return normally

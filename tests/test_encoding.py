@@ -171,9 +171,35 @@ def test_file_backend_fast_json_equals_message_to_dict(batch: list[ReadableLogRe
     import json
 
     from otel_ext.backends.file import to_otlp_json, to_otlp_json_reference
+    from otel_ext.backends.otlp_json import to_otlp_json_fast
 
     payload = encode_logs(batch).SerializeToString()
-    assert json.loads(to_otlp_json(payload)) == json.loads(to_otlp_json_reference(payload))
+    reference = json.loads(to_otlp_json_reference(payload))
+    assert json.loads(to_otlp_json(payload)) == reference
+    try:  # the fast path alone, where it does not hand over to the reference
+        fast = to_otlp_json_fast(payload)
+    except Exception:  # noqa: BLE001
+        return
+    assert json.loads(fast) == reference
+
+
+def test_file_backend_fast_json_handles_every_length_form_itself() -> None:
+    """Records with one-, two- and three-byte lengths, scope and schema urls, ids, dropped counts:
+    the fast path's own output (no hand-over to the reference) equals the reference."""
+    import json
+
+    from otel_ext.backends.otlp_json import _Fragments, to_otlp_json_fast, to_otlp_json_reference
+
+    batch = [_item("x" * n, {"k": "v" * (n // 3), "labels.event_class": "error", "tags": ("error",)})
+             for n in (0, 1, 60, 100, 127, 128, 300, 16_383, 16_384, 70_000)]
+    attrs = BoundedAttributes(maxlen=2, attributes={"a": 1, "b": 2, "c": 3}, immutable=False)
+    rec = LogRecord(timestamp=5, body="ids", attributes=attrs, trace_id=7, span_id=9, trace_flags=TraceFlags(1))
+    batch.append(ReadWriteLogRecord(rec, resource=RESOURCES[1], instrumentation_scope=SCOPES[2]))
+    payload = encode_request([(item, encode_log_record(item)) for item in batch])
+    expected = json.loads(to_otlp_json_reference(payload))
+    fragments = _Fragments()
+    for _ in range(2):  # cold, then with learned fragments and runs
+        assert json.loads(to_otlp_json_fast(payload, fragments)) == expected
 
 
 def test_file_backend_json_falls_back_to_the_reference_on_what_it_does_not_know() -> None:
@@ -184,3 +210,81 @@ def test_file_backend_json_falls_back_to_the_reference_on_what_it_does_not_know(
     payload = encode_logs([_item("x", {"k": "v"})]).SerializeToString()
     for odd in (payload + b"\x12\x00", payload + b"\x0a\x02\x20\x01"):  # unknown request / resource-logs field
         assert json.loads(to_otlp_json(odd)) == json.loads(to_otlp_json_reference(odd))
+
+
+# --- fast paths of the encoder and of the OTLP/JSON writer, against the reference paths ------------
+
+LABEL_KEYS = ["labels.event_class", "tags", "event.kind", "event.category", "event.type", "event.outcome",
+              "event.action"]
+label_values = st.one_of(st.sampled_from(["access", "security", "error", "x" * 130, "é"]),
+                         st.tuples(st.sampled_from(["web", "iam"])), st.integers(0, 3), st.floats(allow_nan=False))
+label_runs = st.lists(st.tuples(st.sampled_from([*LABEL_KEYS, "url.path", "log.record.uid", ""]), label_values),
+                      max_size=9).map(dict)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["", "k", "url.path", "é" * 40, "x" * 121, "y" * 126]),
+                          st.one_of(st.text(max_size=200), st.floats(), st.integers(-3, 3),
+                                    st.tuples(st.sampled_from(["a", "b"])))), min_size=1, max_size=30))
+def test_direct_string_and_float_entries_encode_like_the_sdk(pairs: list[tuple[str, Any]]) -> None:
+    """Strings past a full per-key cache and floats are written from per-key heads (one-byte lengths)
+    or in full when a length does not fit one byte: the SDK's bytes either way."""
+    from otel_ext.export.encoding import _AttributeCache
+
+    cache = _AttributeCache(max_values=2, max_len=8)
+    batch = [_item(f"b{i}", {key: value, "n": 1.5}) for i, (key, value) in enumerate(pairs)]
+    sdk = encode_logs(batch).SerializeToString()
+    assert encode_request([(item, encode_log_record(item, cache)) for item in batch]) == sdk
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(label_runs, min_size=1, max_size=6), min_size=1, max_size=6),
+       st.integers(1, 6), st.integers(1, 4))
+def test_json_writer_with_learned_label_runs_equals_message_to_dict(batches: list[list[dict[str, Any]]],
+                                                                    max_entries: int, max_per_key: int) -> None:
+    """One writer state across many payloads (as in a lane): label runs learned from one record,
+    matched by bytes in the next (also as a prefix of a longer run, or at a record's end), tiny
+    caches cleared over and over, per-key limits: every document equals the reference."""
+    import json
+
+    from otel_ext.backends.otlp_json import _Fragments, to_otlp_json_fast, to_otlp_json_reference
+
+    fragments = _Fragments(max_entries=max_entries, max_per_key=max_per_key)
+    for attrs_list in batches:
+        batch = [_item("x", {**{"labels.event_class": "access"}, **attrs}) if i % 2 else _item(f"b{i}", attrs)
+                 for i, attrs in enumerate(attrs_list)]
+        payload = encode_request([(item, encode_log_record(item)) for item in batch])
+        assert json.loads(to_otlp_json_fast(payload, fragments)) == json.loads(to_otlp_json_reference(payload))
+
+
+def test_direct_entries_at_every_one_byte_length_boundary_encode_like_the_sdk() -> None:
+    """Keys and values around the 127/128-byte limits of one-byte lengths, through a full cache."""
+    from otel_ext.export.encoding import _AttributeCache
+
+    cache = _AttributeCache(max_values=1)
+    batch = [_item("fill", {"x" * k: "fill" for k in range(110, 128)})]
+    batch += [_item(f"{k}/{n}", {"x" * k: "v" * n, "f" * k: 0.5}) for k in range(110, 128) for n in range(0, 20)]
+    batch += [_item(f"long {n}", {"k": "é" * n}) for n in range(55, 70)]
+    batch += [_item(body) for n in range(118, 134) for body in ("b" * n, "é" * (n // 2), "")]
+    for i, text in enumerate(["INFO", "", "é" * 70, "x" * 200, "WARN"]):
+        batch[i].log_record.severity_text = text
+    sdk = encode_logs(batch).SerializeToString()
+    assert encode_request([(item, encode_log_record(item, cache)) for item in batch]) == sdk
+
+
+def test_json_writer_with_more_label_runs_than_it_keeps_per_class() -> None:
+    """200 distinct label runs under one class, twice over: runs are evicted and learned again,
+    every document still equals the reference."""
+    import json
+
+    from otel_ext.backends.otlp_json import _Fragments, to_otlp_json_fast, to_otlp_json_reference
+
+    fragments = _Fragments()
+    for _ in range(2):
+        for start in range(0, 200, 50):
+            batch = [_item("x", {"labels.event_class": "security", "tags": ("security",), "event.kind": "event",
+                                 "event.action": f"action_{n}", "url.path": f"/p/{n}"})
+                     for n in range(start, start + 50)]
+            payload = encode_request([(item, encode_log_record(item)) for item in batch])
+            assert json.loads(to_otlp_json_fast(payload, fragments)) == json.loads(to_otlp_json_reference(payload))
+    assert all(len(runs) <= 64 for runs in fragments.runs.values())

@@ -116,3 +116,101 @@ def test_overload_policy_names() -> None:
         assert "OTEL_EXT_OVERLOAD" in str(exc)
     else:
         raise AssertionError("accepted an unknown policy")
+
+
+class CountingRedaction:
+    """A real RedactionProcessor, counting how often each record (by its body tag) is redacted."""
+
+    def __init__(self) -> None:
+        from otel_ext.redact import RedactionProcessor
+
+        self.inner = RedactionProcessor()
+        self.calls: dict[str, int] = {}
+
+    def redact_record(self, record: object) -> None:
+        tag = str(getattr(record, "event_name", ""))
+        self.calls[tag] = self.calls.get(tag, 0) + 1
+        self.inner.redact_record(record)
+
+
+def _secret_record(i: int) -> ReadWriteLogRecord:
+    body = f"call {i} failed password=hunter{i}x token=abcd1234efgh{i} from 10.0.0.{i % 250}"
+    rec = LogRecord(timestamp=1_700_000_000_000_000_000 + i, observed_timestamp=5, severity_text="ERROR",
+                    severity_number=SeverityNumber.ERROR, body=body, event_name=f"r{i}",
+                    attributes={"http.route": "/api/login", "http.response.status_code": 401 if i % 3 else 500,
+                                "http.request.method": "POST", "user.id": f"user{i % 7}",
+                                "api_key": f"sk_live_{i:024d}", "url.query": f"token=secret{i}&page=2"})
+    return ReadWriteLogRecord(rec, resource=Resource({"service.name": "svc"}),
+                              instrumentation_scope=InstrumentationScope("shop.api"))
+
+
+def test_spilled_records_are_redacted_once_and_leave_as_if_processed_again(tmp_path: Path) -> None:
+    """Spilled records were classified and redacted on the app thread (``prepare``); the worker
+    exports them through ``export_prepared``, which does not redact them a second time. What leaves
+    is byte for byte what the full path (classify, redact, then everything once more) gives."""
+    from otel_ext.classify.processor import EventClassifierProcessor
+    from otel_ext.deferred import DeferredProcessingExporter
+    from otel_ext.redact import RedactionProcessor
+
+    held = Held()
+    redaction = CountingRedaction()
+    deferred = DeferredProcessingExporter(held, EventClassifierProcessor(), redaction)  # type: ignore[arg-type]
+    hop = FirstHopProcessor(deferred, tmp_path, max_queue_size=10, max_export_batch_size=10,
+                            counters=Counters("f"), prepare=deferred.prepare)
+    try:
+        for i in range(600):  # frames on disk (256 rows each) and rows still pending at the end
+            hop.on_emit(_secret_record(i))
+        assert hop.spill_bytes > 0
+        held.release.set()
+        assert hop.force_flush(30_000)
+    finally:
+        hop.shutdown()
+    spilled = hop.counters.get("spilled")
+    assert spilled >= 500
+    assert redaction.calls == {f"r{i}": 1 for i in range(600)}  # once each: app thread or worker
+    out = {r.log_record.event_name: encode_log_record(r) for r in held.inner.get_finished_logs()}
+    assert len(out) == 600
+
+    reference = DeferredProcessingExporter(InMemoryLogRecordExporter(), EventClassifierProcessor(),
+                                           RedactionProcessor())
+    for i in range(600):
+        item = _secret_record(i)
+        reference.prepare(item)  # what a spilled record went through, then the whole stage again
+        reference.export([item])
+        assert out[f"r{i}"] == encode_log_record(item)
+        assert b"hunter" not in out[f"r{i}"] and b"sk_live_" not in out[f"r{i}"]
+
+
+class SecretObject:
+    def __str__(self) -> str:
+        return "object holding password=hunter2x and token=abcd1234efgh"
+
+
+def test_a_spilled_frame_that_needed_repair_is_redacted_again(tmp_path: Path) -> None:
+    """A foreign object cannot be written as it is: the spill writes its ``str()``, which redaction
+    never saw. Such a frame is not treated as prepared: the worker redacts it again."""
+    from otel_ext.deferred import DeferredProcessingExporter
+    from otel_ext.redact import RedactionProcessor
+
+    held = Held()
+    deferred = DeferredProcessingExporter(held, None, RedactionProcessor())
+    hop = FirstHopProcessor(deferred, tmp_path, max_queue_size=1, max_export_batch_size=1,
+                            counters=Counters("f"), prepare=deferred.prepare)
+    try:
+        for i in range(300):  # more than one frame: the repaired one reaches the disk
+            item = _record(i)
+            item.log_record.body = SecretObject() if i % 2 else f"plain {i}"
+            hop.on_emit(item)
+        held.release.set()
+        assert hop.force_flush(30_000)
+    finally:
+        hop.shutdown()
+    bodies = [r.log_record.body for r in held.inner.get_finished_logs()]
+    assert len(bodies) == 300
+    # the few records that never spilled keep their object (redaction does not look into foreign
+    # objects; the encoder later writes its str(): a gap of the redaction rules, not of the spill)
+    spilled = [b for b in bodies if isinstance(b, str)]
+    assert len(spilled) >= 256  # one frame at least went to the disk (the rest: still pending rows)
+    assert not [b for b in spilled if "hunter2x" in b or "abcd1234efgh" in b]
+    secret = [b for b in spilled if b.startswith("object holding")]
+    assert len(secret) >= 128 and all("[REDACTED" in b for b in secret)

@@ -149,7 +149,7 @@ class _AttributeCache:
                 return _field(b"\x32", _key_value(key, value))
             if found is not None:
                 return found
-            encoded = _field(b"\x32", _key_value(key, value))
+            encoded = _str_entry(key, value) if kind is str else _field(b"\x32", _key_value(key, value))
             if len(per) < self.max_values and (kind is not str or len(value) <= self.max_len) and \
                     (kind is not tuple or len(encoded) <= self.max_len):
                 per[cache_key] = encoded
@@ -159,18 +159,63 @@ class _AttributeCache:
 
 _CACHE = _AttributeCache()
 _SEVERITY: dict[Any, bytes] = {}
+_SEVERITY_TEXT: dict[str, bytes] = {}
 _KEY_FIELDS: dict[str, bytes] = {}
+# per key, the bytes in front of a short AnyValue payload, by payload length (see _entry_head)
+_HEADS: dict[str, dict[int, bytes]] = {}
+
+
+def _key_field(key: str) -> bytes:
+    key_field = _KEY_FIELDS.get(key)
+    if key_field is None:
+        if len(_KEY_FIELDS) >= 1024:
+            _KEY_FIELDS.clear()
+            _HEADS.clear()
+        key_field = _KEY_FIELDS[key] = _field(b"\x0a", key.encode("utf-8")) if key else b""
+    return key_field
+
+
+def _entry_head(key: str, size: int) -> bytes | None:
+    """The bytes of an attributes entry (tag 6) up to its AnyValue payload of ``size`` bytes, when
+    every length in it fits one byte (the common case); None otherwise. ``head + payload`` equals
+    ``_field(b"\x32", _key_value(key, value))``."""
+    heads = _HEADS.get(key)
+    if heads is None:
+        key_field = _key_field(key)
+        heads = _HEADS[key] = {}
+    else:
+        head = heads.get(size)
+        if head is not None:
+            return head
+        key_field = _key_field(key)
+    total = len(key_field) + size + 2
+    if size >= 128 or total >= 128:
+        return None
+    head = heads[size] = bytes((0x32, total)) + key_field + bytes((0x12, size))
+    return head
 
 
 def _str_entry(key: str, value: Any) -> bytes:
     """The attributes entry of a string value, built directly (the same bytes as
     ``_field(b"\x32", _key_value(key, value))``); for keys whose values do not repeat."""
-    key_field = _KEY_FIELDS.get(key)
-    if key_field is None:
-        if len(_KEY_FIELDS) >= 1024:
-            _KEY_FIELDS.clear()
-        key_field = _KEY_FIELDS[key] = _field(b"\x0a", key.encode("utf-8")) if key else b""
-    return _field(b"\x32", key_field + _field(b"\x12", _field(b"\x0a", value.encode("utf-8"))))
+    data: bytes = value.encode("utf-8")
+    n = len(data)
+    if n < 126:
+        head = _entry_head(key, n + 2)
+        if head is not None:
+            return head + _SMALL_STR[n] + data
+    return _field(b"\x32", _key_field(key) + _field(b"\x12", _field(b"\x0a", data)))
+
+
+_SMALL_STR = [b"\x0a" + bytes((n,)) for n in range(128)]
+
+
+def _float_entry(key: str, value: Any) -> bytes:
+    """The attributes entry of a float (``double_value``), as ``_field(b"\x32", _key_value(key, value))``."""
+    head = _entry_head(key, 9)
+    if head is not None:
+        return head + b"\x21" + _pack_d(value)
+    return _field(b"\x32", _key_value(key, value))
 
 
 def encode_log_record(item: ReadableLogRecord, cache: _AttributeCache = _CACHE) -> bytes:
@@ -186,9 +231,22 @@ def encode_log_record(item: ReadableLogRecord, cache: _AttributeCache = _CACHE) 
             severity_field = _SEVERITY[severity] = b"\x10" + _varint(severity.value) if severity.value else b""
         if severity_field:
             out.append(severity_field)
-    if rec.severity_text:
-        out.append(_field(b"\x1a", rec.severity_text.encode("utf-8")))
-    out.append(_field(b"\x2a", _any_value(rec.body)))
+    severity_text = rec.severity_text
+    if severity_text:
+        text_field = _SEVERITY_TEXT.get(severity_text) if severity_text.__class__ is str else None
+        if text_field is None:
+            text_field = _field(b"\x1a", severity_text.encode("utf-8"))
+            if severity_text.__class__ is str and len(_SEVERITY_TEXT) < 64:
+                _SEVERITY_TEXT[severity_text] = text_field
+        out.append(text_field)
+    body = rec.body
+    if body.__class__ is str:  # the common body, inlined: the bytes of _field(b"\x2a", _any_value(body))
+        data = body.encode("utf-8")
+        n = len(data)
+        out.append(b"\x2a" + _SMALL_VARINT[n + 2] + _SMALL_STR[n] + data if n < 126
+                   else _field(b"\x2a", _field(b"\x0a", data)))
+    else:
+        out.append(_field(b"\x2a", _any_value(body)))
     attributes = rec.attributes
     if attributes:
         by_key = cache._by_key
@@ -196,15 +254,28 @@ def encode_log_record(item: ReadableLogRecord, cache: _AttributeCache = _CACHE) 
         append = out.append
         for key, value in read_view(attributes).items():
             kind = type(value)
-            if kind is str or kind is int:  # the common cases, inlined: one dict lookup per attribute
+            # the common cases, inlined: one dict lookup per attribute
+            if kind is str:
                 per = by_key.get(key)
                 if per is not None:
-                    found = per.get(value if kind is str else (int, value))
+                    found = per.get(value)
+                    if found is None and len(per) >= full:  # a key whose values do not repeat (ids, paths)
+                        found = _str_entry(key, value)
                     if found is not None:
                         append(found)
                         continue
-                    if kind is str and len(per) >= full:  # a key whose values do not repeat (ids, paths)
-                        append(_str_entry(key, value))
+            elif kind is float:  # durations: rarely repeat, not cached
+                append(_float_entry(key, value))
+                continue
+            elif kind is int or kind is tuple:  # status codes, durations; tags, event.category/type
+                per = by_key.get(key)
+                if per is not None:
+                    try:
+                        found = per.get((kind, value))
+                    except TypeError:  # a tuple holding something unhashable
+                        found = None
+                    if found is not None:
+                        append(found)
                         continue
             append(cache.entry(key, value))
     dropped = attributes.dropped if isinstance(attributes, BoundedAttributes) else 0
@@ -316,16 +387,22 @@ def encode_request(records: Sequence[tuple[ReadableLogRecord, bytes]], blocks: _
     """An ``ExportLogsServiceRequest`` from already-encoded records, grouped by resource then scope
     in first-seen order (as the SDK encoder groups them)."""
     groups: dict[tuple[bytes, str], dict[tuple[Any, ...], tuple[bytes, str, list[bytes]]]] = {}
+    # by (resource, scope) object ids: both stay alive (held by ``records``) for this call
+    lists: dict[tuple[int, int], list[bytes]] = {}
     for item, encoded in records:
-        resource_key = blocks.resource(item.resource)
-        scope_key, scope_body, scope_schema = blocks.scope(item.instrumentation_scope)
-        scopes = groups.get(resource_key)
-        if scopes is None:
-            scopes = groups[resource_key] = {}
-        group = scopes.get(scope_key)
-        if group is None:
-            group = scopes[scope_key] = (scope_body, scope_schema, [])
-        group[2].append(encoded)
+        resource, scope = item.resource, item.instrumentation_scope
+        logs = lists.get((id(resource), id(scope)))
+        if logs is None:
+            resource_key = blocks.resource(resource)
+            scope_key, scope_body, scope_schema = blocks.scope(scope)
+            scopes = groups.get(resource_key)
+            if scopes is None:
+                scopes = groups[resource_key] = {}
+            group = scopes.get(scope_key)
+            if group is None:
+                group = scopes[scope_key] = (scope_body, scope_schema, [])
+            logs = lists[(id(resource), id(scope))] = group[2]
+        logs.append(encoded)
     out: list[bytes] = []
     for (resource_attrs, resource_schema), scopes in groups.items():
         body = [_field(b"\x0a", resource_attrs)]
@@ -351,7 +428,11 @@ def encode_one(item: ReadableLogRecord, counters: Counters = ENCODE_COUNTERS) ->
     try:
         return encode_log_record(item)
     except Exception:  # noqa: BLE001 - isolate this record from its batch-mates
-        pass
+        return _repair_and_encode(item, counters)
+
+
+def _repair_and_encode(item: ReadableLogRecord, counters: Counters) -> bytes | None:
+    """``item`` (whose encoding failed) repaired and encoded, counted; None (counted) if it cannot be."""
     event_class = "application"
     try:
         event_class = _class_of(read_view(item.log_record.attributes))
@@ -369,6 +450,7 @@ def encode_batch(batch: Sequence[ReadableLogRecord], counters: Counters = ENCODE
     cannot be encoded is left out (counted in ``counters``); the others always are encoded."""
     groups: dict[int, list[tuple[ReadableLogRecord, bytes]]] = {}
     classes: dict[int, dict[str, int]] = {}
+    tiers = TIER_BY_CLASS
     for item in batch:
         record = item.log_record
         attributes = record.attributes
@@ -381,12 +463,22 @@ def encode_batch(batch: Sequence[ReadableLogRecord], counters: Counters = ENCODE
             else:
                 set_many(record, {UID_ATTR: new_uid()})
                 attrs = read_view(record.attributes)
-        encoded = encode_one(item, counters)
-        if encoded is None:
-            continue
-        event_class = _class_of(attrs)
-        tier = TIER_BY_CLASS[event_class]
-        groups.setdefault(tier, []).append((item, encoded))
-        per_class = classes.setdefault(tier, {})
+        try:  # encode_one, inlined
+            encoded: bytes | None = encode_log_record(item)
+        except Exception:  # noqa: BLE001 - isolate this record from its batch-mates
+            encoded = _repair_and_encode(item, counters)
+            if encoded is None:
+                continue
+        event_class = attrs.get(_CLASS_ATTR)  # _class_of, inlined
+        if not isinstance(event_class, str) or event_class not in tiers:
+            event_class = "application"
+        tier = tiers[event_class]
+        group = groups.get(tier)
+        if group is None:
+            group = groups[tier] = []
+            per_class = classes[tier] = {}
+        else:
+            per_class = classes[tier]
+        group.append((item, encoded))  # type: ignore[arg-type]
         per_class[event_class] = per_class.get(event_class, 0) + 1
     return [NewEntry(tier, len(items), classes[tier], encode_request(items)) for tier, items in sorted(groups.items())]

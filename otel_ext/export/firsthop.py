@@ -132,15 +132,19 @@ def record_to_tuple(item: ReadWriteLogRecord, resource_index: int) -> tuple[Any,
     )
 
 
-def _encode_frame(resources: list[tuple[dict[str, Any], str]], rows: list[tuple[Any, ...]]) -> bytes:
+def _encode_frame(resources: list[tuple[dict[str, Any], str]], rows: list[tuple[Any, ...]]) -> tuple[bytes, bool]:
+    """The frame, and whether its rows had to be repaired (then they are no longer exactly what
+    ``prepare`` redacted: a foreign object became its ``str()``)."""
     try:
         payload = marshal.dumps((resources, rows), 4)
+        repaired = False
     except (ValueError, UnicodeEncodeError):  # an exotic value or a lone surrogate: repair and retry
         rows = [(*row[:5], repair_value(row[5]), row[6], repair_value(row[7]), repair_value(row[8]), row[9],
                  repair_value(row[10]), repair_value(row[11]), row[12]) for row in rows]
         resources = [(repair_value(a), s) for a, s in resources]
         payload = marshal.dumps((resources, rows), 4)
-    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+        repaired = True
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload, repaired
 
 
 class _Rebuilder:
@@ -356,6 +360,7 @@ class FirstHopProcessor(LogRecordProcessor):
         self._spill: SpillFile | None = None
         self._spill_records = 0  # records written to our spill file and not yet consumed
         self._adopted: list[SpillFile] = []
+        self._repaired_ends: set[int] = set()  # end offsets of our frames whose rows were repaired
         self._shutdown = False
         self._emits = self._emits_seen = 0
         self._last_report = time.monotonic()
@@ -464,7 +469,10 @@ class FirstHopProcessor(LogRecordProcessor):
         try:
             if self._spill is None:
                 self._spill = SpillFile.create(self.spill_dir)
-            self._spill.append(_encode_frame(self._resources, rows))
+            frame, repaired = _encode_frame(self._resources, rows)
+            self._spill.append(frame)
+            if repaired:
+                self._repaired_ends.add(self._spill.size)
         except Exception as exc:  # noqa: BLE001 - disk full, I/O error: count per class, never raise
             try:
                 self._count_drop(self._rebuilder.records(self._resources, rows), "disk_full")
@@ -507,10 +515,15 @@ class FirstHopProcessor(LogRecordProcessor):
         except Exception as exc:  # noqa: BLE001 - what is left is spilled by shutdown()
             self._note_error(f"final drain failed: {type(exc).__name__}: {exc}")
 
-    def _export(self, batch: Sequence[ReadWriteLogRecord]) -> bool:
+    def _export(self, batch: Sequence[ReadWriteLogRecord], prepared: bool = False) -> bool:
+        """``prepared``: every record of ``batch`` went through ``prepare`` and is unchanged since
+        (an exporter with ``export_prepared``, the deferred stage, then does not redact it again)."""
         token = attach(set_value(SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
-            return self.exporter.export(batch) == LogRecordExportResult.SUCCESS  # type: ignore[arg-type]
+            export = getattr(self.exporter, "export_prepared", None) if prepared else None
+            if export is None:
+                export = self.exporter.export
+            return export(batch) == LogRecordExportResult.SUCCESS  # type: ignore[arg-type]
         except Exception:  # the exporter counts its own failures; never kill the worker
             _logger.exception("otel-ext: exporter raised")
             return False
@@ -539,8 +552,8 @@ class FirstHopProcessor(LogRecordProcessor):
         with self._spill_lock:
             pending, self._pending = self._pending, []
             resources = list(self._resources)
-        if pending:  # never reached the disk: export directly
-            self._export_rows(resources, pending)
+        if pending:  # never reached the disk: export directly (every pending row was prepared)
+            self._export_rows(resources, pending, prepared=self.prepare is not None)
             return True
         for source in [self._spill, *self._adopted]:
             if source is None:
@@ -548,6 +561,11 @@ class FirstHopProcessor(LogRecordProcessor):
             try:
                 with self._spill_lock:
                     frame = source.read_frame()
+                    # our own frames were prepared, unless repaired; an adopted file: maybe not
+                    prepared = (self.prepare is not None and source is self._spill and frame is not None
+                                and frame[1] not in self._repaired_ends)
+                    if frame is not None:
+                        self._repaired_ends.discard(frame[1])
             except (ValueError, EOFError, TypeError, OSError) as exc:
                 self.counters.add("dropped", "unknown:spill_corrupt")
                 self._note_error(f"damaged spill frame in {source.path}: {exc}; skipping the rest of it")
@@ -555,6 +573,7 @@ class FirstHopProcessor(LogRecordProcessor):
                     source.mark_consumed(source.size)
                     if source is self._spill:
                         self._spill_records = 0
+                        self._repaired_ends.clear()  # those frames were skipped with the rest
                 continue
             if frame is None:
                 if source is not self._spill:
@@ -562,7 +581,7 @@ class FirstHopProcessor(LogRecordProcessor):
                     self._adopted.remove(source)
                 continue
             (frame_resources, rows), end = frame
-            ok = self._export_rows(frame_resources, rows)
+            ok = self._export_rows(frame_resources, rows, prepared=prepared)
             if not ok:  # the exporter counted why (queue error, shutdown); do not spin on it
                 time.sleep(min(self.delay, 0.1))
             with self._spill_lock:
@@ -574,7 +593,7 @@ class FirstHopProcessor(LogRecordProcessor):
             return True
         return False
 
-    def _export_rows(self, resources: list[Any], rows: list[Any]) -> bool:
+    def _export_rows(self, resources: list[Any], rows: list[Any], prepared: bool = False) -> bool:
         try:
             items = self._rebuilder.records(resources, rows)
         except Exception as exc:  # noqa: BLE001 - a frame we cannot rebuild is counted, not fatal
@@ -584,7 +603,7 @@ class FirstHopProcessor(LogRecordProcessor):
         self.counters.add("unspilled", "", len(items))
         ok = True
         for start in range(0, len(items), self.batch_size):
-            ok = self._export(items[start:start + self.batch_size]) and ok
+            ok = self._export(items[start:start + self.batch_size], prepared) and ok
         return ok
 
     def _adopt_orphans(self) -> None:
