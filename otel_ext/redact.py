@@ -188,6 +188,17 @@ def _looks_random(text: str) -> bool:
     return len(text) >= 16 and any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
 
 
+def _object_text(value: Any) -> str:
+    """``str(value)`` as the encoder would write it; ``<unprintable TYPE>`` when ``__str__`` raises."""
+    try:
+        text = str(value)
+        if isinstance(text, str):
+            return text
+    except Exception:  # noqa: BLE001 - any user __str__ may raise
+        pass
+    return f"<unprintable {type(value).__name__}>"
+
+
 class Redactor:
     """The redaction policy, usable on any value; :class:`RedactionProcessor` applies it to records."""
 
@@ -505,7 +516,11 @@ class Redactor:
             text = value.decode("utf-8", "surrogateescape")
             new = self.redact_text(text)
             return value if new is text else new.encode("utf-8", "surrogateescape")
-        return value  # floats, None
+        if value is None or isinstance(value, (float, bool, bytes)):
+            return value
+        # any other object (a body or value handed to the Logs API as is): the encoder would ship its
+        # str(); scan that text instead, so what leaves is what was scanned
+        return self.redact_text(_object_text(value))
 
     def redact_mapping(self, mapping: Mapping[str, Any], depth: int = 0) -> Mapping[str, Any]:
         """``mapping`` with every secret redacted (``mapping`` itself when nothing changed).

@@ -280,3 +280,21 @@ def test_percent_text_loses_no_redaction_of_its_raw_form(pieces: list[str]) -> N
 def test_a_hit_hidden_by_decoding_is_still_redacted() -> None:
     out = Redactor(counters=Counters("t")).redact_text("redis://u:p%0A@h")
     assert "p%0A" not in out and "[REDACTED:" in out, out
+
+
+def test_an_object_handed_to_the_logs_api_is_scanned_as_the_text_that_would_be_shipped() -> None:
+    class Request:
+        def __str__(self) -> str:
+            return "POST /login password=hunter2-XYZ token=ghp_abcdefghijklmnopqrstuvwxyz0123456789"
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    r = Redactor(counters=Counters("t"))
+    out = r.redact_value(Request())
+    assert out == "POST /login password=[REDACTED:password] token=[REDACTED:github_token]" or (
+        isinstance(out, str) and "hunter2" not in out and "ghp_" not in out)
+    assert r.redact_mapping({"request": Request()})["request"] == out
+    assert r.redact_value(Unprintable()) == "<unprintable Unprintable>"
+    assert r.redact_value(1.5) == 1.5 and r.redact_value(None) is None and r.redact_value(True) is True
