@@ -156,7 +156,7 @@ _TOOLS = (
     "struts-pwn|log4j-scan|interactsh|python-xss|xenu|(^|[ (;])sf/[0-9]"
 )
 
-PATTERNS: tuple[Pattern, ...] = (
+_TABLE: tuple[Pattern, ...] = (
     # --- attack tools (user agent) ---------------------------------------------------------------
     _p("tool.user_agent", "attack_tool", _AGENT, f"({_TOOLS})", "attack-tool user agent"),
     # --- sensitive files and admin panels (path) -------------------------------------------------
@@ -416,6 +416,117 @@ PATTERNS: tuple[Pattern, ...] = (
        "archive file name (counted only when the server refused it)"),
 )
 
+# --- free-text bodies ----------------------------------------------------------------------------
+# A body that is prose (a support ticket, a comment, markdown, a pasted doc paragraph: four plain
+# words in a row, inline code after a word, a code fence, a markdown link, a REPL prompt; after
+# decoding) is matched with a stricter table: the patterns that fire on
+# ordinary writing — backticks (markdown and rST inline code), "(PDF) or the link", "file (v2)",
+# "; more", "../guides/setup.md", "select an item from the list", a proxy URL on 10.x — are left
+# out or replaced by a variant that needs the attack's own shape. Every other pattern (UNION
+# SELECT, sleep(), <script, on*=, /etc/passwd, ${jndi:, $IFS, …) applies as everywhere: padding an
+# attack with prose only turns the weakest signals off. The collector renders the same choice
+# (`IsMatch(body, PROSE)`), so both label alike.
+PROSE = (r"(^|[^a-z0-9_])[a-z]{2,20}(,? [a-z]{1,20}){3}([^a-z0-9_]|$)"  # four plain words in a row
+         r"|[a-z]{2,20}[ (]``?[^`]{1,80}``?([ ,.;:!?)_]|$)"  # a word, then `inline code` (markdown, rST)
+         # a code fence, a [link](url), an rST :role:`x`, a >>> REPL prompt
+         r"|```|\]\((https?:|\.{0,2}/|#)[^ )]{0,200}\)|:[a-z]{2,12}:`|(^|[^a-z0-9])>>> ")
+PROSE_KIND = "prose"
+_SHELL_COMMANDS = (r"cat|id|whoami|uname|ifconfig|ipconfig|netstat|wget|curl|nc|ncat|netcat|bash|sh|zsh|ping|"
+                   r"nslookup|sleep|python[23]?|perl|ruby|php|powershell|cmd|systeminfo|certutil|rm|chmod")
+_PROSE_VARIANTS: dict[str, Pattern | None] = {
+    # None: not used on prose; a Pattern: used instead of the original on prose
+    "cmdi.chain": _p("cmdi.chain_prose", "cmdi", frozenset({PROSE_KIND}),
+                     r"(;|\|\||&&|\|) ?(/[a-z/]*)?(" + _SHELL_COMMANDS + r")( ?[-/$<>|;&'\"(]| ?$)",
+                     "shell command after a separator"),
+    "cmdi.substitution": _p("cmdi.substitution_prose", "cmdi", frozenset({PROSE_KIND}),
+                            r"\$\{ifs|\$ifs\b|\$\{path:|\$\{home|\$\( ?(/[a-z/]*)?(" + _SHELL_COMMANDS + r")( |\))|"
+                            r"`(/[a-z/]*)?(" + _SHELL_COMMANDS + r") [^`]{0,40}([|;>]|\$\(|/etc/|/bin/|/tmp/|/dev/)"
+                            r"[^`]{0,40}`",
+                            "command substitution / $IFS"),
+    "cmdi.evasion": None,
+    "cmdi.more": None,
+    "traversal.dotdot": _p("traversal.dotdot_prose", "path_traversal", frozenset({PROSE_KIND}),
+                           r"(\.\.[/\\]){2}|[/\\]\.\.[/\\]\.\.", "../ sequence"),
+    "code.php_call": _p("code.php_call_prose", "code_injection", frozenset({PROSE_KIND}),
+                        r"\b(eval|assert|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|gzinflate|"
+                        r"str_rot13|phpinfo|file_get_contents|file_put_contents|create_function|call_user_func|"
+                        r"call_user_func_array|unserialize|move_uploaded_file)\(", "PHP function call"),
+    "code.php_function": _p("code.php_function_prose", "code_injection", frozenset({PROSE_KIND}),
+                            f"\\b({_PHP_FUNCTIONS})\\(", "high-risk PHP function called"),
+    "rfi.userinfo": None,
+    "ssrf.internal": _p("ssrf.internal_prose", "ssrf", frozenset({PROSE_KIND}),
+                        r"169\.254\.169\.254|metadata\.google\.internal|metadata\.azure|100\.100\.100\.200|"
+                        r"://0x[0-9a-f]{2,8}\b|://\d{8,10}\b|://0[0-7]{3}\.|://\[::(ffff:)?(1|127|7f)",
+                        "URL to a cloud metadata service or an obfuscated loopback address"),
+    "xss.tag": _p("xss.tag_prose", "xss", frozenset({PROSE_KIND}),
+                  r"<(iframe|frame|frameset|object|embed|applet|base|meta|svg|math|isindex|xss|vmlframe|"
+                  r"foreignobject|portal)[ />\x00]", "HTML tag"),
+    "sqli.tautology": _p("sqli.tautology_prose", "sqli", frozenset({PROSE_KIND}),
+                         r"['\"`] ?(or|and|xor|\|\||&&) ?\(? ?['\"]?[\w.-]{0,20}['\"]? ?"
+                         r"(=|<|>|!=|<>|<=>| like | is | in ?\(|"
+                         r" between | rlike | regexp )|\b(or|and) (not )?(true|false|null|\d+) ?(=|<|>|--|#|;)|"
+                         r"[=:] ?\"? ?['\"] ?(or|and|xor|\|\||&&) |"
+                         r"['\"] ?(or|and) [a-z_]{1,30} (not )?(i?like|similar to|"
+                         r"rlike|regexp|between)\b",
+                         "boolean / tautology"),
+    "sqli.terminator": _p("sqli.terminator_prose", "sqli", frozenset({PROSE_KIND}),
+                          r"['\"] ?(;|--|#|/\*) ?(select|insert|update|delete|drop|union|exec|shutdown|waitfor|$)"
+                          r"|;--|/\*!",
+                          "quote then comment / statement terminator"),
+    "sqli.keyword": _p("sqli.keyword_prose", "sqli", frozenset({PROSE_KIND}),
+                       r"\binto (out|dump)file\b|\bexec(ute)? (master|xp_|sp_)|\bselect ?(@@|null ?,|count ?\( ?\*"
+                       r" ?\) ?from|concat ?\(|char ?\()|\b(drop|truncate) table [a-z_`\"]{1,64} ?(;|--|#)|"
+                       r"\bselect [a-z_*,.]{1,64} from [a-z_.]{1,64} where\b|\( ?select [a-z_*.]{1,64} ?(,|from)|"
+                       r"\b(alter|create)[ +]table\b|\bas[ +]`[a-z_]{1,64}`[ +]from\b|"
+                       r"\bfrom[ +]`[a-z_]{1,64}`([ +](where|order|"
+                       r"limit)\b|\.`)",
+                       "SQL statement or clause"),
+    "sqli.hex_or_numeric": None,
+    "sqli.misc": _p("sqli.misc_prose", "sqli", frozenset({PROSE_KIND}),
+                    r"union ?(all ?)?select|\bif ?\( ?\d+ ?=|\bexecute immediate\b|\[\$(ne|eq|gt|gte|lt|lte|in|"
+                    r"nin|regex|where|exists|not|or|and|elemmatch|expr)\]|\b(msdasql|sqloledb)\b|"
+                    r"2\.2250738585072011e-308", "SQL dialect features, NoSQL operators and magic values"),
+    "code.php_config": _p("code.php_config_prose", "code_injection", frozenset({PROSE_KIND}),
+                          r"\b(allow_url_include|allow_url_fopen|auto_prepend_file|auto_append_file|open_basedir|"
+                          r"disable_functions|safe_mode) ?=|\$\{ ?@|\$ ?\{ ?\$",
+                          "PHP ini directive, variable function, Perl interpolation"),
+    "code.js": _p("code.js_prose", "code_injection", frozenset({PROSE_KIND}),
+                  r"\bprocess\.mainmodule\b|child_process|__proto__|constructor ?[.\]\[]{0,3} ?prototype|"
+                  r"\bprocess\.(binding|kill)|\brequire ?\( ?['\"](child_process|fs|net|os)['\"] ?\)|\bexecsync\b",
+                  "JavaScript / Node.js code"),
+    "code.js_misc": None,
+    "code.php_misc": _p("code.php_misc_prose", "code_injection", frozenset({PROSE_KIND}),
+                        r"[\[{]/?php[\]}]|<\?($| )|\b(posix_[a-z]{3,20}|gz(de|in|un)[a-z]{3,12}|ini_[a-z_]{3,10}|"
+                        r"extension_dir)\b ?[(=]|\$ ?\{ ?\$[a-z_]{1,20}\}",
+                        "PHP tag, function family or variable variable"),
+    "xss.misc": None,
+    "template.expression": _p("template.expression_prose", "template", frozenset({PROSE_KIND}),
+                              r"(\{\{|\$\{|#\{|<%=?|\{%|\$\{\{) ?[^}]{0,80}(\d ?[*+] ?\d|__[a-z]+__|\.(class|mro|"
+                              r"subclasses|globals|builtins|getruntime|forname|exec)\b|t\(java|new java|runtime|"
+                              r"processbuilder|freemarker|velocity)", "template / expression-language injection"),
+}
+
+
+def _with_prose(table: tuple[Pattern, ...]) -> tuple[Pattern, ...]:
+    """The table with the prose kind: a body pattern applies to prose bodies too unless it has a
+    prose variant (placed right after it, so the table order holds) or is left out on prose."""
+    out: list[Pattern] = []
+    for pattern in table:
+        if "body" not in pattern.kinds:
+            out.append(pattern)
+            continue
+        if pattern.id not in _PROSE_VARIANTS:
+            out.append(Pattern(pattern.id, pattern.family, pattern.kinds | {PROSE_KIND}, pattern.regex, pattern.name))
+            continue
+        out.append(pattern)
+        variant = _PROSE_VARIANTS[pattern.id]
+        if variant is not None:
+            out.append(variant)
+    return tuple(out)
+
+
+PATTERNS: tuple[Pattern, ...] = _with_prose(_TABLE)
+
 # --- decoding ----------------------------------------------------------------------------------
 
 
@@ -650,6 +761,8 @@ class _KindMatcher:
 _MATCHERS: dict[str, _KindMatcher] = {
     kind: _KindMatcher([p for p in PATTERNS if kind in p.kinds]) for _, kind in INSPECTED_FIELDS
 }
+_MATCHERS[PROSE_KIND] = _KindMatcher([p for p in PATTERNS if PROSE_KIND in p.kinds])
+_IS_PROSE = _re2.compile(PROSE) if _re2 is not None else re.compile(PROSE, re.ASCII)
 # Captured request headers (semconv ``http.request.header.<lower-case name>``, string arrays):
 # their values are inspected like the referrer, without the SSRF/RFI URL families (Origin, Referer
 # and Host legitimately name the service's own and local hosts). In-process only: the collector's
@@ -709,7 +822,10 @@ class PayloadInspector:
         memo = self._memo
         if key in memo:
             return memo[key]
-        found = _MATCHERS[kind].first(normalize(value))
+        text = normalize(value)
+        if kind == "body" and _IS_PROSE.search(text) is not None:
+            kind = PROSE_KIND  # free text: the stricter table (see PROSE)
+        found = _MATCHERS[kind].first(text)
         if len(value) <= _MEMO_LEN:
             if len(memo) >= _MEMO_MAX:
                 memo.clear()

@@ -132,15 +132,16 @@ KV_KEY = (r"(?:(?<=%26)|(?<=%3[Ff])|(?<=%3[Bb])|(?<=%20)|(?<![A-Za-z0-9_%.\-])(?
 KV_SEP = (r"(?P<ks>(?:\\?[\"'])?(?:[ \t]+string)?[ \t]*(?:=>|:{1,3}=|[?.]=|\|\|=|!?={1,3}|:(?!//)|%3[Dd]"
           r"|%3[Aa](?!%2[Ff]))[ \t]*)")
 # A quoted value is taken whole (escapes included). An unquoted one stops at whitespace, pair
-# separators and quotes, a trailing ".)]}>" is kept as the surrounding punctuation it is, and inside
+# separators and quotes, a trailing ".)]}>" run is kept as the surrounding punctuation it is (inside
+# a token, "a..b" goes on), and inside
 # the scan it also stops at "=" / ":" (but for base64 padding): a pair whose key is not secret is
 # re-scanned from its value, and "a=a=a=..." must stay linear. Under a secret key the value is then
 # extended to its full extent (VALUE_EXTENT: "=" and ":" included), so "password=ab=cd" goes whole.
 _TERMINATORS = r"\s&,;\"'`<>)\]}\\"
 _UNQUOTED = (r"(?:[^" + _TERMINATORS + r".%=:]++|%(?!26|3[BbDdAa]|22|27|0[AaDd])[0-9A-Fa-f]{2}|%(?![0-9A-Fa-f]{2})"
-             r"|[.)\]}>](?=[^" + _TERMINATORS + r".%=:])|=+(?=[" + _TERMINATORS + r"]|%26|$))++")
+             r"|[.)\]}>]++(?=[^" + _TERMINATORS + r".%=:])|=+(?=[" + _TERMINATORS + r"]|%26|$))++")
 _UNQUOTED_FULL = (r"(?:[^" + _TERMINATORS + r".%]++|%(?!26|3[Bb]|22|27|0[AaDd])[0-9A-Fa-f]{2}|%(?![0-9A-Fa-f]{2})"
-                  r"|[.)\]}>](?=[^" + _TERMINATORS + r".%]))++")  # possessive: linear, no backtrack stack
+                  r"|[.)\]}>]++(?=[^" + _TERMINATORS + r".%]))++")  # possessive: linear, no backtrack stack
 _SCHEME_PREFIX = r"(?i:(?:bearer|basic|digest|negotiate|ntlm)[ \t]+)?"
 KV_VALUE = (r"(?P<kv>\"(?:[^\"\\\r\n]++|\\.)*+\"|'(?:[^'\\\r\n]++|\\.)*+'|\\\"(?:[^\"\\]++|\\(?!\"))*+\\\"|"
             r"%22(?:[^%]++|%(?!22))*+%22|`(?:[^`\\\r\n]++|\\.)*+`|<[^<>\s]{1,256}+>|"
