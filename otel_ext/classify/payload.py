@@ -72,11 +72,14 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            "path traversal / local file inclusion"),
     Family("cmdi", "malicious_cmdi", "command_injection", False, "OS command injection"),
     Family("code_injection", "malicious_code_injection", "code_injection", False,
-           "PHP / JavaScript / server-side code injection"),
+           "PHP / JavaScript / server-side code injection, XML entities (XXE), LDAP filters"),
     Family("xss", "malicious_xss", "cross_site_scripting", False, "cross-site scripting"),
     Family("sqli", "malicious_sqli", "sql_injection", True, "SQL injection"),
     Family("archive_probe", "malicious_direct_reference", "sensitive_file_probe", True,
            "request for an archive the server does not have (a scanner guessing backup names)", refused_only=True),
+    Family("endpoint_probe", "malicious_direct_reference", "sensitive_file_probe", True,
+           "request for a management endpoint the server does not have (Spring Boot 1.x /env, /heapdump at the "
+           "root)", refused_only=True),
 )}
 WEAK_FAMILIES = frozenset(f.name for f in FAMILIES.values() if f.refused_only)
 """Families whose hit gives way to any other hit in a later field (see PayloadInspector.inspect_maps)."""
@@ -193,7 +196,7 @@ _TABLE: tuple[Pattern, ...] = (
     _p("template.expression", "template", _ALL,
        r"(\{\{|\$\{|#\{|<%=?|\{%|\$\{\{|@\() ?[^}]{0,80}(\d ?[*+] ?\d|__[a-z]+__|\.(class|mro|subclasses|"
        r"globals|builtins|getruntime|forname|exec)\b|config\b|self\b|request\.|lipsum|cycler|joiner|"
-       r"namespace|t\(java|new java|runtime|processbuilder|freemarker|velocity)",
+       r"namespace|t\(java|new java|runtime|processbuilder|freemarker|velocity)|\{\$smarty\.",
        "template / expression-language injection"),
     # --- SSRF --------------------------------------------------------------------------------------
     _p("ssrf.internal", "ssrf", _PARAMS,
@@ -247,7 +250,8 @@ _TABLE: tuple[Pattern, ...] = (
        r"\bfor( /[lfdr])?( \"[^\"]{0,40}\")? %%?[a-z~/]{1,3} in ?\(|\bif( /i)?( not)? (exist|defined|errorlevel|"
        r"cmdextversion|%[a-z0-9]|\[|\"%)|\b(iwr|iwmi|iex|invoke-webrequest|invoke-expression|invoke-wmimethod|"
        r"start-process|new-object|downloadstring|downloadfile|get-wmiobject|set-executionpolicy)\b|"
-       r"\bbcdboot\b|\bcertutil\b|\bbitsadmin\b|\bwmic\b|\brundll32\b|\bregsvr32\b|\bmshta\b",
+       r"\bbcdboot\b|\bcertutil\b|\bbitsadmin\b|\bwmic\b|\brundll32\b|\bregsvr32\b|\bmshta\b|"
+       r"%(systemroot|windir|comspec|programfiles|userprofile)%|\bnet (user|localgroup)\b",
        "Windows cmd / PowerShell"),
     _p("cmdi.more", "cmdi", _ALL,
        r"\bfor( ?/[a-z])* ?%[^ ]{1,20} in ?\(|\bif ?(/i)?( not)? [^&]{0,40}(==|\b(equ|neq|lss|leq|gtr|geq)\b)|"
@@ -262,10 +266,17 @@ _TABLE: tuple[Pattern, ...] = (
        "Windows FOR/IF, shell -c, package installs, protocol (SMTP/IMAP/POP) injection"),
     _p("cmdi.shell_path", "cmdi", _ALL,
        r"\bs?bin/[a-z]|/usr/bin/|/sbin/|\bcmd(\.exe)? ?/[ck]\b|\bpowershell(\.exe)?\b|\bnc(\.exe)? -[elvnp]|"
+       r"\bwhich (nc|ncat|netcat|python[23]?|perl|bash|curl|wget|gcc|socat)\b|"
+       # a parameter value (query, form or JSON string) that is a bare command
+       r"(^|=|\": \")(systeminfo|sysinfo|whoami|ifconfig|ipconfig|netstat -[a-z]{1,4}|sleep [0-9]{1,3})($|&|\")|"
+       r"(=|\": \") (id|whoami|uname( -a)?|ls( -la?)?|pwd|hostname|ifconfig|ping -[a-z])( |$|&|\")|&& ?sysinfo\b|"
+       r"\\{1,2}n(id|whoami|uname|pwd|ifconfig)\\{1,2}n|\b(perl|python[23]?|ruby|php|node) -[er] \\?['\"]|"
+       r"\bls -[a-z]{1,4} /|"
        r"\b(wget|curl) [^ ]{0,8}(https?|ftp)://|\bchmod [+0-7]|\bbash -[ci]",
        "shell / interpreter path or invocation"),
     # --- path traversal / LFI --------------------------------------------------------------------
-    _p("traversal.dotdot", "path_traversal", _ALL, r"(^|[/\\=:; '\"])\.{2,3}[/\\;]|[/\\]\.{2,3}([/\\]|$| |;)",
+    _p("traversal.dotdot", "path_traversal", _ALL, r"(^|[/\\=:; '\"])\.{2,3}[/\\;]|[/\\]\.{2,3}([/\\]|$| |;)|"
+       r"(0x2e){2}|\.\.0x(2f|5c)|\.\.(2f|5c)\.\.|\bli4vli4v|\bli4uli4u",
        "../ sequence"),
     _p("traversal.os_file", "path_traversal", _ALL,
        r"(/etc/(passwd|shadow|group|hosts|issue|motd|fstab|crontab|sudoers|hostname|resolv\.conf|ssh|"
@@ -276,8 +287,13 @@ _TABLE: tuple[Pattern, ...] = (
        r"/@(fs|id)/|\bid_(rsa|dsa|ecdsa|ed25519)\b|\bbackup\.(sql|zip|tar)|\.(sql|bak)\.(zip|gz|tar))",
        "operating-system file path"),
     _p("traversal.wrapper", "path_traversal", _ALL,
-       r"\b(file|php|zip|phar|glob|expect|zlib|compress\.zlib|compress\.bzip2|data|ogg|rar|ssh2|input)://",
+       r"\b(file|php|zip|phar|glob|expect|zlib|compress\.zlib|compress\.bzip2|data|ogg|rar|ssh2|input)://|"
+       r"\bconvert\.(iconv|base64-(de|en)code|quoted-printable-(de|en)code)\b|\bstring\.(rot13|toupper|tolower)\b",
        "stream wrapper"),
+    _p("traversal.system_path", "path_traversal", _PARAMS,
+       r"(^|[=:;'\" ])/(etc|var|usr|opt|proc|sys|boot|root|srv|dev|bin|sbin|lib|private|library|applications)/"
+       r"[a-z0-9._-]{2,}",
+       "parameter value is an absolute system path (local file inclusion)"),
     # --- code injection (PHP, JS, generic) --------------------------------------------------------
     _p("code.php_tag", "code_injection", _ALL, r"<\?(php\b|=|[ a-z$])",
        "PHP open tag"),
@@ -410,10 +426,28 @@ _TABLE: tuple[Pattern, ...] = (
        r"\{ ?\"\$(ne|gt|gte|nin|regex|where|exists|expr|function)\" ?: ?(null\b|\"\"|\"\.[*+]|\[ ?\]|true\b|"
        r"\"[^\"]{0,80}(sleep|this\.|function|return))",
        "NoSQL operator object matching anything (auth bypass)"),
+    _p("sqli.nosql_operator", "sqli", _PARAMS,
+       r"\$(where|ne|gt|gte|lt|lte|nin|regex|exists|or|and|nor|not|expr|comment|elemmatch)\b\\?['\"]? ?:|"
+       r"\bthis\.[a-z_]{1,40}\.match ?\(|; ?return (true|1|'[a-z]' ?== ?'[a-z]')\b|\|\| ?1 ?== ?1|"
+       r"\bdb\.[a-z_]{1,40}\.(insert|find|update|remove|drop|mapreduce)\b|"
+       r"(^|=|\": \")select (session_user|current_user|system_user|user|version|database)\b ?(\(\))? ?(;|$|&|\")|"
+       r"\bcreate user [a-z0-9_@'\"]{1,64} identified by\b",
+       "NoSQL (MongoDB) operator or server-side JavaScript in a parameter"),
+    _p("code.xxe", "code_injection", _PARAMS, r"<!entity\b|<!doctype [a-z_:.-]{1,40} ?\[",
+       "XML external entity / DTD declaration (XXE)"),
+    _p("code.ldap_filter", "code_injection", _PARAMS,
+       r"\*\) ?\(|\*\(\)\||\)\( ?[a-z]{1,20} ?=|\) ?\( ?[|&!]|\( ?[|&] ?\(|\(objectclass=\*?\)|\*\)\)|"
+       r"\( ?(uid|cn|mail|objectclass|userpassword|samaccountname) ?= ?\*",
+       "LDAP filter injection"),
     # weak: last in the table, and any hit in another field wins over it
     _p("probe.archive", "archive_probe", _PATHS,
        r"\.(tar|tgz|tar\.gz|tar\.bz2|zip|gz|bz2|7z|rar|war|jar)(~|\.\d+)?($|\?| )",
        "archive file name (counted only when the server refused it)"),
+    _p("probe.endpoint", "endpoint_probe", _PATHS,
+       r"^(https?://[^/]{1,200})?/(heapdump|threaddump|jolokia|env|configprops|beans|mappings|httptrace|auditevents|"
+       r"liquibase|flyway|logfile|shutdown|autoconfig|conditions|scheduledtasks|integrationgraph|gateway/routes)"
+       r"(/|$|\?| )",
+       "Spring Boot actuator endpoint at the root (counted only when the server refused it)"),
 )
 
 # --- free-text bodies ----------------------------------------------------------------------------
@@ -495,6 +529,8 @@ _PROSE_VARIANTS: dict[str, Pattern | None] = {
                   r"\bprocess\.(binding|kill)|\brequire ?\( ?['\"](child_process|fs|net|os)['\"] ?\)|\bexecsync\b",
                   "JavaScript / Node.js code"),
     "code.js_misc": None,
+    "traversal.system_path": None,  # "permission denied on /var/www" in a ticket
+    "code.ldap_filter": None,  # "**Save**) (sometimes" in markdown
     "code.php_misc": _p("code.php_misc_prose", "code_injection", frozenset({PROSE_KIND}),
                         r"[\[{]/?php[\]}]|<\?($| )|\b(posix_[a-z]{3,20}|gz(de|in|un)[a-z]{3,12}|ini_[a-z_]{3,10}|"
                         r"extension_dir)\b ?[(=]|\$ ?\{ ?\$[a-z_]{1,20}\}",

@@ -14,6 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 # the root cause of what stays unfixed, by family (attacks) or by shape (redaction)
 ATTACK_CAUSES = {"ldap": "ldap_injection", "actuator": "bare_actuator_path"}
+# list entries that are fragments or templates, not an attack on their own
+NOT_ALONE = frozenset({"admin*", "%2A%7C", '{"&exists":false}', "..%uEFC8{FILE}", "users.db.php",
+                       "<![CDATA[<test></test>]]>"})
 REDACTION_CAUSES = {"env_vendor_key": "vendor_name_key", "json_vendor_object": "vendor_name_key",
                     "json_escaped_twice": "nested_escaping"}
 
@@ -25,13 +28,15 @@ def attack() -> dict[str, str]:
     out: dict[str, str] = {}
     for rec in ATTACKS:
         if not labelled_as(classify(rec), ANY):
-            family = rec.id.split("/")[0]
-            out[rec.id] = ATTACK_CAUSES.get(family, "payload_gap")
+            family, index = rec.id.split("/")[0], int(rec.id.split("/")[1].split("@")[0])
+            if CORPUS["attacks"][family][index] in NOT_ALONE:
+                out[rec.id] = "not_an_attack_alone"
+            else:
+                out[rec.id] = ATTACK_CAUSES.get(family, "payload_gap")
     for rec in BENIGN_RECORDS:
         attrs = classify(rec)
         if attrs.get("labels.event_class") == "security":
             out[rec.id] = f"benign_flagged ({attrs.get('rule.id')})"
-    del CORPUS
     return out
 
 
