@@ -797,8 +797,45 @@ class _KindMatcher:
 _MATCHERS: dict[str, _KindMatcher] = {
     kind: _KindMatcher([p for p in PATTERNS if kind in p.kinds]) for _, kind in INSPECTED_FIELDS
 }
-_MATCHERS[PROSE_KIND] = _KindMatcher([p for p in PATTERNS if PROSE_KIND in p.kinds])
-_IS_PROSE = _re2.compile(PROSE) if _re2 is not None else re.compile(PROSE, re.ASCII)
+
+
+class _BodyMatcher(_KindMatcher):
+    """The body and prose tables in one set, with :data:`PROSE` as its last member: one pass says
+    both whether the body is prose and which patterns match; the first pattern of the table that
+    applies (prose or not) wins."""
+
+    def __init__(self) -> None:
+        super().__init__([p for p in PATTERNS if "body" in p.kinds or PROSE_KIND in p.kinds])
+        self.prose_index = len(self.patterns)
+        self.prose = re.compile(PROSE, re.ASCII)
+        if self.set is not None:
+            options = _re2.Options()
+            options.never_capture = True
+            regex_set = _re2.Set.SearchSet(options)
+            for pattern in self.patterns:
+                regex_set.Add(pattern.regex)
+            regex_set.Add(PROSE)
+            regex_set.Compile()
+            self.set = regex_set
+
+    def first(self, text: str) -> Pattern | None:
+        if self.set is not None:
+            found: list[int] = self.set.Match(text)
+            if not found:
+                return None
+            mode = PROSE_KIND if self.prose_index in found else "body"
+            for i in sorted(found):
+                if i != self.prose_index and mode in self.patterns[i].kinds:
+                    return self.patterns[i]
+            return None
+        mode = PROSE_KIND if self.prose.search(text) is not None else "body"
+        for pattern, regex in zip(self.patterns, self.compiled, strict=True):
+            if mode in pattern.kinds and regex.search(text) is not None:
+                return pattern
+        return None
+
+
+_MATCHERS["body"] = _BodyMatcher()  # a free-text body is matched with the prose table (see PROSE)
 # Captured request headers (semconv ``http.request.header.<lower-case name>``, string arrays):
 # their values are inspected like the referrer, without the SSRF/RFI URL families (Origin, Referer
 # and Host legitimately name the service's own and local hosts). In-process only: the collector's
@@ -858,10 +895,7 @@ class PayloadInspector:
         memo = self._memo
         if key in memo:
             return memo[key]
-        text = normalize(value)
-        if kind == "body" and _IS_PROSE.search(text) is not None:
-            kind = PROSE_KIND  # free text: the stricter table (see PROSE)
-        found = _MATCHERS[kind].first(text)
+        found = _MATCHERS[kind].first(normalize(value))
         if len(value) <= _MEMO_LEN:
             if len(memo) >= _MEMO_MAX:
                 memo.clear()
