@@ -48,6 +48,24 @@ def test_attack_padded_with_prose_is_still_found(text: str, family_prefix: str) 
     assert hit is not None and hit.startswith(family_prefix), hit
 
 
+@pytest.mark.parametrize(("attrs", "expected"), [
+    # Mongo-style filters are the ordinary query language of CMS APIs (Strapi, Directus, Payload)
+    ({"http.request.body.content": json.dumps({"filters": {"price": {"$gt": 10}, "tags": {"$in": ["a"]}}})}, None),
+    ({"http.request.body.content": json.dumps({"username": {"$ne": None}, "password": {"$ne": None}})},
+     "sqli.nosql_json"),
+    ({"http.request.body.content": json.dumps({"$where": "obj.credits == obj.debits"})}, "sqli.nosql_js"),
+    ({"http.request.body.content": json.dumps({"comment": "', $where: '1 == 1'"})}, "sqli.nosql_operator"),
+    ({"url.query": "user[$ne]=x&q={\"$gt\": \"\"}"}, "sqli.misc"),
+    # a redirect to one of the app's own routes is no system path
+    ({"url.query": "next=/private/inbox"}, None),
+    ({"url.query": "next=/library/books&from=/dev/portal"}, None),
+    ({"url.query": "file=/var/spool/locks"}, "traversal.system_path"),
+])
+def test_nosql_and_system_path_patterns_tell_apis_from_attacks(attrs: dict[str, str], expected: str | None) -> None:
+    hit = PayloadInspector().inspect(attrs.get)
+    assert (None if hit is None else hit.pattern) == expected
+
+
 def test_prose_detection_is_on_the_decoded_text() -> None:
     import re2
 

@@ -291,8 +291,8 @@ _TABLE: tuple[Pattern, ...] = (
        r"\bconvert\.(iconv|base64-(de|en)code|quoted-printable-(de|en)code)\b|\bstring\.(rot13|toupper|tolower)\b",
        "stream wrapper"),
     _p("traversal.system_path", "path_traversal", _PARAMS,
-       r"(^|[=:;'\" ])/(etc|var|usr|opt|proc|sys|boot|root|srv|dev|bin|sbin|lib|private|library|applications)/"
-       r"[a-z0-9._-]{2,}",
+       # not /private/, /library/, /dev/…: routes a redirect parameter names (next=/private/inbox)
+       r"(^|[=:;'\" ])/(etc|var|usr|opt|proc|boot|root)/[a-z0-9._-]{2,}",
        "parameter value is an absolute system path (local file inclusion)"),
     # --- code injection (PHP, JS, generic) --------------------------------------------------------
     _p("code.php_tag", "code_injection", _ALL, r"<\?(php\b|=|[ a-z$])",
@@ -423,16 +423,25 @@ _TABLE: tuple[Pattern, ...] = (
        r"2\.2250738585072011e-308|\|\||\bglob \d|[,(]\d+=\d|\b(or|and) \+[a-z]",
        "SQL dialect features, NoSQL operators and magic values"),
     _p("sqli.nosql_json", "sqli", frozenset({"body"}),
-       r"\{ ?\"\$(ne|gt|gte|nin|regex|where|exists|expr|function)\" ?: ?(null\b|\"\"|\"\.[*+]|\[ ?\]|true\b|"
-       r"\"[^\"]{0,80}(sleep|this\.|function|return))",
+       r"\{ ?\\?\"\$(ne|gt|gte|nin|regex|where|exists|expr|function)\\?\" ?: ?(null\b|\\?\"\\?\"|\\?\"\.[*+]|\[ ?\]|"
+       r"true\b|\\?\"[^\"]{0,80}(sleep|this\.|function|return))",
        "NoSQL operator object matching anything (auth bypass)"),
+    _p("sqli.nosql_js", "sqli", frozenset({"body"}), r"\\?\"\$(where|function|accumulator)\\?\" ?:",
+       "MongoDB server-side JavaScript operator (never sent by a legitimate client)"),
+    _p("sqli.nosql_param", "sqli", frozenset({"query", "url", "header"}),
+       r"\$(where|ne|gt|gte|lt|lte|nin|regex|exists|or|and|nor|not|expr|comment|elemmatch)\b\\?['\"]? ?:",
+       "NoSQL operator in a query parameter"),
     _p("sqli.nosql_operator", "sqli", _PARAMS,
-       r"\$(where|ne|gt|gte|lt|lte|nin|regex|exists|or|and|nor|not|expr|comment|elemmatch)\b\\?['\"]? ?:|"
+       # an operator not quoted as a JSON key ({ $ne: 1 }, ', $where: '…'): Mongo-style JSON filters
+       # of CMS APIs ({"price": {"$gt": 10}}) are ordinary; sqli.nosql_json judges those by their value
+       r"\$(where|ne|gt|gte|lt|lte|nin|regex|exists|or|and|nor|not|expr|comment|elemmatch)\b ?:|"
        r"\bthis\.[a-z_]{1,40}\.match ?\(|; ?return (true|1|'[a-z]' ?== ?'[a-z]')\b|\|\| ?1 ?== ?1|"
-       r"\bdb\.[a-z_]{1,40}\.(insert|find|update|remove|drop|mapreduce)\b|"
+       r"\bdb\.[a-z_]{1,40}\.(insert|find|update|remove|drop|mapreduce)\b",
+       "NoSQL (MongoDB) operator or server-side JavaScript in a parameter"),
+    _p("sqli.account", "sqli", _PARAMS,
        r"(^|=|\": \")select (session_user|current_user|system_user|user|version|database)\b ?(\(\))? ?(;|$|&|\")|"
        r"\bcreate user [a-z0-9_@'\"]{1,64} identified by\b",
-       "NoSQL (MongoDB) operator or server-side JavaScript in a parameter"),
+       "SQL account or identity query (CREATE USER … IDENTIFIED BY, SELECT current_user)"),
     _p("code.xxe", "code_injection", _PARAMS, r"<!entity\b|<!doctype [a-z_:.-]{1,40} ?\[",
        "XML external entity / DTD declaration (XXE)"),
     _p("code.ldap_filter", "code_injection", _PARAMS,
@@ -530,6 +539,7 @@ _PROSE_VARIANTS: dict[str, Pattern | None] = {
                   "JavaScript / Node.js code"),
     "code.js_misc": None,
     "traversal.system_path": None,  # "permission denied on /var/www" in a ticket
+    "sqli.nosql_operator": None,  # "db.users.find() returns nothing" in a ticket
     "code.ldap_filter": None,  # "**Save**) (sometimes" in markdown
     "code.php_misc": _p("code.php_misc_prose", "code_injection", frozenset({PROSE_KIND}),
                         r"[\[{]/?php[\]}]|<\?($| )|\b(posix_[a-z]{3,20}|gz(de|in|un)[a-z]{3,12}|ini_[a-z_]{3,10}|"
