@@ -30,7 +30,7 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from otel_ext._attrs import read_view
 from otel_ext._linear import LinearRegex
 from otel_ext.redaction.detectors import KEY_GROUP, KIND_BY_GROUP, VALUE_EXTENT, VALUE_GROUP, maybe_secret, select
-from otel_ext.redaction.keys import key_kind, key_words, normalise_key
+from otel_ext.redaction.keys import BY_VALUE, CODE_BY_VALUE, key_kind, key_words, normalise_key
 from otel_ext.settings import explicit_or_env
 from otel_ext.telemetry import Counters, register_counters
 
@@ -88,11 +88,17 @@ _IBAN_LENGTHS = {
 }
 
 
-def _starts_line(text: str, start: int) -> bool:
-    """In a multi-line text (a YAML document), only indentation or a list dash before ``start`` on its
-    line (looked for 200 chars back). A one-line "password: abc order shipped" keeps its words."""
+_PASSPHRASE_WORD = re.compile(r"[a-z]{2,24}")
+
+
+def _starts_line(text: str, start: int, kind: str, value: str) -> bool:
+    """Whether the value of a ``key: value`` pair at ``start`` runs to the end of its line: in a
+    multi-line text (a YAML document), only indentation or a list dash before ``start`` on its
+    line (looked for 200 chars back); a one-line text that *is* the pair, only when the key names a
+    password or secret and the value's first word is a plain word ("password: correct horse
+    battery staple", a passphrase), not a token ("password: hunter2x order shipped" keeps its words)."""
     if "\n" not in text:
-        return False
+        return start == 0 and kind in ("password", "secret") and _PASSPHRASE_WORD.fullmatch(value) is not None
     newline = text.rfind("\n", max(0, start - 200), start)
     if newline < 0 and start > 200:
         return False
@@ -172,12 +178,67 @@ def _percent_view(text: str, rounds: int = 3) -> tuple[str, list[int]] | None:
     return text, origin
 
 
-_QUOTES = (('\\"', '\\"'), ('"', '"'), ("'", "'"), ("%22", "%22"), ("`", "`"), ("<", ">"))
+_QUOTES = (('\\\\\\"', '\\\\\\"'), ('\\"', '\\"'), ('"', '"'), ("'", "'"), ("%22", "%22"), ("`", "`"), ("<", ">"))
 _JSON_START = re.compile(r"\{\s*+(?:[\"'}]|$)|\[\s*+(?:[\"'\[{\]]|-?\d|true|false|null|$)")
 _FLAT_STRING_ARRAY = re.compile(r'\[\s*+(?=")(?:[^\[\]{}"\\]++|"(?:[^"\\]++|\\.)*+")*+\]')  # ["a", "b"]
 _BRACKETED = re.compile(r"[^\s\"'\\&]*+")
 _NEEDS_CREDENTIAL = frozenset({"authorization", "cli_flag"})
 """Detectors whose value is judged by its look: a word after a keyword may be prose."""
+
+
+_KEY_TOKEN = re.compile(r"[A-Za-z0-9_\-.+/=~%:]{12,4096}")
+_SEGMENT = r"(?:[A-Za-z]+|[0-9]+|[A-Za-z]{1,2}[0-9]{1,3})"  # a word, a number, a version (v2)
+_PURE_SEGMENTS = re.compile(_SEGMENT + r"(?:[_\-.:]" + _SEGMENT + r")+")
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_FILE_PATH = re.compile(r".*/.*\.[A-Za-z0-9]{2,5}")
+
+
+def looks_like_key(value: str, min_len: int = 12, uuid_ok: bool = False) -> bool:
+    """A value under a bare ``…_key`` / ``code`` name that is a credential, not an identifier: one
+    token of ``min_len``+ token characters, random-looking (letters and digits, 8+ distinct
+    characters; or 16+ letters of mixed case), and not a UUID, an object path, a dotted name or an
+    identifier made of plain words and numbers (ERR_CONN_REFUSED_0042, tenant-42-order-7,
+    user:42:profile). A UUID is a key only under a vendor-named key (``uuid_ok``: ACME_KEY)."""
+    if len(value) < min_len or _KEY_TOKEN.fullmatch(value) is None or (_UUID.fullmatch(value) and not uuid_ok) or \
+            _FILE_PATH.fullmatch(value) or _PURE_SEGMENTS.fullmatch(value):
+        return False
+    if len(set(value)) < 8:
+        return False
+    digits = sum(c.isdigit() for c in value)
+    upper = sum(c.isupper() for c in value)
+    lower = sum(c.islower() for c in value)
+    if digits and upper + lower:
+        return "." not in value or digits >= 4  # checkout.button.submit2: a dotted name
+    return digits == 0 and len(value) >= 16 and upper >= 3 and lower >= 3
+
+
+_SEGMENT_SPLIT = re.compile(r"[_\-]+")
+_HEX = re.compile(r"[0-9a-f]+|[0-9A-F]+")
+_SECRETISH = frozenset({"live", "test", "prod", "sk", "rk", "secret", "key", "api", "token", "tok", "pat", "priv",
+                        "private", "auth", "access", "sess", "session", "pw", "pwd", "pass", "apikey", "oauth"})
+_NOT_TOKEN_PREFIX = frozenset({"sha1", "sha224", "sha256", "sha384", "sha512", "md5", "sha", "crc32", "req",
+                               "request", "trace", "span", "corr", "correlation", "idem", "idempotency", "pk",
+                               "pub", "public", "publishable"})  # pk_live_…: made to be public
+
+
+def looks_like_prefixed_token(token: str) -> bool:
+    """``prefix_randomrun`` (``sgp_…``, ``CFPAT-…``, ``flb_live_…``) of a format we have no rule for:
+    one segment is a random run of letters and digits — 30+ characters, or 12+ after a segment
+    that says secret (live, test, sk, key, token, …); a hex run needs 40+ (request and trace ids
+    are 32 hex). Stripe object ids (ch_ + 24), SRI hashes (sha384-…), request ids and names made
+    of plain words and numbers stay."""
+    if _PURE_SEGMENTS.fullmatch(token):
+        return False
+    segments = [seg for seg in _SEGMENT_SPLIT.split(token) if seg]
+    if len(segments) < 2 or segments[0].lower() in _NOT_TOKEN_PREFIX:
+        return False
+    secretish = any(seg.lower() in _SECRETISH for seg in segments[:-1])
+    run = max(segments[1:], key=len)
+    if len(set(run)) < 8 or not any(c.isdigit() for c in run) or not any(c.isalpha() for c in run):
+        return False
+    if _HEX.fullmatch(run):
+        return len(run) >= 40 or (secretish and len(run) >= 16)
+    return len(run) >= 30 or (secretish and len(run) >= 12)
 
 
 def _mixed(text: str) -> bool:
@@ -256,6 +317,11 @@ class Redactor:
         the caller counts."""
         if isinstance(value, bool):
             return value  # a flag is not a secret
+        if kind in BY_VALUE:  # ACME_KEY=…, ?code=…: a credential only when the value looks like one
+            if isinstance(value, str) and looks_like_key(value, 16 if kind == CODE_BY_VALUE else 12,
+                                                         kind != CODE_BY_VALUE and len(key_words(key)) >= 2):
+                return f"[REDACTED:{kind}]"
+            return value
         if kind == "password" and isinstance(value, str) and value.startswith(("/", "~")) and \
                 key_words(key)[-1:] == ("pwd",):
             return value  # PWD=/srv/app: the working directory, not a password
@@ -412,6 +478,10 @@ class Redactor:
                 return match.start(value_group)  # "--password option" in prose
             marker = f"{quote}[REDACTED:{key_kind}]{quote}"
             return whole[:vstart] + marker + whole[vstart + len(secret):], key_kind, match.end()
+        if kind == "prefixed_token":
+            if not looks_like_prefixed_token(secret):
+                return match.end()
+            return f"[REDACTED:{kind}]", kind, match.end()
         if kind == "path_token" and not _looks_random(secret):
             return match.end()  # /confirm/order_confirmation_page: a page, not a token
         if kind == "cli_user":
@@ -460,7 +530,7 @@ class Redactor:
                 end = extent.end()
                 inner = text[vstart:end]
             if match.group("ks").strip() == ":" and text[vstart:vstart + 1] not in "{[" and \
-                    _starts_line(text, start):
+                    _starts_line(text, start, kind, inner):
                 # a YAML line "  password: correct horse battery staple": the value is the rest of the line
                 line_end = text.find("\n", end)
                 line_end = len(text) if line_end < 0 else line_end

@@ -21,6 +21,8 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from peers import free_port, port_open, wait_until
 from test_attack_detection import SCANNER_LINES, crs_rows, csic_rows, request_attrs
 from test_classify_cases import CASES
+from test_heldout_attack_corpus import ATTACKS as HELDOUT_ATTACKS
+from test_heldout_attack_corpus import BENIGN_RECORDS as HELDOUT_BENIGN
 from test_review_attack_corpus import ATTACKS, BENIGN_RECORDS
 
 from otel_ext.backends.elasticsearch.mapping import any_value
@@ -76,6 +78,10 @@ def attack_entries() -> list[tuple[str, str, str, dict[str, Any]]]:
     # http.request.header.* keys; classify.yaml says so, and a test below proves the gap is declared)
     entries += [(r.scope, "info", r.body, dict(r.attributes)) for r in ATTACKS + BENIGN_RECORDS
                 if not any(k.startswith("http.request.header.") for k in r.attributes)]
+    # the held-out corpus's request bodies: attack payloads in JSON and form bodies, and free text
+    # (prose, markdown, code) matched with the prose table on both sides
+    entries += [(r.scope, "info", r.body, dict(r.attributes)) for r in HELDOUT_ATTACKS + HELDOUT_BENIGN
+                if "http.request.body.content" in r.attributes]
     return entries
 
 

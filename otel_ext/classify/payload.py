@@ -72,11 +72,14 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            "path traversal / local file inclusion"),
     Family("cmdi", "malicious_cmdi", "command_injection", False, "OS command injection"),
     Family("code_injection", "malicious_code_injection", "code_injection", False,
-           "PHP / JavaScript / server-side code injection"),
+           "PHP / JavaScript / server-side code injection, XML entities (XXE), LDAP filters"),
     Family("xss", "malicious_xss", "cross_site_scripting", False, "cross-site scripting"),
     Family("sqli", "malicious_sqli", "sql_injection", True, "SQL injection"),
     Family("archive_probe", "malicious_direct_reference", "sensitive_file_probe", True,
            "request for an archive the server does not have (a scanner guessing backup names)", refused_only=True),
+    Family("endpoint_probe", "malicious_direct_reference", "sensitive_file_probe", True,
+           "request for a management endpoint the server does not have (Spring Boot 1.x /env, /heapdump at the "
+           "root)", refused_only=True),
 )}
 WEAK_FAMILIES = frozenset(f.name for f in FAMILIES.values() if f.refused_only)
 """Families whose hit gives way to any other hit in a later field (see PayloadInspector.inspect_maps)."""
@@ -156,7 +159,7 @@ _TOOLS = (
     "struts-pwn|log4j-scan|interactsh|python-xss|xenu|(^|[ (;])sf/[0-9]"
 )
 
-PATTERNS: tuple[Pattern, ...] = (
+_TABLE: tuple[Pattern, ...] = (
     # --- attack tools (user agent) ---------------------------------------------------------------
     _p("tool.user_agent", "attack_tool", _AGENT, f"({_TOOLS})", "attack-tool user agent"),
     # --- sensitive files and admin panels (path) -------------------------------------------------
@@ -193,7 +196,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p("template.expression", "template", _ALL,
        r"(\{\{|\$\{|#\{|<%=?|\{%|\$\{\{|@\() ?[^}]{0,80}(\d ?[*+] ?\d|__[a-z]+__|\.(class|mro|subclasses|"
        r"globals|builtins|getruntime|forname|exec)\b|config\b|self\b|request\.|lipsum|cycler|joiner|"
-       r"namespace|t\(java|new java|runtime|processbuilder|freemarker|velocity)",
+       r"namespace|t\(java|new java|runtime|processbuilder|freemarker|velocity)|\{\$smarty\.",
        "template / expression-language injection"),
     # --- SSRF --------------------------------------------------------------------------------------
     _p("ssrf.internal", "ssrf", _PARAMS,
@@ -247,7 +250,8 @@ PATTERNS: tuple[Pattern, ...] = (
        r"\bfor( /[lfdr])?( \"[^\"]{0,40}\")? %%?[a-z~/]{1,3} in ?\(|\bif( /i)?( not)? (exist|defined|errorlevel|"
        r"cmdextversion|%[a-z0-9]|\[|\"%)|\b(iwr|iwmi|iex|invoke-webrequest|invoke-expression|invoke-wmimethod|"
        r"start-process|new-object|downloadstring|downloadfile|get-wmiobject|set-executionpolicy)\b|"
-       r"\bbcdboot\b|\bcertutil\b|\bbitsadmin\b|\bwmic\b|\brundll32\b|\bregsvr32\b|\bmshta\b",
+       r"\bbcdboot\b|\bcertutil\b|\bbitsadmin\b|\bwmic\b|\brundll32\b|\bregsvr32\b|\bmshta\b|"
+       r"%(systemroot|windir|comspec|programfiles|userprofile)%|\bnet (user|localgroup)\b",
        "Windows cmd / PowerShell"),
     _p("cmdi.more", "cmdi", _ALL,
        r"\bfor( ?/[a-z])* ?%[^ ]{1,20} in ?\(|\bif ?(/i)?( not)? [^&]{0,40}(==|\b(equ|neq|lss|leq|gtr|geq)\b)|"
@@ -262,10 +266,17 @@ PATTERNS: tuple[Pattern, ...] = (
        "Windows FOR/IF, shell -c, package installs, protocol (SMTP/IMAP/POP) injection"),
     _p("cmdi.shell_path", "cmdi", _ALL,
        r"\bs?bin/[a-z]|/usr/bin/|/sbin/|\bcmd(\.exe)? ?/[ck]\b|\bpowershell(\.exe)?\b|\bnc(\.exe)? -[elvnp]|"
+       r"\bwhich (nc|ncat|netcat|python[23]?|perl|bash|curl|wget|gcc|socat)\b|"
+       # a parameter value (query, form or JSON string) that is a bare command
+       r"(^|=|\": \")(systeminfo|sysinfo|whoami|ifconfig|ipconfig|netstat -[a-z]{1,4}|sleep [0-9]{1,3})($|&|\")|"
+       r"(=|\": \") (id|whoami|uname( -a)?|ls( -la?)?|pwd|hostname|ifconfig|ping -[a-z])( |$|&|\")|&& ?sysinfo\b|"
+       r"\\{1,2}n(id|whoami|uname|pwd|ifconfig)\\{1,2}n|\b(perl|python[23]?|ruby|php|node) -[er] \\?['\"]|"
+       r"\bls -[a-z]{1,4} /|"
        r"\b(wget|curl) [^ ]{0,8}(https?|ftp)://|\bchmod [+0-7]|\bbash -[ci]",
        "shell / interpreter path or invocation"),
     # --- path traversal / LFI --------------------------------------------------------------------
-    _p("traversal.dotdot", "path_traversal", _ALL, r"(^|[/\\=:; '\"])\.{2,3}[/\\;]|[/\\]\.{2,3}([/\\]|$| |;)",
+    _p("traversal.dotdot", "path_traversal", _ALL, r"(^|[/\\=:; '\"])\.{2,3}[/\\;]|[/\\]\.{2,3}([/\\]|$| |;)|"
+       r"(0x2e){2}|\.\.0x(2f|5c)|\.\.(2f|5c)\.\.|\bli4vli4v|\bli4uli4u",
        "../ sequence"),
     _p("traversal.os_file", "path_traversal", _ALL,
        r"(/etc/(passwd|shadow|group|hosts|issue|motd|fstab|crontab|sudoers|hostname|resolv\.conf|ssh|"
@@ -276,8 +287,13 @@ PATTERNS: tuple[Pattern, ...] = (
        r"/@(fs|id)/|\bid_(rsa|dsa|ecdsa|ed25519)\b|\bbackup\.(sql|zip|tar)|\.(sql|bak)\.(zip|gz|tar))",
        "operating-system file path"),
     _p("traversal.wrapper", "path_traversal", _ALL,
-       r"\b(file|php|zip|phar|glob|expect|zlib|compress\.zlib|compress\.bzip2|data|ogg|rar|ssh2|input)://",
+       r"\b(file|php|zip|phar|glob|expect|zlib|compress\.zlib|compress\.bzip2|data|ogg|rar|ssh2|input)://|"
+       r"\bconvert\.(iconv|base64-(de|en)code|quoted-printable-(de|en)code)\b|\bstring\.(rot13|toupper|tolower)\b",
        "stream wrapper"),
+    _p("traversal.system_path", "path_traversal", _PARAMS,
+       # not /private/, /library/, /dev/…: routes a redirect parameter names (next=/private/inbox)
+       r"(^|[=:;'\" ])/(etc|var|usr|opt|proc|boot|root)/[a-z0-9._-]{2,}",
+       "parameter value is an absolute system path (local file inclusion)"),
     # --- code injection (PHP, JS, generic) --------------------------------------------------------
     _p("code.php_tag", "code_injection", _ALL, r"<\?(php\b|=|[ a-z$])",
        "PHP open tag"),
@@ -407,14 +423,155 @@ PATTERNS: tuple[Pattern, ...] = (
        r"2\.2250738585072011e-308|\|\||\bglob \d|[,(]\d+=\d|\b(or|and) \+[a-z]",
        "SQL dialect features, NoSQL operators and magic values"),
     _p("sqli.nosql_json", "sqli", frozenset({"body"}),
-       r"\{ ?\"\$(ne|gt|gte|nin|regex|where|exists|expr|function)\" ?: ?(null\b|\"\"|\"\.[*+]|\[ ?\]|true\b|"
-       r"\"[^\"]{0,80}(sleep|this\.|function|return))",
+       r"\{ ?\\?\"\$(ne|gt|gte|nin|regex|where|exists|expr|function)\\?\" ?: ?(null\b|\\?\"\\?\"|\\?\"\.[*+]|\[ ?\]|"
+       r"true\b|\\?\"[^\"]{0,80}(sleep|this\.|function|return))",
        "NoSQL operator object matching anything (auth bypass)"),
+    _p("sqli.nosql_js", "sqli", frozenset({"body"}), r"\\?\"\$(where|function|accumulator)\\?\" ?:",
+       "MongoDB server-side JavaScript operator (never sent by a legitimate client)"),
+    _p("sqli.nosql_param", "sqli", frozenset({"query", "url", "header"}),
+       r"\$(where|ne|gt|gte|lt|lte|nin|regex|exists|or|and|nor|not|expr|comment|elemmatch)\b\\?['\"]? ?:",
+       "NoSQL operator in a query parameter"),
+    _p("sqli.nosql_operator", "sqli", _PARAMS,
+       # an operator not quoted as a JSON key ({ $ne: 1 }, ', $where: '…'): Mongo-style JSON filters
+       # of CMS APIs ({"price": {"$gt": 10}}) are ordinary; sqli.nosql_json judges those by their value
+       r"\$(where|ne|gt|gte|lt|lte|nin|regex|exists|or|and|nor|not|expr|comment|elemmatch)\b ?:|"
+       r"\bthis\.[a-z_]{1,40}\.match ?\(|; ?return (true|1|'[a-z]' ?== ?'[a-z]')\b|\|\| ?1 ?== ?1|"
+       r"\bdb\.[a-z_]{1,40}\.(insert|find|update|remove|drop|mapreduce)\b",
+       "NoSQL (MongoDB) operator or server-side JavaScript in a parameter"),
+    _p("sqli.account", "sqli", _PARAMS,
+       r"(^|=|\": \")select (session_user|current_user|system_user|user|version|database)\b ?(\(\))? ?(;|$|&|\")|"
+       r"\bcreate user [a-z0-9_@'\"]{1,64} identified by\b",
+       "SQL account or identity query (CREATE USER … IDENTIFIED BY, SELECT current_user)"),
+    _p("code.xxe", "code_injection", _PARAMS, r"<!entity\b|<!doctype [a-z_:.-]{1,40} ?\[",
+       "XML external entity / DTD declaration (XXE)"),
+    _p("code.ldap_filter", "code_injection", _PARAMS,
+       r"\*\) ?\(|\*\(\)\||\)\( ?[a-z]{1,20} ?=|\) ?\( ?[|&!]|\( ?[|&] ?\(|\(objectclass=\*?\)|\*\)\)|"
+       r"\( ?(uid|cn|mail|objectclass|userpassword|samaccountname) ?= ?\*",
+       "LDAP filter injection"),
     # weak: last in the table, and any hit in another field wins over it
     _p("probe.archive", "archive_probe", _PATHS,
        r"\.(tar|tgz|tar\.gz|tar\.bz2|zip|gz|bz2|7z|rar|war|jar)(~|\.\d+)?($|\?| )",
        "archive file name (counted only when the server refused it)"),
+    _p("probe.endpoint", "endpoint_probe", _PATHS,
+       r"^(https?://[^/]{1,200})?/(heapdump|threaddump|jolokia|env|configprops|beans|mappings|httptrace|auditevents|"
+       r"liquibase|flyway|logfile|shutdown|autoconfig|conditions|scheduledtasks|integrationgraph|gateway/routes)"
+       r"(/|$|\?| )",
+       "Spring Boot actuator endpoint at the root (counted only when the server refused it)"),
 )
+
+# --- free-text bodies ----------------------------------------------------------------------------
+# A body that is prose (a support ticket, a comment, markdown, a pasted doc paragraph: four plain
+# words in a row, inline code after a word, a code fence, a markdown link, a REPL prompt; after
+# decoding) is matched with a stricter table: the patterns that fire on
+# ordinary writing — backticks (markdown and rST inline code), "(PDF) or the link", "file (v2)",
+# "; more", "../guides/setup.md", "select an item from the list", a proxy URL on 10.x — are left
+# out or replaced by a variant that needs the attack's own shape. Every other pattern (UNION
+# SELECT, sleep(), <script, on*=, /etc/passwd, ${jndi:, $IFS, …) applies as everywhere: padding an
+# attack with prose only turns the weakest signals off. The collector renders the same choice
+# (`IsMatch(body, PROSE)`), so both label alike.
+PROSE = (r"(^|[^a-z0-9_])[a-z]{2,20}(,? [a-z]{1,20}){3}([^a-z0-9_]|$)"  # four plain words in a row
+         r"|[a-z]{2,20}[ (]``?[^`]{1,80}``?([ ,.;:!?)_]|$)"  # a word, then `inline code` (markdown, rST)
+         # a code fence, a [link](url), an rST :role:`x`, a >>> REPL prompt
+         r"|```|\]\((https?:|\.{0,2}/|#)[^ )]{0,200}\)|:[a-z]{2,12}:`|(^|[^a-z0-9])>>> ")
+PROSE_KIND = "prose"
+_SHELL_COMMANDS = (r"cat|id|whoami|uname|ifconfig|ipconfig|netstat|wget|curl|nc|ncat|netcat|bash|sh|zsh|ping|"
+                   r"nslookup|sleep|python[23]?|perl|ruby|php|powershell|cmd|systeminfo|certutil|rm|chmod")
+_PROSE_VARIANTS: dict[str, Pattern | None] = {
+    # None: not used on prose; a Pattern: used instead of the original on prose
+    "cmdi.chain": _p("cmdi.chain_prose", "cmdi", frozenset({PROSE_KIND}),
+                     r"(;|\|\||&&|\|) ?(/[a-z/]*)?(" + _SHELL_COMMANDS + r")( ?[-/$<>|;&'\"(]| ?$)",
+                     "shell command after a separator"),
+    "cmdi.substitution": _p("cmdi.substitution_prose", "cmdi", frozenset({PROSE_KIND}),
+                            r"\$\{ifs|\$ifs\b|\$\{path:|\$\{home|\$\( ?(/[a-z/]*)?(" + _SHELL_COMMANDS + r")( |\))|"
+                            r"`(/[a-z/]*)?(" + _SHELL_COMMANDS + r") [^`]{0,40}([|;>]|\$\(|/etc/|/bin/|/tmp/|/dev/)"
+                            r"[^`]{0,40}`",
+                            "command substitution / $IFS"),
+    "cmdi.evasion": None,
+    "cmdi.more": None,
+    "traversal.dotdot": _p("traversal.dotdot_prose", "path_traversal", frozenset({PROSE_KIND}),
+                           r"(\.\.[/\\]){2}|[/\\]\.\.[/\\]\.\.", "../ sequence"),
+    "code.php_call": _p("code.php_call_prose", "code_injection", frozenset({PROSE_KIND}),
+                        r"\b(eval|assert|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|gzinflate|"
+                        r"str_rot13|phpinfo|file_get_contents|file_put_contents|create_function|call_user_func|"
+                        r"call_user_func_array|unserialize|move_uploaded_file)\(", "PHP function call"),
+    "code.php_function": _p("code.php_function_prose", "code_injection", frozenset({PROSE_KIND}),
+                            f"\\b({_PHP_FUNCTIONS})\\(", "high-risk PHP function called"),
+    "rfi.userinfo": None,
+    "ssrf.internal": _p("ssrf.internal_prose", "ssrf", frozenset({PROSE_KIND}),
+                        r"169\.254\.169\.254|metadata\.google\.internal|metadata\.azure|100\.100\.100\.200|"
+                        r"://0x[0-9a-f]{2,8}\b|://\d{8,10}\b|://0[0-7]{3}\.|://\[::(ffff:)?(1|127|7f)",
+                        "URL to a cloud metadata service or an obfuscated loopback address"),
+    "xss.tag": _p("xss.tag_prose", "xss", frozenset({PROSE_KIND}),
+                  r"<(iframe|frame|frameset|object|embed|applet|base|meta|svg|math|isindex|xss|vmlframe|"
+                  r"foreignobject|portal)[ />\x00]", "HTML tag"),
+    "sqli.tautology": _p("sqli.tautology_prose", "sqli", frozenset({PROSE_KIND}),
+                         r"['\"`] ?(or|and|xor|\|\||&&) ?\(? ?['\"]?[\w.-]{0,20}['\"]? ?"
+                         r"(=|<|>|!=|<>|<=>| like | is | in ?\(|"
+                         r" between | rlike | regexp )|\b(or|and) (not )?(true|false|null|\d+) ?(=|<|>|--|#|;)|"
+                         r"[=:] ?\"? ?['\"] ?(or|and|xor|\|\||&&) |"
+                         r"['\"] ?(or|and) [a-z_]{1,30} (not )?(i?like|similar to|"
+                         r"rlike|regexp|between)\b",
+                         "boolean / tautology"),
+    "sqli.terminator": _p("sqli.terminator_prose", "sqli", frozenset({PROSE_KIND}),
+                          r"['\"] ?(;|--|#|/\*) ?(select|insert|update|delete|drop|union|exec|shutdown|waitfor|$)"
+                          r"|;--|/\*!",
+                          "quote then comment / statement terminator"),
+    "sqli.keyword": _p("sqli.keyword_prose", "sqli", frozenset({PROSE_KIND}),
+                       r"\binto (out|dump)file\b|\bexec(ute)? (master|xp_|sp_)|\bselect ?(@@|null ?,|count ?\( ?\*"
+                       r" ?\) ?from|concat ?\(|char ?\()|\b(drop|truncate) table [a-z_`\"]{1,64} ?(;|--|#)|"
+                       r"\bselect [a-z_*,.]{1,64} from [a-z_.]{1,64} where\b|\( ?select [a-z_*.]{1,64} ?(,|from)|"
+                       r"\b(alter|create)[ +]table\b|\bas[ +]`[a-z_]{1,64}`[ +]from\b|"
+                       r"\bfrom[ +]`[a-z_]{1,64}`([ +](where|order|"
+                       r"limit)\b|\.`)",
+                       "SQL statement or clause"),
+    "sqli.hex_or_numeric": None,
+    "sqli.misc": _p("sqli.misc_prose", "sqli", frozenset({PROSE_KIND}),
+                    r"union ?(all ?)?select|\bif ?\( ?\d+ ?=|\bexecute immediate\b|\[\$(ne|eq|gt|gte|lt|lte|in|"
+                    r"nin|regex|where|exists|not|or|and|elemmatch|expr)\]|\b(msdasql|sqloledb)\b|"
+                    r"2\.2250738585072011e-308", "SQL dialect features, NoSQL operators and magic values"),
+    "code.php_config": _p("code.php_config_prose", "code_injection", frozenset({PROSE_KIND}),
+                          r"\b(allow_url_include|allow_url_fopen|auto_prepend_file|auto_append_file|open_basedir|"
+                          r"disable_functions|safe_mode) ?=|\$\{ ?@|\$ ?\{ ?\$",
+                          "PHP ini directive, variable function, Perl interpolation"),
+    "code.js": _p("code.js_prose", "code_injection", frozenset({PROSE_KIND}),
+                  r"\bprocess\.mainmodule\b|child_process|__proto__|constructor ?[.\]\[]{0,3} ?prototype|"
+                  r"\bprocess\.(binding|kill)|\brequire ?\( ?['\"](child_process|fs|net|os)['\"] ?\)|\bexecsync\b",
+                  "JavaScript / Node.js code"),
+    "code.js_misc": None,
+    "traversal.system_path": None,  # "permission denied on /var/www" in a ticket
+    "sqli.nosql_operator": None,  # "db.users.find() returns nothing" in a ticket
+    "code.ldap_filter": None,  # "**Save**) (sometimes" in markdown
+    "code.php_misc": _p("code.php_misc_prose", "code_injection", frozenset({PROSE_KIND}),
+                        r"[\[{]/?php[\]}]|<\?($| )|\b(posix_[a-z]{3,20}|gz(de|in|un)[a-z]{3,12}|ini_[a-z_]{3,10}|"
+                        r"extension_dir)\b ?[(=]|\$ ?\{ ?\$[a-z_]{1,20}\}",
+                        "PHP tag, function family or variable variable"),
+    "xss.misc": None,
+    "template.expression": _p("template.expression_prose", "template", frozenset({PROSE_KIND}),
+                              r"(\{\{|\$\{|#\{|<%=?|\{%|\$\{\{) ?[^}]{0,80}(\d ?[*+] ?\d|__[a-z]+__|\.(class|mro|"
+                              r"subclasses|globals|builtins|getruntime|forname|exec)\b|t\(java|new java|runtime|"
+                              r"processbuilder|freemarker|velocity)", "template / expression-language injection"),
+}
+
+
+def _with_prose(table: tuple[Pattern, ...]) -> tuple[Pattern, ...]:
+    """The table with the prose kind: a body pattern applies to prose bodies too unless it has a
+    prose variant (placed right after it, so the table order holds) or is left out on prose."""
+    out: list[Pattern] = []
+    for pattern in table:
+        if "body" not in pattern.kinds:
+            out.append(pattern)
+            continue
+        if pattern.id not in _PROSE_VARIANTS:
+            out.append(Pattern(pattern.id, pattern.family, pattern.kinds | {PROSE_KIND}, pattern.regex, pattern.name))
+            continue
+        out.append(pattern)
+        variant = _PROSE_VARIANTS[pattern.id]
+        if variant is not None:
+            out.append(variant)
+    return tuple(out)
+
+
+PATTERNS: tuple[Pattern, ...] = _with_prose(_TABLE)
 
 # --- decoding ----------------------------------------------------------------------------------
 
@@ -650,6 +807,45 @@ class _KindMatcher:
 _MATCHERS: dict[str, _KindMatcher] = {
     kind: _KindMatcher([p for p in PATTERNS if kind in p.kinds]) for _, kind in INSPECTED_FIELDS
 }
+
+
+class _BodyMatcher(_KindMatcher):
+    """The body and prose tables in one set, with :data:`PROSE` as its last member: one pass says
+    both whether the body is prose and which patterns match; the first pattern of the table that
+    applies (prose or not) wins."""
+
+    def __init__(self) -> None:
+        super().__init__([p for p in PATTERNS if "body" in p.kinds or PROSE_KIND in p.kinds])
+        self.prose_index = len(self.patterns)
+        self.prose = re.compile(PROSE, re.ASCII)
+        if self.set is not None:
+            options = _re2.Options()
+            options.never_capture = True
+            regex_set = _re2.Set.SearchSet(options)
+            for pattern in self.patterns:
+                regex_set.Add(pattern.regex)
+            regex_set.Add(PROSE)
+            regex_set.Compile()
+            self.set = regex_set
+
+    def first(self, text: str) -> Pattern | None:
+        if self.set is not None:
+            found: list[int] = self.set.Match(text)
+            if not found:
+                return None
+            mode = PROSE_KIND if self.prose_index in found else "body"
+            for i in sorted(found):
+                if i != self.prose_index and mode in self.patterns[i].kinds:
+                    return self.patterns[i]
+            return None
+        mode = PROSE_KIND if self.prose.search(text) is not None else "body"
+        for pattern, regex in zip(self.patterns, self.compiled, strict=True):
+            if mode in pattern.kinds and regex.search(text) is not None:
+                return pattern
+        return None
+
+
+_MATCHERS["body"] = _BodyMatcher()  # a free-text body is matched with the prose table (see PROSE)
 # Captured request headers (semconv ``http.request.header.<lower-case name>``, string arrays):
 # their values are inspected like the referrer, without the SSRF/RFI URL families (Origin, Referer
 # and Host legitimately name the service's own and local hosts). In-process only: the collector's

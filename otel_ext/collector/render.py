@@ -122,6 +122,21 @@ def _glob_regex(glob: str) -> str:
     return "^" + re.escape(glob).replace(r"\*", ".*").replace(r"\?", ".") + "$"
 
 
+def _prose_condition(kind: str, kinds: frozenset[str], value: str) -> str | None:
+    """The extra condition for a pattern on a field of ``kind`` (None: the pattern does not apply).
+    A body is matched with the prose table when it is prose (payload.PROSE), as in Python."""
+    if kind != "body":
+        return "" if kind in kinds else None
+    on_body, on_prose = "body" in kinds, payload.PROSE_KIND in kinds
+    if on_body and on_prose:
+        return ""
+    if on_body:
+        return f" and not IsMatch({value}, {q(payload.PROSE)})"
+    if on_prose:
+        return f" and IsMatch({value}, {q(payload.PROSE)})"
+    return None
+
+
 def _render_payload(add: Any) -> None:
     """Payload inspection as OTTL: the inspected fields are copied, lower-cased, into one map;
     every decoding step is one ``replace_all_patterns`` over that map (the same regex and
@@ -143,12 +158,13 @@ def _render_payload(add: Any) -> None:
             f'cache["hit.rule"] == nil and IsString(attributes[{q(name)}]) and '
             f'Len(attributes[{q(name)}]) > {payload.BOUND_BYTES}' + only[name])
         for pattern in payload.PATTERNS:
-            if kind in pattern.kinds:
+            prose = _prose_condition(kind, pattern.kinds, value)
+            if prose is not None:
                 # a weak hit (last in the table) is kept aside; any other hit in a later field wins
                 target = "weak.rule" if pattern.family in payload.WEAK_FAMILIES else "hit.rule"
                 add(f'set(cache[{q(target)}], {q(pattern.id)})',
                     f'cache["hit.rule"] == nil and cache[{q(target)}] == nil and {value} != nil and '
-                    f'IsMatch({value}, {q(pattern.regex)})')
+                    f'IsMatch({value}, {q(pattern.regex)})' + prose)
         add(f'set(cache["hit.field"], {q(name)})', 'cache["hit.rule"] != nil and cache["hit.field"] == nil')
         add(f'set(cache["weak.field"], {q(name)})', 'cache["weak.rule"] != nil and cache["weak.field"] == nil')
     add('set(cache["hit.field"], cache["weak.field"])', 'cache["hit.rule"] == nil and cache["weak.rule"] != nil')

@@ -110,6 +110,7 @@ VENDOR_TOKENS: list[tuple[str, str]] = [
     ("sourcegraph_token", r"sgp_(?:(?:[a-fA-F0-9]{16}|local)_)?[a-fA-F0-9]{40}"),
     ("stripe_client_secret", r"(?:pi|seti|pm|src)_[A-Za-z0-9]{10,40}_secret_[A-Za-z0-9]{10,}"),
     ("cas_ticket", r"(?:ST|PT|PGT|TGT)-\d{1,12}-[A-Za-z0-9]{15,}"),
+    ("jwt", r"ZXlK[A-Za-z0-9+/_\-]{40,}={0,2}"),  # a JWT, base64-encoded once more (base64 of "eyJ")
 ]
 
 
@@ -127,22 +128,25 @@ WEBHOOKS: list[tuple[str, str]] = [
 
 # a key starts after a non-key character (or an encoded separator), not inside "user[password]";
 # no key character can start a separator, so the key is taken possessively (no backtracking)
-KV_KEY = (r"(?:(?<=%26)|(?<=%3[Ff])|(?<=%3[Bb])|(?<=%20)|(?<![A-Za-z0-9_%.\-])(?<![A-Za-z0-9_.\-]\[))"
+KV_KEY = (r"(?<!REDACTED:)(?:(?<=%26)|(?<=%3[Ff])|(?<=%3[Bb])|(?<=%20)|(?<![A-Za-z0-9_%.\-])(?<![A-Za-z0-9_.\-]\[))"
           r"(?P<kk>[A-Za-z_](?:[A-Za-z0-9_.\-\[\]]++|%(?!3[DdAaFfBb]|2[026])[0-9A-Fa-f]{2}){0,80}+)")
-KV_SEP = (r"(?P<ks>(?:\\?[\"'])?(?:[ \t]+string)?[ \t]*(?:=>|:{1,3}=|[?.]=|\|\|=|!?={1,3}|:(?!//)|%3[Dd]"
+KV_SEP = (r"(?P<ks>(?:\\{0,7}[\"'])?(?:[ \t]+string)?[ \t]*(?:=>|:{1,3}=|[?.]=|\|\|=|!?={1,3}|:(?!//)|%3[Dd]"
           r"|%3[Aa](?!%2[Ff]))[ \t]*)")
 # A quoted value is taken whole (escapes included). An unquoted one stops at whitespace, pair
-# separators and quotes, a trailing ".)]}>" is kept as the surrounding punctuation it is, and inside
+# separators and quotes, a trailing ".)]}>" run is kept as the surrounding punctuation it is (inside
+# a token, "a..b" goes on), and inside
 # the scan it also stops at "=" / ":" (but for base64 padding): a pair whose key is not secret is
 # re-scanned from its value, and "a=a=a=..." must stay linear. Under a secret key the value is then
 # extended to its full extent (VALUE_EXTENT: "=" and ":" included), so "password=ab=cd" goes whole.
 _TERMINATORS = r"\s&,;\"'`<>)\]}\\"
 _UNQUOTED = (r"(?:[^" + _TERMINATORS + r".%=:]++|%(?!26|3[BbDdAa]|22|27|0[AaDd])[0-9A-Fa-f]{2}|%(?![0-9A-Fa-f]{2})"
-             r"|[.)\]}>](?=[^" + _TERMINATORS + r".%=:])|=+(?=[" + _TERMINATORS + r"]|%26|$))++")
+             r"|[.)\]}>]++(?=[^" + _TERMINATORS + r".%=:])|=+(?=[" + _TERMINATORS + r"]|%26|$))++")
 _UNQUOTED_FULL = (r"(?:[^" + _TERMINATORS + r".%]++|%(?!26|3[Bb]|22|27|0[AaDd])[0-9A-Fa-f]{2}|%(?![0-9A-Fa-f]{2})"
-                  r"|[.)\]}>](?=[^" + _TERMINATORS + r".%]))++")  # possessive: linear, no backtrack stack
+                  r"|[.)\]}>]++(?=[^" + _TERMINATORS + r".%]))++")  # possessive: linear, no backtrack stack
 _SCHEME_PREFIX = r"(?i:(?:bearer|basic|digest|negotiate|ntlm)[ \t]+)?"
 KV_VALUE = (r"(?P<kv>\"(?:[^\"\\\r\n]++|\\.)*+\"|'(?:[^'\\\r\n]++|\\.)*+'|\\\"(?:[^\"\\]++|\\(?!\"))*+\\\"|"
+            # JSON escaped twice (a JSON string holding a JSON string holding JSON): \\\"v\\\"
+            r"\\\\\\\"(?:[^\"\\]++|\\(?!\\\\\"))*+\\\\\\\"|"
             r"%22(?:[^%]++|%(?!22))*+%22|`(?:[^`\\\r\n]++|\\.)*+`|<[^<>\s]{1,256}+>|"
             + _SCHEME_PREFIX + _UNQUOTED + ")")
 VALUE_EXTENT = re.compile(_SCHEME_PREFIX + _UNQUOTED_FULL)
@@ -168,6 +172,11 @@ _DETECTORS: list[tuple[str, str]] = [
     ("authorization", r"(?i:(?<![\w\-])(?:bearer|basic|digest|negotiate|ntlm)[ \t]+)"
                       r"(?P<v{i}>[A-Za-z0-9._~+/\-]{8,}=*)(?![A-Za-z0-9._~+/=\-])"),  # RFC 7235 token68
     ("kv", KV_KEY + KV_SEP + KV_VALUE),
+    # (after kv: a key name at the same place is a pair first)
+    # a token of a format we have no rule for: a short prefix, "_" or "-", a long random run
+    # (sgp_…, CFPAT-…, flb_live_…); judged in redact.py (randomness, length, id-like prefixes)
+    ("prefixed_token", r"(?<![A-Za-z0-9_\-.+/=%])(?P<v{i}>[A-Za-z][A-Za-z0-9]{1,9}+[_\-][A-Za-z0-9_\-]{15,300}+)"
+                       r"(?![A-Za-z0-9_\-+/=.%])"),
     # <password>v</password>, <wsse:Password Type="…">v</wsse:Password>: the element name is the key
     ("xml_element", r"<(?:[A-Za-z_][\w.\-]{0,40}+:)?(?P<xk{i}>[A-Za-z_][\w.\-]{0,80}+)(?:[ \t][^<>]{0,400}+)?>"
                     r"(?P<v{i}>[^<]{1,4096}+)</"),
@@ -210,7 +219,7 @@ _KEY_WORDS = "|".join(re.escape(w) for w in _END_WORDS) + r"|sess(?:ion)?[._\-]?
 # a key=value pair can only hold a secret when its key ends in a secret word (see keys.py)
 _STRONG = "|".join(sorted(STRONG_WORDS, key=len, reverse=True))
 KV_ANCHOR = (r"(?i:(?:(?:" + _KEY_WORDS + r")|(?:" + _STRONG + r")[A-Za-z0-9_.\-]{1,40})"
-             r"(?:%5[Dd]|\]|\\?[\"'])?(?:[ \t]+string)?[ \t]*(?:[?.|]{0,2}[:=]|%3[Dd]|%3[Aa]))")
+             r"(?:%5[Dd]|\]|\\{0,7}[\"'])?(?:[ \t]+string)?[ \t]*(?:[?.|]{0,2}[:=]|%3[Dd]|%3[Aa]))")
 _POSSESSIVE = re.compile(r"([*+?}])\+")  # RE2 has no possessive quantifiers (nor needs them)
 _LOOKAROUND = re.compile(r"\(\?<?[!=](?:\\.|\[(?:\\.|[^\]])*\]|[^()\\\[])*\)")
 
@@ -220,7 +229,9 @@ _ANCHORS = {"kv": KV_ANCHOR, "url_userinfo": r"(?i:[a-z][a-z0-9+.\-]{1,30}://)[^
             "xml_element": r"(?i:" + _SECRET_NAME + r")(?:[ \t][^<>]*)?>[^<]+</",
             "setter": r"(?i:(?:setproperty|setenv|putenv)\([ \t]*[\"'][A-Za-z0-9_.\-]*" + _SECRET_NAME + r"[\"'])",
             "cli_flag#0": r"(?i:--?[A-Za-z0-9_\-]{0,40}" + _SECRET_NAME + r")[ \t]+[^\s\-]",
-            "cli_flag#1": r"(?i:mysql|mariadb)[^\n]*[ \t]-p[^\s\-\"'=]"}
+            "cli_flag#1": r"(?i:mysql|mariadb)[^\n]*[ \t]-p[^\s\-\"'=]",
+            "prefixed_token": r"[A-Za-z][A-Za-z0-9]{1,9}[_\-][A-Za-z0-9_\-]*[0-9][A-Za-z0-9_\-]*[A-Za-z]"
+                              r"[A-Za-z0-9_\-]*[0-9A-Za-z]{4}"}
 
 
 def _relaxed(kind: str, pattern: str, index: int) -> str:

@@ -98,6 +98,32 @@ NOT_SECRET: frozenset[tuple[str, ...]] = frozenset(
 )
 
 
+# A name that ends in a bare "key" (ACME_KEY, {"acme": {"key": …}}) holds a credential as often as
+# an identifier: its value is judged by its look (redact.py: a random-looking token goes, a cache
+# key "user:42:profile", a UUID or an object path stays). These first words make it an identifier.
+KEY_BY_VALUE = "key"
+CODE_BY_VALUE = "code"  # an OAuth authorization code (callback?code=…&state=…), judged the same way
+BY_VALUE = frozenset({KEY_BY_VALUE, CODE_BY_VALUE})
+NOT_CREDENTIAL_CODE = frozenset({
+    "error", "status", "zip", "postal", "post", "country", "currency", "language", "lang", "region", "area", "exit",
+    "return", "reason", "response", "result", "http", "source", "qr", "bar", "barcode", "product", "item", "sku",
+    "iata", "icao", "airport", "color", "colour", "state", "city", "locale", "dial", "phone", "calling", "tax",
+    "vat", "hs", "naics", "sic", "swift", "bic", "bank", "sort", "branch", "routing", "event", "message", "type",
+    "category", "class", "unit", "unicode", "char", "key", "short", "fault", "failure", "op", "opcode", "machine",
+    "byte", "exception", "code",
+})
+NOT_CREDENTIAL_KEY = frozenset({
+    "cache", "idempotency", "partition", "sort", "primary", "foreign", "routing", "object", "dedup", "dedupe",
+    "deduplication", "lookup", "row", "hash", "map", "s3", "bucket", "public", "pub", "index", "shard", "group",
+    "message", "event", "request", "job", "task", "queue", "trace", "correlation", "etag", "storage", "blob", "file",
+    "sequence", "composite", "unique", "natural", "surrogate", "entity", "host", "ssh", "gpg", "pgp", "translation",
+    "i18n", "locale", "cursor", "page", "range", "hotkey", "shortcut", "keyboard", "music", "lock", "memo", "dict",
+    "registry", "config", "setting", "settings", "feature", "flag", "metric", "label", "tag", "attribute", "field",
+    "column", "table", "property", "name", "item", "record", "document", "doc", "resource", "asset", "upload",
+    "media", "image", "cert", "certificate", "fingerprint", "kid", "sharding", "consistency", "distribution",
+})
+
+
 def key_words(key: str) -> tuple[str, ...]:
     """``key`` as lower-case words: URL-decoded, accents folded, camelCase/kebab/snake/dotted split."""
     if "%" in key:
@@ -133,6 +159,10 @@ def key_kind(key: str) -> str | None:
         for word in words[:-1]:
             if word in STRONG_WORDS:
                 return LAST_WORD.get(word, "secret")
+    if kind is None and last == "key" and (len(words) == 1 or words[-2] not in NOT_CREDENTIAL_KEY):
+        return KEY_BY_VALUE
+    if kind is None and last == "code" and (len(words) == 1 or words[-2] not in NOT_CREDENTIAL_CODE):
+        return CODE_BY_VALUE
     return kind
 
 
