@@ -357,3 +357,39 @@ def test_broker_killed_with_many_requests_in_flight_cursor_never_passes_an_unack
               f"{len(uids) - len(expected)} duplicates in the topic")
     finally:
         broker.stop()
+
+
+@pytest.mark.peers
+def test_a_window_request_with_a_giant_record_is_resent_through_send_and_only_that_record_is_dead_lettered(
+        broker: KafkaBroker, tmp_path: Path) -> None:
+    """Outcome classes through the window are those of send(): the request holding a record above
+    max_message_bytes fails in flight, goes again through send(), which splits it and dead-letters
+    the lone giant record; every other entry, before and after it in the window, is delivered."""
+    from otel_ext.export.policy import Policy
+    from otel_ext.export.sender import Lane
+    from otel_ext.queue.store import NewEntry, PersistentQueue
+    from otel_ext.telemetry import Counters
+
+    topic = _topic(broker)
+    queue = PersistentQueue(tmp_path / "q.db", counters=Counters("tq"))
+    queue.register_lanes(["main"])
+    for k in range(30):
+        payload = _request({f"g{k}": 20}, body_bytes=500)
+        if k == 12:
+            request = ExportLogsServiceRequest.FromString(payload)
+            request.resource_logs[0].scope_logs[0].log_records[3].body.string_value = "z" * 60_000
+            payload = request.SerializeToString()
+        queue.append([NewEntry(0, 20, {"access": 20}, payload)])
+    backend = backend_from_url(broker.url(topic, timeout="5s", max_message_bytes="30000"), env={})
+    lane = Lane("main", queue, Policy([backend], "priority"), Counters("tl"), max_request_records=40,
+                max_request_bytes=20_000, max_inflight_requests=8)
+    lane.start()
+    assert wait_until(lambda: queue.stats().entries == 0, 60)
+    lane.stop(0)
+    lane.join(10)
+    backend.close()
+    (letter,) = queue.dead_letters()
+    assert record_uids([(None, letter.payload)]) == ["g12-3"] and letter.records == 1
+    uids = set(record_uids(consume(broker.bootstrap, topic, expect=1, timeout=30)))
+    assert uids == {f"g{k}-{i}" for k in range(30) for i in range(20)} - {"g12-3"}
+    queue.close()

@@ -393,9 +393,11 @@ class KafkaBackend(Backend):
 
     def serve(self, timeout: float) -> None:
         producer = self._producer
-        if producer is not None:
-            with contextlib.suppress(Exception):  # reports of a dropped producer: its tickets time out
-                producer.poll(max(0.0, timeout))
+        if producer is None:  # being replaced: its tickets fail by their deadline
+            time.sleep(min(max(0.0, timeout), 0.01))
+            return
+        with contextlib.suppress(Exception):
+            producer.poll(max(0.0, timeout))
 
     @staticmethod
     def _split_into(retry: list[tuple[bytes | None, bytes, int]], key: bytes | None, value: bytes,

@@ -1,0 +1,436 @@
+"""Queue payloads in segment files (schema version 2): written once beside the database, read back
+with their frame checks, deleted when nothing refers to them; version-1 files upgraded in place;
+damaged, truncated and missing segments become dead letters with a reason; the directory rules,
+adoption, quarantine, overflow, a full disk and kill -9 with segments in play. Real files only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from durable_helpers import ROOT, damage, entry, fill, tmpfs
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from otel_ext.queue import segments
+from otel_ext.queue.ownership import claim_new, orphans, prepare_dir
+from otel_ext.queue.salvage import list_quarantine
+from otel_ext.queue.store import NewEntry, PersistentQueue, QueueError, read_stats
+from otel_ext.telemetry import Counters
+
+
+def big(seqs: list[int], event_class: str = "access") -> NewEntry:
+    """An entry well above INLINE_MAX (a segment frame)."""
+    e = entry(seqs, event_class, body_bytes=2000)
+    assert len(e.payload) > segments.INLINE_MAX
+    return e
+
+
+def seqs_of(payloads: list[bytes]) -> list[int]:
+    out = []
+    for p in payloads:
+        request = ExportLogsServiceRequest.FromString(p)
+        out += [a.value.int_value for rl in request.resource_logs for sl in rl.scope_logs
+                for r in sl.log_records for a in r.attributes if a.key == "seq"]
+    return out
+
+
+def seg_files(db: Path) -> list[Path]:
+    folder = segments.segment_dir(db)
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+def drain(q: PersistentQueue, lane: str = "main") -> list[int]:
+    got: list[int] = []
+    while entries := q.read_after(q.cursor(lane), 10_000, 10**9):
+        got += seqs_of([e.payload for e in entries])
+        q.advance(lane, entries[-1].id)
+    return got
+
+
+def test_large_payloads_go_to_private_segments_small_ones_stay_inline(tmp_path: Path) -> None:
+    directory = prepare_dir(tmp_path / "q")
+    db = claim_new(directory).db_path
+    q = PersistentQueue(db)
+    q.register_lanes(["main"])
+    q.append([big(list(range(0, 20))), entry([1000])])  # one frame, one inline row
+    folder = segments.segment_dir(db)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    (seg,) = seg_files(db)
+    assert stat.S_IMODE(seg.stat().st_mode) == 0o600 and seg.stat().st_uid == os.geteuid()
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT seg, LENGTH(payload), size FROM entries ORDER BY id").fetchall()
+    # bytes only in the segment; NULL in the row, so an older otel-ext fails loudly instead of sending b""
+    assert rows[0][0] > 0 and rows[0][1] is None and rows[0][2] > segments.INLINE_MAX
+    assert rows[1][0] == 0 and rows[1][1] == rows[1][2]  # inline
+    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == "2"
+    conn.close()
+    assert q.stats().bytes == sum(len(e.payload) for e in (big(list(range(0, 20))), entry([1000])))
+    q.close()
+    q = PersistentQueue(db)  # nothing in memory now: read back from the segment, CRC checked
+    assert sorted(drain(q)) == [*range(20), 1000]
+    assert q.stats().entries == 0
+    assert q.close(remove_if_empty=True)
+    assert not folder.exists() and not db.exists()
+
+
+def test_segments_are_deleted_once_no_entry_refers_to_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(segments, "SEGMENT_BYTES", 64 * 1024)  # a new segment every few entries
+    q = PersistentQueue(tmp_path / "q.db")
+    q.register_lanes(["main"])
+    for start in range(0, 400, 20):
+        q.append([big(list(range(start, start + 20)))])
+    assert len(seg_files(q.path)) >= 5
+    got: list[int] = []
+    before = len(seg_files(q.path))
+    for _ in range(3):  # deliver part: the oldest segments go, the rest stay
+        entries = q.read_after(q.cursor("main"), 60, 10**9)
+        got += seqs_of([e.payload for e in entries])
+        q.advance("main", entries[-1].id)
+    assert 0 < len(seg_files(q.path)) < before
+    got += drain(q)
+    assert sorted(got) == list(range(400))
+    assert len(seg_files(q.path)) <= 1  # at most the one being written
+    q.close()
+
+
+def test_version_1_file_is_upgraded_in_place_and_loses_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "q-1-old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript("""
+        CREATE TABLE entries (id INTEGER PRIMARY KEY AUTOINCREMENT, created_ns INTEGER NOT NULL,
+            tier INTEGER NOT NULL, records INTEGER NOT NULL, classes TEXT NOT NULL, payload BLOB NOT NULL);
+        CREATE INDEX entries_tier ON entries (tier, id);
+        CREATE TABLE lanes (name TEXT PRIMARY KEY, cursor INTEGER NOT NULL);
+        CREATE TABLE dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT, created_ns INTEGER NOT NULL,
+            failed_ns INTEGER NOT NULL, backend TEXT NOT NULL, reason TEXT NOT NULL, records INTEGER NOT NULL,
+            classes TEXT NOT NULL, payload BLOB NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema', '1');
+        INSERT INTO lanes VALUES ('main', 1);
+    """)
+    for k in range(6):  # version 1 kept every payload inline, large ones too; entry 1 was delivered
+        e = big(list(range(k * 20, k * 20 + 20)))
+        conn.execute("INSERT INTO entries (created_ns, tier, records, classes, payload) VALUES (1, 0, 20, "
+                     "'access=20', ?)", (e.payload,))
+    conn.execute("DELETE FROM entries WHERE id = 6")  # the sequence stays at 6: ids are never reused
+    conn.close()
+    assert read_stats(db).records == 80  # an old file is readable by the status command as it is
+    q = PersistentQueue(db)
+    q.register_lanes(["main"])
+    assert q.stats().records == 80 and q.stats().bytes == 4 * len(big(list(range(20))).payload)
+    q.append([big(list(range(1000, 1020)))])  # new entries go to a segment
+    assert len(seg_files(db)) == 1
+    assert q.last_id() == 7  # after the old sequence: cursors and the .seq witness stay right
+    assert sorted(drain(q)) == [*range(20, 100), *range(1000, 1020)]
+    q.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == "2"
+    assert [r[1] for r in conn.execute("PRAGMA index_list(entries)")] != []  # indexes rebuilt
+    conn.close()
+
+
+def _frame_offsets(db: Path) -> list[tuple[int, int, int]]:
+    conn = sqlite3.connect(db)
+    try:
+        return [(int(r[0]), int(r[1]), int(r[2])) for r in conn.execute("SELECT seg, off, size FROM entries ORDER BY id")]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", ["flipped_byte", "truncated", "missing", "bad_magic", "symlinked_dir"])
+def test_damaged_segment_becomes_a_dead_letter_with_its_reason_and_the_lane_goes_on(tmp_path: Path,
+                                                                                     kind: str) -> None:
+    db = tmp_path / "q.db"
+    q = PersistentQueue(db, counters=Counters("segq"))
+    q.register_lanes(["main"])
+    for start in range(0, 60, 20):
+        q.append([big(list(range(start, start + 20)))])
+    q.close()
+    places = _frame_offsets(db)
+    seg = segments.segment_dir(db) / f"{places[1][0]:08d}"
+    if kind == "flipped_byte":  # one byte inside the second payload
+        with open(seg, "r+b") as f:
+            f.seek(places[1][1] + segments.FRAME.size + 100)
+            byte = f.read(1)
+            f.seek(places[1][1] + segments.FRAME.size + 100)
+            f.write(bytes([byte[0] ^ 0x01]))
+        expected = {"access": list(range(0, 20)) + list(range(40, 60))}
+        reason = "CRC mismatch"
+    elif kind == "bad_magic":
+        with open(seg, "r+b") as f:
+            f.seek(places[1][1])
+            f.write(b"XXXX")
+        expected = {"access": list(range(0, 20)) + list(range(40, 60))}
+        reason = "bad magic"
+    elif kind == "truncated":  # the third frame cut in half
+        os.truncate(seg, places[2][1] + segments.FRAME.size + places[2][2] // 2)
+        expected = {"access": list(range(0, 40))}
+        reason = "truncated"
+    elif kind == "missing":
+        seg.unlink()
+        expected = {"access": []}
+        reason = "cannot open"
+    else:  # the directory replaced by a symlink to a copy: refused, not followed
+        folder = segments.segment_dir(db)
+        copy = tmp_path / "elsewhere"
+        folder.rename(copy)
+        folder.symlink_to(copy)
+        expected = {"access": []}
+        reason = "symlink"
+    counters = Counters("segq2")
+    q = PersistentQueue(db, counters=counters)
+    got = drain(q)
+    assert sorted(got) == expected["access"]
+    letters = q.dead_letters()
+    lost = 3 - len(expected["access"]) // 20
+    assert len(letters) == lost and all(reason in d.reason and d.backend == "queue" for d in letters), letters
+    assert sum(d.records for d in letters) == 20 * lost  # every record accounted for: delivered or kept
+    assert counters.get("dead_lettered", "queue") == 20 * lost
+    assert q.requeue_dead_letters() == 0  # no bytes to send: they stay, with their reason
+    assert q.stats().entries == 0
+    q.close()
+
+
+def test_unreferenced_frames_of_a_crash_are_never_a_dangling_row_and_are_cleaned(tmp_path: Path) -> None:
+    """Frames are written before the commit that references them: a process killed in between
+    leaves bytes nobody refers to (collected at the next open), never a row without its bytes."""
+    script = textwrap.dedent("""
+        import os, signal, sys
+        sys.path.insert(0, sys.argv[1]); sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
+        from durable_helpers import entry
+        from otel_ext.queue.store import PersistentQueue
+        q = PersistentQueue(sys.argv[2])
+        q.register_lanes(["main"])
+        q.append([entry(list(range(20)), body_bytes=2000)])
+        q._segments.write([b"frame nobody refers to" * 1000])  # the commit never happens
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    db = tmp_path / "q.db"
+    proc = subprocess.run([sys.executable, "-c", script, ROOT, str(db)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    q = PersistentQueue(db)
+    assert sorted(drain(q)) == list(range(20))
+    assert q.dead_letters() == []
+    q.close()
+
+
+def test_kill_9_during_appends_with_segments_leaves_every_committed_entry_readable(tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import os, sys
+        sys.path.insert(0, sys.argv[1]); sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
+        from durable_helpers import entry
+        from otel_ext.queue.store import PersistentQueue
+        q = PersistentQueue(sys.argv[2], fsync=sys.argv[3])
+        q.register_lanes(["main"])
+        n = 0
+        while True:
+            q.append([entry(list(range(n, n + 20)), body_bytes=2000)])
+            n += 20
+            print(n, flush=True)
+    """)
+    for fsync in ("process", "always"):
+        db = tmp_path / f"q-{fsync}.db"
+        proc = subprocess.Popen([sys.executable, "-c", script, ROOT, str(db), fsync], stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout is not None
+        acknowledged = 0
+        for line in proc.stdout:
+            acknowledged = int(line)
+            if acknowledged >= 2000:
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        q = PersistentQueue(db)
+        got = drain(q)
+        assert sorted(got) == list(range(len(got))) and len(got) >= acknowledged
+        assert q.dead_letters() == []
+        q.close()
+
+
+def test_overflow_eviction_frees_segments_and_never_evicts_a_higher_tier(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Overflow evicts access entries out of order; the security entries scattered between them
+    would keep every segment alive. Housekeeping copies the few live frames forward (compaction),
+    so the disk stays within a bound of the live bytes."""
+    monkeypatch.setattr(segments, "SEGMENT_BYTES", 64 * 1024)
+    size = len(big(list(range(20))).payload)
+    counters = Counters("segov")
+    q = PersistentQueue(tmp_path / "q.db", max_bytes=10 * size + 100, counters=counters)
+    q.register_lanes(["main"])
+    security: list[int] = []
+    total = 0
+    for k in range(60):  # one security entry in every ten, the backend down: the queue overflows
+        if k % 10 == 0:
+            seqs = list(range(100_000 + k * 20, 100_000 + k * 20 + 20))
+            security += seqs
+            q.append([big(seqs, "security")])
+        else:
+            q.append([big(list(range(k * 20, k * 20 + 20)))])
+        total += 20
+    assert q.stats().bytes <= q.max_bytes
+    dropped = counters.get("dropped", "access:queue_full")
+    assert dropped >= 40 * 20 and counters.get("dropped", "security:queue_full") == 0
+    before = sum(p.stat().st_size for p in seg_files(q.path))
+    assert before > 3 * q.max_bytes  # segments pinned by the security entries between evicted ones
+    q.maintain()  # deletes what is free, compacts what is mostly dead
+    after = sum(p.stat().st_size for p in seg_files(q.path))
+    assert after <= max(2 * q.stats().bytes, 4 * segments.SEGMENT_BYTES) + segments.SEGMENT_BYTES, (before, after)
+    got = drain(q)
+    assert set(security) <= set(got)  # every security record kept
+    assert len(got) + dropped == total and len(got) == len(set(got))  # each record delivered or counted
+    assert q.dead_letters() == []
+    q.close()
+
+
+def test_segments_of_an_orphan_are_adopted_and_removed_with_it(tmp_path: Path) -> None:
+    directory = prepare_dir(tmp_path / "q")
+    orphan = claim_new(directory)
+    old = PersistentQueue(orphan.db_path)
+    old.register_lanes(["main"])
+    for start in range(0, 200, 20):
+        old.append([big(list(range(start, start + 20)))])
+    old.abandon()  # its owner died
+    orphan.release()
+    mine = claim_new(directory)
+    q = PersistentQueue(mine.db_path)
+    q.register_lanes(["main"])
+    (claimed,) = list(orphans(directory, exclude=mine.db_path))
+    result = q.adopt(claimed.db_path)
+    assert result.records == 200 and result.damaged is None
+    claimed.release(remove=True)
+    assert not segments.segment_dir(orphan.db_path).exists() and not orphan.db_path.exists()
+    assert sorted(drain(q)) == list(range(200))
+    q.close()
+
+
+def test_orphan_with_a_damaged_segment_adopts_the_rest_and_keeps_a_dead_letter(tmp_path: Path) -> None:
+    directory = prepare_dir(tmp_path / "q")
+    orphan = claim_new(directory)
+    old = PersistentQueue(orphan.db_path)
+    old.register_lanes(["main"])
+    for start in range(0, 60, 20):
+        old.append([big(list(range(start, start + 20)))])
+    old.close()
+    orphan.release()
+    place = _frame_offsets(orphan.db_path)[0]
+    with open(segments.segment_dir(orphan.db_path) / f"{place[0]:08d}", "r+b") as f:
+        f.seek(place[1] + segments.FRAME.size + 10)
+        f.write(b"\xff\xfe")
+    mine = claim_new(directory)
+    counters = Counters("segad")
+    q = PersistentQueue(mine.db_path, counters=counters)
+    q.register_lanes(["main"])
+    (claimed,) = list(orphans(directory, exclude=mine.db_path))
+    result = q.adopt(claimed.db_path)
+    claimed.release(remove=True)
+    assert result.records == 40 and result.dead_letter_records == 20
+    assert counters.get("dead_lettered", "queue") == 20
+    (letter,) = q.dead_letters()
+    assert "CRC mismatch" in letter.reason and letter.records == 20
+    assert sorted(drain(q)) == list(range(20, 60))
+    q.close()
+
+
+@pytest.mark.parametrize("kind", ["bad_header", "truncated"])
+def test_quarantine_moves_the_segments_with_the_file_and_salvage_reads_them(tmp_path: Path, kind: str) -> None:
+    directory = prepare_dir(tmp_path / "q")
+    orphan = claim_new(directory)
+    old = PersistentQueue(orphan.db_path)
+    old.register_lanes(["main"])
+    for start in range(0, 400, 20):
+        old.append([big(list(range(start, start + 20)))])
+    old.checkpoint()
+    old.abandon()
+    orphan.release()
+    damage(orphan.db_path, kind)
+    mine = claim_new(directory)
+    q = PersistentQueue(mine.db_path)
+    q.register_lanes(["main"])
+    (claimed,) = list(orphans(directory, exclude=mine.db_path))
+    result = q.adopt(claimed.db_path)
+    claimed.release(remove=True)
+    assert result.damaged and result.quarantined_to is not None
+    assert segments.segment_dir(result.quarantined_to).is_dir()  # the payloads went with the rows
+    (listed,) = list_quarantine(directory)
+    assert listed.bytes >= sum(p.stat().st_size for p in seg_files(result.quarantined_to))
+    got = drain(q)
+    assert set(got) <= set(range(400)) and len(got) == len(set(got))  # nothing forged, nothing twice
+    if kind == "bad_header":
+        assert sorted(got) == list(range(400))
+    q.close()
+
+
+def test_planted_segment_dir_or_foreign_segment_is_refused(tmp_path: Path) -> None:
+    directory = prepare_dir(tmp_path / "q")
+    # a fresh queue whose .seg name is a planted symlink: payloads stay inline, the target untouched
+    claim = claim_new(directory)
+    target = tmp_path / "attacker"
+    target.mkdir()
+    segments.segment_dir(claim.db_path).symlink_to(target)
+    q = PersistentQueue(claim.db_path)
+    q.register_lanes(["main"])
+    q.append([big(list(range(20)))])
+    assert list(target.iterdir()) == []
+    assert sorted(drain(q)) == list(range(20))
+    q.close()
+    claim.release(remove=True)
+    assert target.is_dir() and not segments.segment_dir(claim.db_path).exists()  # the link went, not the target
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown")
+    # an orphan whose segment belongs to someone else is never adopted
+    orphan = claim_new(directory)
+    old = PersistentQueue(orphan.db_path)
+    old.register_lanes(["main"])
+    old.append([big(list(range(20)))])
+    old.close()
+    orphan.release()
+    (seg,) = seg_files(orphan.db_path)
+    os.chown(seg, 4242, 4242)
+    refused: list[tuple[Path, str]] = []
+    assert list(orphans(directory, refused=lambda p, why: refused.append((p, why)))) == []
+    assert refused == [(seg, "belongs to uid 4242")]
+
+
+def test_full_disk_on_the_segment_write_is_a_counted_queue_error_and_recovers(tmp_path: Path) -> None:
+    with tmpfs("3m") as mnt:
+        q = PersistentQueue(mnt / "q.db")
+        q.register_lanes(["main"])
+        q.append([big(list(range(20)))])
+        filler = fill(mnt, leave=20_000)
+        refused = 0
+        n = 100
+        for _ in range(20):
+            try:
+                q.append([big(list(range(n, n + 20)))])
+                n += 20
+            except QueueError as exc:
+                assert "segment" in str(exc) or "full" in str(exc).lower()
+                refused += 1
+        assert refused >= 1
+        assert q.stats().records == n - 100 + 20  # the totals agree with what was committed
+        os.unlink(filler)
+        q.append([big(list(range(5000, 5020)))])
+        got = drain(q)
+        assert sorted(got) == [*range(20), *range(100, n), *range(5000, 5020)]
+        assert q.dead_letters() == []
+        q.close()
+
+
+def test_fsync_always_writes_segments_too(tmp_path: Path) -> None:
+    q = PersistentQueue(tmp_path / "q.db", fsync="always")
+    q.register_lanes(["main"])
+    q.append([big(list(range(20))), big(list(range(20, 40)))])
+    assert len(seg_files(q.path)) == 1
+    q.close()
+    q = PersistentQueue(tmp_path / "q.db", fsync="always")
+    assert sorted(drain(q)) == list(range(40))
+    q.close()
+
