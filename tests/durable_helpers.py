@@ -165,7 +165,7 @@ def damage_segment(db: Path, kind: str) -> None:
 
 
 STORM_WRITER = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     sys.path.insert(0, sys.argv[1])
     from opentelemetry._logs import SeverityNumber
     from opentelemetry.sdk._logs import LoggerProvider
@@ -178,11 +178,12 @@ STORM_WRITER = textwrap.dedent("""
                                       max_export_batch_size=200, max_queue_size=100_000))
     logger = provider.get_logger("chaos")
     tag, i, worst = sys.argv[4], 0, 0.0
+    body = "chaos record" + "x" * int(os.environ.get("STORM_BODY_BYTES", "0"))  # 400: entries in segments
     drain = tag == "drain"
     while not drain:
         for _ in range(50):
             t = time.perf_counter()
-            logger.emit(body="chaos record", severity_number=SeverityNumber.INFO,
+            logger.emit(body=body, severity_number=SeverityNumber.INFO,
                         attributes={"seq": f"{tag}-{i}", "labels.event_class": "access"})
             worst = max(worst, time.perf_counter() - t)
             i += 1

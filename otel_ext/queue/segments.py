@@ -39,6 +39,7 @@ SEGMENT_BYTES = 16 * 1024 * 1024
 # exporter's batches (hundreds of records, ~100+ KB) all go to segments; single records stay inline.
 INLINE_MAX = 8 * 1024
 _NAME_DIGITS = 8
+_IOV_MAX = 512  # buffers per writev() (Linux allows 1024)
 
 
 class SegmentDamaged(Exception):
@@ -230,12 +231,8 @@ class SegmentWriter:
             parts.append(FRAME.pack(MAGIC, len(payload), zlib.crc32(payload)))
             parts.append(payload)
             offset += FRAME.size + len(payload)
-        data = b"".join(parts)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+            self._write_all(parts, offset - self._offset)
             if self.fsync:
                 os.fsync(self._fd)
         except OSError:
@@ -243,6 +240,21 @@ class SegmentWriter:
             raise
         self._offset = offset
         return places
+
+    def _write_all(self, parts: list[bytes], total: int) -> None:
+        """writev() the parts (no joined copy of the payloads); a short write finishes the rest."""
+        assert self._fd is not None
+        written = 0
+        for start in range(0, len(parts), _IOV_MAX):
+            chunk = parts[start:start + _IOV_MAX]
+            size = sum(len(p) for p in chunk)
+            done = os.writev(self._fd, chunk)
+            if done < size:
+                view = memoryview(b"".join(chunk))[done:]
+                while view:
+                    view = view[os.write(self._fd, view):]
+            written += size
+        assert written == total
 
     def _resync(self) -> None:
         """After a failed write: continue after whatever part of it reached the file."""
