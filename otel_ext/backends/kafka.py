@@ -166,15 +166,16 @@ def messages_for(payload: bytes, limit: int = 1_000_000) -> list[tuple[bytes | N
         only = next(iter(by_service), None)
         return [(only.encode() if only else None, payload)]
     out: list[tuple[bytes | None, bytes]] = []
+    view = memoryview(payload)  # slices without copies: each message is copied once, by its join
     for service, spans in by_service.items():
         key = service.encode() if service else None
-        chunk: list[bytes] = []
+        chunk: list[memoryview] = []
         size = 0
         for field_start, field_end in spans:
             if chunk and size + field_end - field_start > limit:
                 out.append((key, b"".join(chunk)))
                 chunk, size = [], 0
-            chunk.append(payload[field_start:field_end])
+            chunk.append(view[field_start:field_end])
             size += field_end - field_start
         if chunk:
             out.append((key, b"".join(chunk)))
