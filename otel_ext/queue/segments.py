@@ -22,6 +22,7 @@ reason (counted), it never drops it silently and never lets it stop a lane.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import struct
@@ -44,6 +45,11 @@ _IOV_MAX = 512  # buffers per writev() (Linux allows 1024)
 
 class SegmentDamaged(Exception):
     """A payload frame cannot be read back intact; the message says why."""
+
+
+# errors that say nothing about the bytes on disk (out of descriptors or memory, interrupted): they
+# are raised as OSError (try again later), never taken for damage
+_TRANSIENT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EINTR, errno.ENOBUFS}
 
 
 def segment_dir(db: Path | str) -> Path:
@@ -147,6 +153,8 @@ def read_frame(folder: Path, number: int, offset: int, size: int, fd: int | None
     try:
         data = os.pread(fd, FRAME.size + size, offset)
     except OSError as exc:
+        if exc.errno in _TRANSIENT:
+            raise
         raise SegmentDamaged(f"{where}: cannot read ({exc.strerror or exc})") from None
     finally:
         if own:
@@ -170,6 +178,8 @@ def open_segment(folder: Path, number: int) -> int:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
+        if exc.errno in _TRANSIENT:
+            raise
         raise SegmentDamaged(f"segment {_name(number)}: cannot open ({exc.strerror or exc})") from None
     try:
         info = os.fstat(fd)

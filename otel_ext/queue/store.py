@@ -468,7 +468,7 @@ class PersistentQueue:
             say_every(60.0, f"segments:{self.path}", "otel-ext: could not delete unused payload segments of %s "
                       "(%s); will retry", self.path.name, exc)
 
-    def _compact_segments(self, budget: int = 4 * segments.SEGMENT_BYTES) -> int:
+    def _compact_segments(self, budget: int | None = None) -> int:
         """Bound the disk that deleted entries leave behind in segments still in use (overflow evicts
         low tiers out of order; one live entry keeps its whole segment): when the segments hold more
         than twice the live bytes (and more than four segments' worth), the live frames of the
@@ -477,6 +477,7 @@ class PersistentQueue:
         with ``_lock`` held. A lane reading an old place meanwhile finds the row moved and reads again."""
         if self._segments_refused is not None or self._closed:
             return 0
+        budget = 2 * segments.SEGMENT_BYTES if budget is None else budget
         folder = self._segments.folder
         on_disk = {n: segments.file_bytes(folder, n) for n in segments.numbers(folder)}
         live = {int(r[0]): int(r[1]) for r in self._conn.execute(
@@ -505,6 +506,8 @@ class PersistentQueue:
                         damaged[int(entry_id)] = ((number, int(off), int(size)), str(exc), b"")
             except segments.SegmentDamaged as exc:
                 damaged.update({int(r[0]): ((number, int(r[1]), int(r[2])), str(exc), b"") for r in rows})
+            except OSError:  # out of descriptors or memory: not now
+                return moved
             finally:
                 if fd is not None:
                     os.close(fd)
@@ -533,26 +536,33 @@ class PersistentQueue:
         fds: dict[int, int] = {}
         problem = segments.dir_problem(folder)
         try:
-            for entry_id, created_ns, tier, records, classes, payload, seg, off, size in rows:
-                if seg > 0:
-                    hot = self._take_hot(entry_id)
-                    if hot is not None and len(hot) == size:
-                        payload = hot
-                    else:
-                        try:
-                            if problem:
-                                raise segments.SegmentDamaged(f"segment directory {folder} {problem}")
-                            if seg not in fds:
-                                fds[seg] = segments.open_segment(folder, seg)
-                            payload = segments.read_frame(folder, seg, off, size, fds[seg])
-                        except segments.SegmentDamaged as exc:
-                            damaged[entry_id] = ((seg, off, size), str(exc), b"")
-                            continue
-                out.append(Entry(entry_id, created_ns, tier, records, classes, payload))
+            return self._resolve_rows(rows, damaged, folder, fds, problem, out)
+        except OSError as exc:  # out of descriptors or memory: not damage, the lane tries again
+            raise QueueError(f"payload segment: {exc.strerror or exc}") from exc
         finally:
             for fd in fds.values():
                 with contextlib.suppress(OSError):
                     os.close(fd)
+
+    def _resolve_rows(self, rows: list[tuple[int, int, int, int, str, bytes, int, int, int]],
+                      damaged: dict[int, tuple[tuple[int, int, int], str, bytes]], folder: Path,
+                      fds: dict[int, int], problem: str | None, out: list[Entry]) -> list[Entry]:
+        for entry_id, created_ns, tier, records, classes, payload, seg, off, size in rows:
+            if seg > 0:
+                hot = self._take_hot(entry_id)
+                if hot is not None and len(hot) == size:
+                    payload = hot
+                else:
+                    try:
+                        if problem:
+                            raise segments.SegmentDamaged(f"segment directory {folder} {problem}")
+                        if seg not in fds:
+                            fds[seg] = segments.open_segment(folder, seg)
+                        payload = segments.read_frame(folder, seg, off, size, fds[seg])
+                    except segments.SegmentDamaged as exc:
+                        damaged[entry_id] = ((seg, off, size), str(exc), b"")
+                        continue
+            out.append(Entry(entry_id, created_ns, tier, records, classes, payload))
         return out
 
     def _dead_letter_damaged(self, damaged: dict[int, tuple[tuple[int, int, int], str, bytes]]) -> None:
