@@ -267,11 +267,15 @@ def _entry_columns(conn: sqlite3.Connection) -> str:
 
 
 class _Payloads:
-    """Reads the payload of an entry row: inline, or from ``db``'s segments (frames checked)."""
+    """Reads the payload of an entry row: inline, or from ``db``'s segments (frames checked), through
+    a descriptor of the segment directory opened without following a symlink. A refused directory
+    (symlink, another user's) raises OSError: the caller tries again later, nothing is taken for
+    damage; a missing directory or file, or a bad frame, is damage."""
 
     def __init__(self, db: Path) -> None:
         self.folder = segments.segment_dir(db)
-        self.problem = segments.dir_problem(self.folder)
+        self._dir_fd: int | None = None
+        self._opened = False
 
     def __call__(self, r: tuple[Any, ...], out: Contents) -> bytes | None:
         """The payload of row ``r`` (None: damaged, and added to ``out`` as a dead letter)."""
@@ -279,14 +283,29 @@ class _Payloads:
         if seg <= 0:
             return bytes(r[5])
         try:
-            if self.problem:
-                raise segments.SegmentDamaged(f"segment directory {self.folder.name} {self.problem}")
-            return segments.read_frame(self.folder, seg, int(r[7]), int(r[8]))
+            if not self._opened:
+                self._opened = True
+                self._dir_fd = segments.open_dir(self.folder)
+            if self._dir_fd is None:
+                raise segments.SegmentDamaged(f"segment {seg:08d}: cannot open (the segment directory is missing)")
+            fd = segments.open_segment(self._dir_fd, seg)
+            try:
+                return segments.read_frame(fd, seg, int(r[7]), int(r[8]))
+            finally:
+                os.close(fd)
         except segments.SegmentDamaged as exc:
             out.dead_letters.append((int(r[1]), time.time_ns(), "queue", f"damaged payload: {exc}"[:2000],
                                      int(r[3]), str(r[4]), b""))
             out.damaged_records += int(r[3])
             return None
+
+    def close(self) -> None:
+        if self._dir_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._dir_fd)
+            self._dir_fd = None
+
+
 _DEAD_COLUMNS = "id, created_ns, failed_ns, backend, reason, records, classes, payload"
 
 
@@ -299,10 +318,13 @@ def read_sound(db: Path) -> Contents:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         after = _min_cursor(conn)
         payload_of = _Payloads(db)
-        for r in conn.execute(f"SELECT {_entry_columns(conn)} FROM entries WHERE id > ? ORDER BY id", (after,)):
-            payload = payload_of(tuple(r), out)
-            if payload is not None:
-                out.entries.append((int(r[1]), int(r[2]), int(r[3]), str(r[4]), payload))
+        try:
+            for r in conn.execute(f"SELECT {_entry_columns(conn)} FROM entries WHERE id > ? ORDER BY id", (after,)):
+                payload = payload_of(tuple(r), out)
+                if payload is not None:
+                    out.entries.append((int(r[1]), int(r[2]), int(r[3]), str(r[4]), payload))
+        finally:
+            payload_of.close()
         if "dead_letters" in tables:
             for r in conn.execute(f"SELECT {_DEAD_COLUMNS} FROM dead_letters ORDER BY id"):
                 out.dead_letters.append((int(r[1]), int(r[2]), str(r[3]), str(r[4]), int(r[5]), str(r[6]),
@@ -452,19 +474,22 @@ def salvage(db: Path, workdir: Path) -> Contents:
             after = _min_cursor(conn)
             rows, out.skipped = _read_skipping(conn, "entries", _entry_columns(conn), after, deadline)
             payload_of = _Payloads(db)
-            for r in rows:
-                try:
-                    payload = payload_of(r, out)
-                    if payload is None:
+            try:
+                for r in rows:
+                    try:
+                        payload = payload_of(r, out)
+                        if payload is None:
+                            continue
+                        row = (int(r[1]), int(r[2]), int(r[3]), str(r[4]), payload)
+                    except (TypeError, ValueError):
+                        out.skipped += 1
                         continue
-                    row = (int(r[1]), int(r[2]), int(r[3]), str(r[4]), payload)
-                except (TypeError, ValueError):
-                    out.skipped += 1
-                    continue
-                if _payload_intact(row[4], row[2]):
-                    out.entries.append(row)
-                else:
-                    out.skipped += 1
+                    if _payload_intact(row[4], row[2]):
+                        out.entries.append(row)
+                    else:
+                        out.skipped += 1
+            finally:
+                payload_of.close()
             out.adopted_files = _adopted_files(conn)
             dead, _ = _read_skipping(conn, "dead_letters", _DEAD_COLUMNS, 0, deadline)
             for r in dead:
@@ -479,6 +504,13 @@ def salvage(db: Path, workdir: Path) -> Contents:
 
 
 # --- quarantine --------------------------------------------------------------------------------
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
 
 
 def quarantine(db: Path, reason: str) -> Path:
@@ -498,7 +530,8 @@ def quarantine(db: Path, reason: str) -> Path:
         source = Path(f"{db}{suffix}")
         if source.exists():
             os.replace(source, Path(f"{target}{suffix}"))
-    if segments.dir_problem(segments.segment_dir(db)) is None and segments.segment_dir(db).is_dir():
+    seg_info = _lstat(segments.segment_dir(db))
+    if seg_info is not None and stat.S_ISDIR(seg_info.st_mode):  # a real directory (never a symlink)
         os.replace(segments.segment_dir(db), segments.segment_dir(target))  # the payloads go with the rows
     fd = os.open(f"{target}.reason", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -14,9 +14,15 @@ commits: a crash in between leaves bytes nobody refers to, never a row without i
 never appends to a segment it did not create (a new one is started at every open), so a torn tail
 left by a crash is never followed by new frames.
 
-A frame that fails its checks (missing file, short read, wrong magic, length or CRC) raises
-:class:`SegmentDamaged` with the reason; the queue turns the entry into a dead letter with that
-reason (counted), it never drops it silently and never lets it stop a lane.
+A frame that fails its checks (missing file, short read, wrong magic, length or CRC, a file that is
+a symlink or not ours) raises :class:`SegmentDamaged` with the reason; the queue turns the entry into
+a dead letter with that reason (counted), it never drops it silently and never lets it stop a lane.
+What says nothing about the bytes is not damage: running out of descriptors or memory, and a
+*directory* that is a symlink or another user's (:class:`SegmentDirRefused`: the entries stay queued
+and the read is retried, loudly, until the operator puts it right; no new segment is written there).
+
+Every file operation goes through a descriptor of the directory opened without following a symlink
+(``openat``/``unlinkat``), so a directory swapped for a symlink while we run is never followed.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import errno
 import os
 import stat
 import struct
+import threading
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -33,8 +40,10 @@ from pathlib import Path
 MAGIC = b"OXS1"
 FRAME = struct.Struct(">4sII")  # magic, payload length, crc32 of the payload
 SEGMENT_SUFFIX = ".seg"
-# a segment is closed for writing once it holds this much; the next frame starts a new one
+# a segment is closed for writing once it holds this much (or a sixteenth of the queue's bound if
+# that is smaller, at least MIN_SEGMENT_BYTES); the next frame starts a new one
 SEGMENT_BYTES = 16 * 1024 * 1024
+MIN_SEGMENT_BYTES = 64 * 1024
 # payloads of this size or smaller stay inline in SQLite: a row of a couple of pages costs little to
 # write twice, and a frame would cost a separate write() and a file read on the way out. The
 # exporter's batches (hundreds of records, ~100+ KB) all go to segments; single records stay inline.
@@ -47,6 +56,10 @@ class SegmentDamaged(Exception):
     """A payload frame cannot be read back intact; the message says why."""
 
 
+class SegmentDirRefused(OSError):
+    """The segment directory is a symlink, not a directory, or another user's: not used, not damage."""
+
+
 # errors that say nothing about the bytes on disk (out of descriptors or memory, interrupted): they
 # are raised as OSError (try again later), never taken for damage
 _TRANSIENT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EINTR, errno.ENOBUFS}
@@ -56,12 +69,21 @@ def segment_dir(db: Path | str) -> Path:
     return Path(f"{db}{SEGMENT_SUFFIX}")
 
 
+def segment_bytes_for(max_bytes: int) -> int:
+    return max(MIN_SEGMENT_BYTES, min(SEGMENT_BYTES, max_bytes // 16))
+
+
 def _name(number: int) -> str:
     return f"{number:0{_NAME_DIGITS}d}"
 
 
+def _numbers(names: Iterable[str]) -> list[int]:
+    return sorted(int(n) for n in names if len(n) == _NAME_DIGITS and n.isdigit())
+
+
 def dir_problem(folder: Path) -> str | None:
-    """Why ``folder`` must not hold our segments (None: it is absent, or a 0700 directory of ours)."""
+    """Why ``folder`` must not hold our segments (None: absent, or a directory of ours that only we
+    can write to). Read by lstat: a symlink is reported, never followed."""
     try:
         info = os.lstat(folder)
     except FileNotFoundError:
@@ -72,18 +94,64 @@ def dir_problem(folder: Path) -> str | None:
         return "is not a directory"
     if info.st_uid != os.geteuid():
         return f"belongs to uid {info.st_uid}"
-    if info.st_mode & 0o077:
-        return f"is accessible to others (mode {stat.S_IMODE(info.st_mode):o})"
+    if info.st_mode & 0o022:
+        return f"is writable by group or others (mode {stat.S_IMODE(info.st_mode):o})"
     return None
 
 
-def numbers(folder: Path) -> list[int]:
-    """Segment numbers present in ``folder`` (other names are ignored), ascending."""
+def open_dir(folder: Path, create: bool = False) -> int | None:
+    """A descriptor of ``folder`` opened without following a symlink and checked to be ours; None
+    if it does not exist (and ``create`` is false). Raises :class:`SegmentDirRefused`, or OSError."""
+    if create:
+        old = os.umask(0o077)
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(folder, 0o700)
+        finally:
+            os.umask(old)
     try:
-        names = os.listdir(folder)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise SegmentDirRefused(exc.errno, f"{folder} is a symlink or not a directory; not used") from None
+        raise
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if info.st_uid != os.geteuid():
+        os.close(fd)
+        raise SegmentDirRefused(errno.EPERM, f"{folder} belongs to uid {info.st_uid}; not used")
+    return fd
+
+
+def _own_size(dir_fd: int, number: int) -> int | None:
+    """Size of segment ``number`` if it is a regular file of ours (None: absent, or not ours)."""
+    try:
+        info = os.stat(_name(number), dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        return None
+    return info.st_size
+
+
+def numbers(folder: Path) -> list[int]:
+    """Segment numbers present in ``folder`` (other names are ignored), ascending (never follows a
+    symlinked ``folder``)."""
+    try:
+        fd = open_dir(folder)
     except OSError:
         return []
-    return sorted(int(n) for n in names if len(n) == _NAME_DIGITS and n.isdigit())
+    if fd is None:
+        return []
+    try:
+        return _numbers(os.listdir(fd))
+    finally:
+        os.close(fd)
 
 
 def foreign_segment(db: Path) -> tuple[Path, str] | None:
@@ -108,23 +176,22 @@ def foreign_segment(db: Path) -> tuple[Path, str] | None:
 
 
 def total_bytes(db: Path) -> int:
-    return sum(_size(segment_dir(db) / _name(n)) for n in numbers(segment_dir(db)))
-
-
-def file_bytes(folder: Path, number: int) -> int:
-    return _size(folder / _name(number))
-
-
-def _size(path: Path) -> int:
+    """Bytes of ``db``'s segments that are regular files of ours (0 for a refused directory)."""
     try:
-        return os.lstat(path).st_size
+        fd = open_dir(segment_dir(db))
     except OSError:
         return 0
+    if fd is None:
+        return 0
+    try:
+        return sum(_own_size(fd, n) or 0 for n in _numbers(os.listdir(fd)))
+    finally:
+        os.close(fd)
 
 
 def remove_all(db: Path) -> None:
-    """Delete ``db``'s segment directory and the segments in it (a symlink in its place is removed,
-    never followed; a directory of another user is left alone)."""
+    """Delete ``db``'s segment directory and our segments in it (a symlink in its place is removed,
+    never followed; a directory of another user, and files in it that are not ours, are left)."""
     folder = segment_dir(db)
     try:
         info = os.lstat(folder)
@@ -134,31 +201,54 @@ def remove_all(db: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(folder)
         return
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+    try:
+        fd = open_dir(folder)
+    except OSError:
         return
-    with contextlib.suppress(OSError):
-        for name in os.listdir(folder):
-            with contextlib.suppress(OSError):
-                os.unlink(folder / name)
-    with contextlib.suppress(OSError):
-        os.rmdir(folder)
-
-
-def read_frame(folder: Path, number: int, offset: int, size: int, fd: int | None = None) -> bytes:
-    """The payload of the frame at ``offset`` of segment ``number``, checked. Raises SegmentDamaged."""
-    where = f"segment {_name(number)} at byte {offset}"
-    own = fd is None
     if fd is None:
-        fd = open_segment(folder, number)
+        return
+    try:
+        for number in _numbers(os.listdir(fd)):
+            if _own_size(fd, number) is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(_name(number), dir_fd=fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)  # only if empty
+
+
+def open_segment(dir_fd: int, number: int) -> int:
+    """A read descriptor on segment ``number``; refuses symlinks and files not ours (as damage)."""
+    try:
+        fd = os.open(_name(number), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in _TRANSIENT:
+            raise
+        raise SegmentDamaged(f"segment {_name(number)}: cannot open ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        os.close(fd)
+        raise SegmentDamaged(f"segment {_name(number)}: not a regular file of ours; refused")
+    return fd
+
+
+def read_frame(fd: int, number: int, offset: int, size: int) -> bytes:
+    """The payload of the frame at ``offset`` of segment ``number`` (open as ``fd``), checked.
+    Raises SegmentDamaged, or OSError for what is not damage."""
+    where = f"segment {_name(number)} at byte {offset}"
     try:
         data = os.pread(fd, FRAME.size + size, offset)
     except OSError as exc:
         if exc.errno in _TRANSIENT:
             raise
         raise SegmentDamaged(f"{where}: cannot read ({exc.strerror or exc})") from None
-    finally:
-        if own:
-            os.close(fd)
     if len(data) < FRAME.size + size:
         raise SegmentDamaged(f"{where}: truncated ({len(data)} of {FRAME.size + size} bytes)")
     magic, length, crc = FRAME.unpack_from(data)
@@ -172,65 +262,69 @@ def read_frame(folder: Path, number: int, offset: int, size: int, fd: int | None
     return payload
 
 
-def open_segment(folder: Path, number: int) -> int:
-    """A read descriptor on segment ``number``; refuses symlinks and files not ours."""
-    path = folder / _name(number)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno in _TRANSIENT:
-            raise
-        raise SegmentDamaged(f"segment {_name(number)}: cannot open ({exc.strerror or exc})") from None
-    try:
-        info = os.fstat(fd)
-    except OSError as exc:
-        os.close(fd)
-        raise SegmentDamaged(f"segment {_name(number)}: cannot stat ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
-        os.close(fd)
-        raise SegmentDamaged(f"segment {_name(number)}: not a regular file of ours; refused")
-    return fd
+class Segments:
+    """The segments of one queue file: written, read and deleted through one descriptor of their
+    directory (callers serialise writes and deletions: the queue's lock)."""
 
-
-class SegmentWriter:
-    """Appends frames to the segments of one queue file (callers serialise; the queue's lock)."""
-
-    def __init__(self, db: Path, fsync: bool) -> None:
+    def __init__(self, db: Path, fsync: bool, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.folder = segment_dir(db)
         self.fsync = fsync
+        self.segment_bytes = segment_bytes
+        self._dir_fd: int | None = None
+        self._dir_lock = threading.Lock()  # the lane (reading) and the writer may open it first
         self._fd: int | None = None
         self.current = 0  # segment being written (0: none yet)
         self._offset = 0
+        self.sizes: dict[int, int] = {}  # our segments on disk -> bytes
 
-    def ensure_dir(self) -> None:
-        old = os.umask(0o077)
+    # --- the directory -------------------------------------------------------------------------
+
+    def dir_fd(self, create: bool = False) -> int | None:
+        """The directory's descriptor (None: it does not exist). Raises SegmentDirRefused / OSError."""
+        if self._dir_fd is None:
+            with self._dir_lock:
+                if self._dir_fd is None:
+                    fd = open_dir(self.folder, create)
+                    if fd is None:
+                        return None
+                    self.sizes = {n: size for n in _numbers(os.listdir(fd))
+                                  if (size := _own_size(fd, n)) is not None}
+                    self._dir_fd = fd
+        return self._dir_fd
+
+    def write_problem(self) -> str | None:
+        """Why no frame may be written now (None: fine): the directory is refused, or others may
+        write to it (payloads then stay inline in SQLite)."""
         try:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(self.folder, 0o700)
-        finally:
-            os.umask(old)
-        why = dir_problem(self.folder)
-        if why:
-            raise OSError(f"{self.folder} {why}; refusing to keep queue payloads there")
+            fd = self.dir_fd(create=True)
+            if fd is None:  # pragma: no cover - just created
+                return f"{self.folder} cannot be created"
+            mode = os.fstat(fd).st_mode
+        except OSError as exc:
+            return str(exc)
+        if mode & 0o022:
+            return f"{self.folder} is writable by group or others (mode {stat.S_IMODE(mode):o})"
+        return None
+
+    # --- writing -------------------------------------------------------------------------------
 
     def _start(self) -> None:
-        self.close()
-        self.ensure_dir()
-        number = max([self.current, *numbers(self.folder)]) + 1
-        fd = os.open(self.folder / _name(number),
-                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        self.roll()
+        dir_fd = self.dir_fd(create=True)
+        if dir_fd is None:  # pragma: no cover - just created
+            raise OSError(errno.ENOENT, f"{self.folder} cannot be created")
+        number = max([self.current, *self.sizes, *_numbers(os.listdir(dir_fd))]) + 1
+        fd = os.open(_name(number), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dir_fd)
         if self.fsync:  # the new name itself must survive a power cut
-            dir_fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            os.fsync(dir_fd)
         self._fd, self.current, self._offset = fd, number, 0
+        self.sizes[number] = 0
 
     def write(self, payloads: Sequence[bytes]) -> list[tuple[int, int]]:
-        """Append one frame per payload (one write); returns (segment, offset) of each. Raises OSError
-        (ENOSPC and friends): nothing written then is referenced by anyone."""
-        if self._fd is None or self._offset >= SEGMENT_BYTES:
+        """Append one frame per payload (one writev); returns (segment, offset) of each. Raises
+        OSError (ENOSPC and friends): nothing written then is referenced by anyone."""
+        if self._fd is None or self._offset >= self.segment_bytes:
             self._start()
         assert self._fd is not None
         places: list[tuple[int, int]] = []
@@ -249,6 +343,7 @@ class SegmentWriter:
             self._resync()
             raise
         self._offset = offset
+        self.sizes[self.current] = offset
         return places
 
     def _write_all(self, parts: list[bytes], total: int) -> None:
@@ -271,14 +366,12 @@ class SegmentWriter:
         try:
             assert self._fd is not None
             self._offset = os.fstat(self._fd).st_size
+            self.sizes[self.current] = self._offset
         except (OSError, AssertionError):
-            self.close()
+            self.roll()
 
     def roll(self) -> None:
         """Start a new segment at the next write (the current one becomes collectable)."""
-        self.close()
-
-    def close(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
@@ -288,15 +381,40 @@ class SegmentWriter:
     def current_bytes(self) -> int:
         return self._offset if self._fd is not None else 0
 
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.sizes.values())
+
+    # --- reading and deleting ------------------------------------------------------------------
+
+    def open_for_read(self, number: int) -> int:
+        """Raises SegmentDamaged (the file or the whole directory is missing), SegmentDirRefused."""
+        dir_fd = self.dir_fd()
+        if dir_fd is None:
+            raise SegmentDamaged(f"segment {_name(number)}: cannot open (the segment directory is missing)")
+        return open_segment(dir_fd, number)
+
     def remove_except(self, keep: Iterable[int]) -> int:
-        """Delete every segment not in ``keep`` and not being written; returns how many."""
+        """Delete every segment of ours not in ``keep`` and not being written; returns how many."""
+        dir_fd = self.dir_fd()
+        if dir_fd is None:
+            self.sizes.clear()
+            return 0
         kept = set(keep)
         if self._fd is not None:
             kept.add(self.current)
         removed = 0
-        for number in numbers(self.folder):
-            if number not in kept:
+        for number in sorted(set(self.sizes) - kept):
+            if _own_size(dir_fd, number) is not None:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.folder / _name(number))
+                    os.unlink(_name(number), dir_fd=dir_fd)
                     removed += 1
+            self.sizes.pop(number, None)
         return removed
+
+    def close(self) -> None:
+        self.roll()
+        if self._dir_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._dir_fd)
+            self._dir_fd = None

@@ -240,12 +240,15 @@ class PersistentQueue:
         self._readers_closed = False
         self._entries = self._records = self._bytes = 0
         self._reload_totals()
-        # payload segments: refused (payloads stay inline) when the directory is not ours
-        self._segments = segments.SegmentWriter(self.path, fsync == "always")
-        self._segments_refused = segments.foreign_segment(self.path)
-        if self._segments_refused is not None:
-            _logger.error("otel-ext: %s %s; keeping this queue's payloads inside %s instead",
-                          *self._segments_refused, self.path.name)
+        # payload segments (a directory that is not ours: new payloads stay inline, entries already
+        # in it wait, loudly, until it is put right; nothing is deleted through it)
+        self._segments = segments.Segments(self.path, fsync == "always", segments.segment_bytes_for(max_bytes))
+        self._compact_floor = 0
+        try:
+            self._segments.dir_fd()
+        except OSError as exc:
+            _logger.error("otel-ext: payload segments of %s not used (%s): new payloads stay inline in the "
+                          "database; entries already in segments wait until it is put right", self.path.name, exc)
         else:
             self._collect_segments(everything=True)  # frames a crash left unreferenced
         self._hot: dict[int, bytes] = {}
@@ -389,6 +392,23 @@ class PersistentQueue:
             self._note_committed(last_id)
             if hot:
                 self._keep_hot(hot)
+            self._bound_segments()
+
+    def _bound_segments(self) -> None:
+        """After a commit: compact when the segments hold much more than the live bytes (overflow
+        evicts out of order). Never raises: the batch is stored whatever happens here."""
+        seg = self._segments.segment_bytes
+        total = self._segments.total_bytes
+        if total <= self._bytes + max(self._bytes // 2, 2 * seg) or total <= self._compact_floor:
+            return
+        try:
+            moved = self._compact_segments()
+        except Exception as exc:  # noqa: BLE001 - housekeeping retries it
+            say_every(60.0, f"compact:{self.path}", "otel-ext: could not compact the payload segments of %s (%s)",
+                      self.path.name, exc)
+            moved = 0
+        # nothing to move (every segment mostly live): do not look again before it grew a segment more
+        self._compact_floor = 0 if moved else self._segments.total_bytes + seg
 
     def _store_payloads(self, payloads: Sequence[bytes]) -> list[tuple[int, int] | None]:
         """Write the large payloads into the current segment (before the commit that references them):
@@ -396,7 +416,12 @@ class PersistentQueue:
         if self._closed:
             raise QueueError("queue is closed")
         large = [p for p in payloads if len(p) > segments.INLINE_MAX]
-        if not large or self._segments_refused is not None:
+        if not large:
+            return [None] * len(payloads)
+        problem = self._segments.write_problem()
+        if problem:
+            say_every(60.0, f"segments-refused:{self.path}", "otel-ext: %s; payloads of %s stay inline in the "
+                      "database until it is put right", problem, self.path.name)
             return [None] * len(payloads)
         try:
             written = iter(self._segments.write(large))
@@ -448,22 +473,22 @@ class PersistentQueue:
 
         The quick test (every segment below the oldest referenced one) runs after each deletion;
         ``everything`` also finds segments freed out of order (overflow eviction, dead letters)."""
-        if self._segments_refused is not None or self._closed:
+        if self._closed:
             return
         try:
+            if self._segments.dir_fd() is None:
+                return
             if everything:
                 keep = {int(r[0]) for r in self._conn.execute("SELECT DISTINCT seg FROM entries WHERE seg > 0")}
                 self._segments.remove_except(keep)
-            else:
-                row = self._conn.execute("SELECT MIN(seg) FROM entries WHERE seg > 0").fetchone()
-                oldest = int(row[0]) if row and row[0] is not None else None
-                if oldest is None and self._segments.current_bytes > segments.SEGMENT_BYTES // 16:
-                    self._segments.roll()  # nothing refers to any segment: start afresh, free the disk
-                below = [n for n in segments.numbers(self._segments.folder)
-                         if oldest is None or n < oldest]
-                if below:
-                    self._segments.remove_except(
-                        n for n in segments.numbers(self._segments.folder) if n not in below)
+                return
+            row = self._conn.execute("SELECT MIN(seg) FROM entries WHERE seg > 0").fetchone()
+            oldest = int(row[0]) if row and row[0] is not None else None
+            if oldest is None and self._segments.current_bytes > self._segments.segment_bytes // 16:
+                self._segments.roll()  # nothing refers to any segment: start afresh, free the disk
+            if any(oldest is None or n < oldest for n in self._segments.sizes):
+                self._segments.remove_except(
+                    n for n in list(self._segments.sizes) if oldest is not None and n >= oldest)
         except (sqlite3.Error, OSError) as exc:
             say_every(60.0, f"segments:{self.path}", "otel-ext: could not delete unused payload segments of %s "
                       "(%s); will retry", self.path.name, exc)
@@ -475,15 +500,20 @@ class PersistentQueue:
         emptiest segments are copied to the current one, their rows repointed in one transaction,
         and the old segments deleted. Up to ``budget`` bytes per call; returns bytes moved. Call
         with ``_lock`` held. A lane reading an old place meanwhile finds the row moved and reads again."""
-        if self._segments_refused is not None or self._closed:
+        if self._closed:
             return 0
-        budget = 2 * segments.SEGMENT_BYTES if budget is None else budget
-        folder = self._segments.folder
-        on_disk = {n: segments.file_bytes(folder, n) for n in segments.numbers(folder)}
+        try:
+            if self._segments.dir_fd() is None:
+                return 0
+        except OSError:
+            return 0
+        seg_bytes = self._segments.segment_bytes
+        budget = 2 * seg_bytes if budget is None else budget
+        on_disk = dict(self._segments.sizes)
         live = {int(r[0]): int(r[1]) for r in self._conn.execute(
             "SELECT seg, SUM(size) + COUNT(*) * ? FROM entries WHERE seg > 0 GROUP BY seg", (segments.FRAME.size,))}
         total, used = sum(on_disk.values()), sum(live.values())
-        if total <= max(2 * used, 4 * segments.SEGMENT_BYTES):
+        if total <= used + max(used // 2, 2 * seg_bytes):
             return 0
         moved = 0
         victims = sorted((n for n in live if n != self._segments.current and on_disk.get(n)),
@@ -497,11 +527,11 @@ class PersistentQueue:
             payloads: list[tuple[int, int, bytes]] = []
             fd = None
             try:
-                fd = segments.open_segment(folder, number)
+                fd = self._segments.open_for_read(number)
                 for entry_id, off, size in rows:
                     try:
-                        payloads.append((int(entry_id), int(off), segments.read_frame(folder, number, int(off),
-                                                                                      int(size), fd)))
+                        payloads.append((int(entry_id), int(off), segments.read_frame(fd, number, int(off),
+                                                                                      int(size))))
                     except segments.SegmentDamaged as exc:
                         damaged[int(entry_id)] = ((number, int(off), int(size)), str(exc), b"")
             except segments.SegmentDamaged as exc:
@@ -532,12 +562,13 @@ class PersistentQueue:
         """Entries of ``rows`` with their payloads (from memory, else from their segment). Frames that
         fail their checks are noted in ``damaged`` (id -> (place, reason, raw bytes)) and left out."""
         out: list[Entry] = []
-        folder = self._segments.folder
         fds: dict[int, int] = {}
-        problem = segments.dir_problem(folder)
         try:
-            return self._resolve_rows(rows, damaged, folder, fds, problem, out)
-        except OSError as exc:  # out of descriptors or memory: not damage, the lane tries again
+            return self._resolve_rows(rows, damaged, fds, out)
+        except OSError as exc:  # out of descriptors or memory, a refused directory: not damage,
+            # the entries stay and the lane tries again
+            say_every(60.0, f"segments-read:{self.path}", "otel-ext: cannot read the payload segments of %s (%s); "
+                      "the entries stay queued", self.path.name, exc)
             raise QueueError(f"payload segment: {exc.strerror or exc}") from exc
         finally:
             for fd in fds.values():
@@ -545,8 +576,8 @@ class PersistentQueue:
                     os.close(fd)
 
     def _resolve_rows(self, rows: list[tuple[int, int, int, int, str, bytes, int, int, int]],
-                      damaged: dict[int, tuple[tuple[int, int, int], str, bytes]], folder: Path,
-                      fds: dict[int, int], problem: str | None, out: list[Entry]) -> list[Entry]:
+                      damaged: dict[int, tuple[tuple[int, int, int], str, bytes]],
+                      fds: dict[int, int], out: list[Entry]) -> list[Entry]:
         for entry_id, created_ns, tier, records, classes, payload, seg, off, size in rows:
             if seg > 0:
                 hot = self._take_hot(entry_id)
@@ -554,11 +585,9 @@ class PersistentQueue:
                     payload = hot
                 else:
                     try:
-                        if problem:
-                            raise segments.SegmentDamaged(f"segment directory {folder} {problem}")
                         if seg not in fds:
-                            fds[seg] = segments.open_segment(folder, seg)
-                        payload = segments.read_frame(folder, seg, off, size, fds[seg])
+                            fds[seg] = self._segments.open_for_read(seg)
+                        payload = segments.read_frame(fds[seg], seg, off, size)
                     except segments.SegmentDamaged as exc:
                         damaged[entry_id] = ((seg, off, size), str(exc), b"")
                         continue
