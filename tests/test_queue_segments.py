@@ -100,8 +100,9 @@ def test_segments_are_deleted_once_no_entry_refers_to_them(tmp_path: Path, monke
     q.close()
 
 
-def test_version_1_file_is_upgraded_in_place_and_loses_nothing(tmp_path: Path) -> None:
-    db = tmp_path / "q-1-old.db"
+def _version_1_file(db: Path, entries: int = 6) -> None:
+    """A queue file as schema version 1 wrote it: every payload inline; entry 1 delivered, the
+    last one deleted (the sequence stays)."""
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.executescript("""
@@ -116,12 +117,18 @@ def test_version_1_file_is_upgraded_in_place_and_loses_nothing(tmp_path: Path) -
         INSERT INTO meta VALUES ('schema', '1');
         INSERT INTO lanes VALUES ('main', 1);
     """)
-    for k in range(6):  # version 1 kept every payload inline, large ones too; entry 1 was delivered
+    for k in range(entries):  # version 1 kept every payload inline, large ones too; entry 1 was delivered
         e = big(list(range(k * 20, k * 20 + 20)))
         conn.execute("INSERT INTO entries (created_ns, tier, records, classes, payload) VALUES (1, 0, 20, "
                      "'access=20', ?)", (e.payload,))
-    conn.execute("DELETE FROM entries WHERE id = 6")  # the sequence stays at 6: ids are never reused
+    conn.execute("DELETE FROM entries WHERE id = ?", (entries,))  # the sequence stays: ids are never reused
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
+
+
+def test_version_1_file_is_upgraded_in_place_and_loses_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "q-1-old.db"
+    _version_1_file(db)
     assert read_stats(db).records == 80  # an old file is readable by the status command as it is
     q = PersistentQueue(db)
     q.register_lanes(["main"])
@@ -553,4 +560,39 @@ def test_out_of_descriptors_is_not_taken_for_damage(tmp_path: Path) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert q.dead_letters() == []
     assert sorted(drain(q)) == list(range(20))
+    q.close()
+
+
+def test_upgrading_a_version_1_file_on_a_full_disk_leaves_it_whole_not_quarantined(tmp_path: Path) -> None:
+    with tmpfs("8m") as mnt:
+        db = mnt / "q-1-old.db"
+        _version_1_file(db, entries=60)  # ~2.4 MB of inline payloads: the rebuild needs that again
+        before = read_stats(db)
+        filler = fill(mnt, leave=150_000)
+        with pytest.raises(QueueError, match="cannot upgrade"):
+            PersistentQueue(db)
+        assert not (mnt / "quarantine").exists() and db.exists()
+        assert read_stats(db).records == before.records  # still version 1, whole
+        os.unlink(filler)
+        q = PersistentQueue(db)
+        assert sorted(drain(q)) == list(range(20, 59 * 20))
+        q.close()
+
+
+@pytest.mark.parametrize("bad_size", [2**40, -5])
+def test_a_rotten_size_in_one_row_is_a_dead_letter_and_the_lane_goes_on(tmp_path: Path, bad_size: int) -> None:
+    db = tmp_path / "q.db"
+    q = PersistentQueue(db)
+    q.register_lanes(["main"])
+    for start in range(0, 60, 20):
+        q.append([big(list(range(start, start + 20)))])
+    q.close()
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE entries SET size = ? WHERE id = 2", (bad_size,))
+    conn.commit()
+    conn.close()
+    q = PersistentQueue(db)
+    assert sorted(drain(q)) == [*range(20), *range(40, 60)]
+    (letter,) = q.dead_letters()
+    assert letter.records == 20 and ("impossible" in letter.reason or "truncated" in letter.reason)
     q.close()

@@ -99,16 +99,27 @@ def dir_problem(folder: Path) -> str | None:
     return None
 
 
-def open_dir(folder: Path, create: bool = False) -> int | None:
+def open_dir(folder: Path, create: bool = False, durable: bool = False) -> int | None:
     """A descriptor of ``folder`` opened without following a symlink and checked to be ours; None
-    if it does not exist (and ``create`` is false). Raises :class:`SegmentDirRefused`, or OSError."""
+    if it does not exist (and ``create`` is false). With ``durable``, a directory created here is
+    fsynced into its parent (its name survives a power cut). Raises :class:`SegmentDirRefused`, or
+    OSError."""
     if create:
         old = os.umask(0o077)
+        made = False
         try:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(folder, 0o700)
+            os.mkdir(folder, 0o700)
+            made = True
+        except FileExistsError:
+            pass
         finally:
             os.umask(old)
+        if made and durable:
+            parent = os.open(folder.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(parent)
+            finally:
+                os.close(parent)
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -243,7 +254,13 @@ def read_frame(fd: int, number: int, offset: int, size: int) -> bytes:
     """The payload of the frame at ``offset`` of segment ``number`` (open as ``fd``), checked.
     Raises SegmentDamaged, or OSError for what is not damage."""
     where = f"segment {_name(number)} at byte {offset}"
+    if size < 0 or offset < 0:
+        raise SegmentDamaged(f"{where}: impossible place (size {size}): the row is damaged")
     try:
+        end = os.fstat(fd).st_size
+        if offset + FRAME.size + size > end:  # checked before reading: a rotten size never allocates
+            raise SegmentDamaged(f"{where}: truncated (the frame needs {FRAME.size + size} bytes, "
+                                 f"the file ends {max(0, end - offset)} bytes after its start)")
         data = os.pread(fd, FRAME.size + size, offset)
     except OSError as exc:
         if exc.errno in _TRANSIENT:
@@ -284,7 +301,7 @@ class Segments:
         if self._dir_fd is None:
             with self._dir_lock:
                 if self._dir_fd is None:
-                    fd = open_dir(self.folder, create)
+                    fd = open_dir(self.folder, create, durable=self.fsync)
                     if fd is None:
                         return None
                     self.sizes = {n: size for n in _numbers(os.listdir(fd))

@@ -277,25 +277,37 @@ class PersistentQueue:
             conn.executescript(_SCHEMA)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             if not has_segment_columns(conn):  # a version-1 file: upgraded in one transaction
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()
-                    for statement in _UPGRADE_1_2:
-                        conn.execute(statement)
-                    conn.execute("DELETE FROM sqlite_sequence WHERE name = 'entries'")
-                    if seq is not None:
-                        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('entries', ?)", (seq[0],))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+                self._upgrade(conn)
             conn.execute("CREATE INDEX IF NOT EXISTS entries_seg ON entries (seg) WHERE seg > 0")
         finally:
             os.umask(old_umask)
         for suffix in ("", "-wal", "-shm"):
             _secure_file(Path(f"{self.path}{suffix}"))
         return conn
+
+    def _upgrade(self, conn: sqlite3.Connection) -> None:
+        """Version 1 -> 2 in one transaction. A full disk is not damage: the file is left as it was
+        and :class:`QueueError` says why (the caller tries again once there is room)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()
+            for statement in _UPGRADE_1_2:
+                conn.execute(statement)
+            conn.execute("DELETE FROM sqlite_sequence WHERE name = 'entries'")
+            if seq is not None:
+                conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('entries', ?)", (seq[0],))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and (
+                    getattr(exc, "sqlite_errorcode", None) == 13 or "full" in str(exc)):  # SQLITE_FULL
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+                raise QueueError(f"cannot upgrade {self.path.name} to queue format 2 now ({exc}); the file is "
+                                 "left as it was") from exc
+            raise
 
     def _open_or_quarantine(self) -> sqlite3.Connection:
         try:
@@ -889,6 +901,8 @@ class PersistentQueue:
 
     def dead_letters(self) -> list[DeadLetter]:
         with self._lock:
+            if self._closed:
+                return []
             rows = self._conn.execute(
                 "SELECT id, created_ns, failed_ns, backend, reason, records, classes, payload "
                 "FROM dead_letters ORDER BY id"
