@@ -281,7 +281,13 @@ class _Payloads:
         """The payload of row ``r`` (None: damaged, and added to ``out`` as a dead letter)."""
         seg = int(r[6]) if len(r) > 6 else 0
         if seg <= 0:
-            return bytes(r[5])
+            if r[5] is not None and seg == 0 and (len(r) <= 8 or len(r[5]) == int(r[8])):
+                return bytes(r[5])
+            reason = f"the row's payload is missing or does not match its size (segment number {seg})"
+            out.dead_letters.append((int(r[1]), time.time_ns(), "queue", f"damaged payload: {reason}",
+                                     int(r[3]), str(r[4]), bytes(r[5] or b"")))
+            out.damaged_records += int(r[3])
+            return None
         try:
             if not self._opened:
                 self._opened = True

@@ -293,6 +293,7 @@ class Segments:
         self.current = 0  # segment being written (0: none yet)
         self._offset = 0
         self.sizes: dict[int, int] = {}  # our segments on disk -> bytes
+        self.gone = ""  # why the directory opened first is no longer the one at its path
 
     # --- the directory -------------------------------------------------------------------------
 
@@ -312,13 +313,26 @@ class Segments:
     def write_problem(self) -> str | None:
         """Why no frame may be written now (None: fine): the directory is refused, or others may
         write to it (payloads then stay inline in SQLite)."""
+        if self.gone:
+            return self.gone
         try:
             fd = self.dir_fd(create=True)
             if fd is None:  # pragma: no cover - just created
                 return f"{self.folder} cannot be created"
-            mode = os.fstat(fd).st_mode
+            info = os.fstat(fd)
+            mode = info.st_mode
+            try:
+                at_path = os.lstat(self.folder)
+            except FileNotFoundError:
+                at_path = None
         except OSError as exc:
             return str(exc)
+        if at_path is None or (at_path.st_dev, at_path.st_ino) != (info.st_dev, info.st_ino):
+            # deleted, moved or replaced while we run: frames written through our descriptor would be
+            # found by nobody after a restart. New payloads stay inline for the life of this queue.
+            self.gone = f"{self.folder} was deleted, moved or replaced while in use"
+            self.roll()
+            return self.gone
         if mode & 0o022:
             return f"{self.folder} is writable by group or others (mode {stat.S_IMODE(mode):o})"
         return None
@@ -341,6 +355,8 @@ class Segments:
     def write(self, payloads: Sequence[bytes]) -> list[tuple[int, int]]:
         """Append one frame per payload (one writev); returns (segment, offset) of each. Raises
         OSError (ENOSPC and friends): nothing written then is referenced by anyone."""
+        if self._fd is not None and os.fstat(self._fd).st_nlink == 0:
+            self.roll()  # the current segment was deleted under us: never write into an unlinked file
         if self._fd is None or self._offset >= self.segment_bytes:
             self._start()
         assert self._fd is not None

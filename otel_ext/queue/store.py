@@ -569,7 +569,7 @@ class PersistentQueue:
         self._collect_segments(everything=True)
         return moved
 
-    def _resolve(self, rows: list[tuple[int, int, int, int, str, bytes, int, int, int]],
+    def _resolve(self, rows: list[tuple[int, int, int, int, str, bytes | None, int, int, int]],
                  damaged: dict[int, tuple[tuple[int, int, int], str, bytes]]) -> list[Entry]:
         """Entries of ``rows`` with their payloads (from memory, else from their segment). Frames that
         fail their checks are noted in ``damaged`` (id -> (place, reason, raw bytes)) and left out."""
@@ -587,11 +587,17 @@ class PersistentQueue:
                 with contextlib.suppress(OSError):
                     os.close(fd)
 
-    def _resolve_rows(self, rows: list[tuple[int, int, int, int, str, bytes, int, int, int]],
+    def _resolve_rows(self, rows: list[tuple[int, int, int, int, str, bytes | None, int, int, int]],
                       damaged: dict[int, tuple[tuple[int, int, int], str, bytes]],
                       fds: dict[int, int], out: list[Entry]) -> list[Entry]:
-        for entry_id, created_ns, tier, records, classes, payload, seg, off, size in rows:
-            if seg > 0:
+        for entry_id, created_ns, tier, records, classes, stored, seg, off, size in rows:
+            if seg <= 0:
+                if stored is None or seg < 0 or len(stored) != size:  # a row SQLite handed back altered
+                    damaged[entry_id] = ((seg, off, size), f"the row's payload is missing or does not match "
+                                         f"its size {size} (segment number {seg})", bytes(stored or b""))
+                    continue
+                payload = bytes(stored)
+            else:
                 hot = self._take_hot(entry_id)
                 if hot is not None and len(hot) == size:
                     payload = hot
@@ -742,7 +748,7 @@ class PersistentQueue:
 
     @staticmethod
     def _read_rows(conn: sqlite3.Connection, cursor: int, max_records: int,
-                   max_bytes: int) -> list[tuple[int, int, int, int, str, bytes, int, int, int]]:
+                   max_bytes: int) -> list[tuple[int, int, int, int, str, bytes | None, int, int, int]]:
         # sizes first (no blob is read), then only the rows of the entries that fit
         heads = conn.execute(
             "SELECT id, records, size FROM entries WHERE id > ? ORDER BY id LIMIT 256",
@@ -763,7 +769,7 @@ class PersistentQueue:
             "WHERE id > ? AND id <= ? ORDER BY id",
             (cursor, last),
         ).fetchall()
-        return [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4]), bytes(r[5] or b""), int(r[6]), int(r[7]),
+        return [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4]), r[5], int(r[6]), int(r[7]),
                  int(r[8])) for r in rows]
 
     def advance(self, lane: str, last_id: int) -> None:
