@@ -8,8 +8,10 @@ tests/faults.py, real SQLite files damaged on disk, a real tmpfs for disk full):
   ``OTEL_EXT_MAX_REQUEST_RECORDS=200``: the at-least-once window is one request per killed writer.
 - ``disk_full``: the queue fills a small tmpfs while the backend is down; the backend comes back.
 - ``corrupt_<kind>``: an orphaned queue file damaged on disk (truncated, bad header, bad page, bad
-  WAL, truncated WAL, WAL cut after a commit with its -shm index deleted) is adopted by a healthy
-  process. A row says "NOT DETECTED" if records were lost and nothing was quarantined.
+  WAL, truncated WAL, WAL cut after a commit with its -shm index deleted; or its payload segments:
+  a byte flipped every 64 KiB, the segment cut in half, the segment deleted) is adopted by a healthy
+  process. A row says "NOT DETECTED" if records were lost and neither quarantined nor kept as dead
+  letters with the reason.
 - ``backend_kill_restart``: the receiver is killed mid-stream and restarted on the same port.
 - ``slow_backend``: every chunk to the receiver is delayed past the attempt timeout half the time.
 - ``all_down_then_back``: every backend refuses connections for a while, then returns.
@@ -38,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from durable_helpers import damage, fill, orphan_file, storm, tmpfs  # noqa: E402
+from durable_helpers import damage, damage_segment, fill, orphan_file, storm, tmpfs  # noqa: E402
 from faults import TcpProxy  # noqa: E402
 from opentelemetry._logs import SeverityNumber  # noqa: E402
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord  # noqa: E402
@@ -181,20 +183,25 @@ def corrupt(work: Path, kind: str) -> Row:
     rx = Rotel(work, f"c-{kind}").start()
     queue_dir = prepare_dir(work / f"q-{kind}")
     wal = "wal" in kind
+    segment = kind.startswith("segment_")
     total = 1000 if wal else 2000
-    orphan = orphan_file(queue_dir, total, 10, checkpoint=not wal)
-    damage(orphan, kind)
+    # 100 records (~21 KB) per entry put the payloads in segment files, 10 (~2 KB) keep them inline
+    orphan = orphan_file(queue_dir, total, 100 if segment else 10, checkpoint=not wal)
+    (damage_segment if segment else damage)(orphan, kind)
     try:
         app = App([rx.grpc_url], queue_dir, kind)  # adopts (and quarantines) at start
         app.emit(100)
         assert app.exp.force_flush(30_000)
+        kept = sum(d.records for d in app.exp.queue.dead_letters() if d.reason.startswith("damaged payload"))
         app.exp.shutdown()
         seen = settled_values(rx, 1) + [f"orphan-{v}" for v in rx_ints(rx)]
     finally:
         rx.kill()
     acked = app.acked | {f"orphan-{i}" for i in range(total)}
     row = tally(f"corrupt orphan: {kind.replace('_', ' ')}", acked, seen, app.worst * 1000)
-    if row.lost and not list_quarantine(queue_dir):
+    if kept:
+        row.scenario += f" ({kept:,} kept as dead letters with the reason)"
+    if row.lost and not list_quarantine(queue_dir) and kept < row.lost:
         row.scenario += " (NOT DETECTED)"
     return row
 
@@ -283,7 +290,8 @@ def main() -> None:
             ("kill_storm", lambda: kill_storm(work, args.writers, backend_up=False)),
             ("disk_full", lambda: disk_full(work)),
             *[("corrupt", functools.partial(corrupt, work, kind))
-              for kind in ("truncated", "bad_header", "bad_page", "bad_wal", "truncated_wal", "cut_wal_no_shm")],
+              for kind in ("truncated", "bad_header", "bad_page", "bad_wal", "truncated_wal", "cut_wal_no_shm",
+                           "segment_flipped", "segment_truncated", "segment_missing")],
             ("kill_restart", lambda: backend_kill_restart(work)),
             ("slow", lambda: slow_backend(work)),
             ("down", lambda: all_down_then_back(work, args.down_seconds)),

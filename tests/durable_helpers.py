@@ -142,8 +142,30 @@ def damage(db: Path, kind: str) -> None:
         raise ValueError(kind)
 
 
+def damage_segment(db: Path, kind: str) -> None:
+    """Damage the payload segments of a queue file (schema 2): ``segment_flipped`` (one byte in
+    every 64 KiB of the first segment), ``segment_truncated`` (the last segment cut in half),
+    ``segment_missing`` (the first segment deleted)."""
+    segs = sorted(Path(f"{db}.seg").iterdir())
+    assert segs, "the orphan has no payload segments (entries too small?)"
+    if kind == "segment_flipped":
+        size = segs[0].stat().st_size
+        with open(segs[0], "r+b") as f:
+            for offset in range(1000, size, 65536):
+                f.seek(offset)
+                byte = f.read(1)
+                f.seek(offset)
+                f.write(bytes([byte[0] ^ 0x20]))
+    elif kind == "segment_truncated":
+        os.truncate(segs[-1], segs[-1].stat().st_size // 2)
+    elif kind == "segment_missing":
+        segs[0].unlink()
+    else:  # pragma: no cover
+        raise ValueError(kind)
+
+
 STORM_WRITER = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     sys.path.insert(0, sys.argv[1])
     from opentelemetry._logs import SeverityNumber
     from opentelemetry.sdk._logs import LoggerProvider
@@ -156,11 +178,12 @@ STORM_WRITER = textwrap.dedent("""
                                       max_export_batch_size=200, max_queue_size=100_000))
     logger = provider.get_logger("chaos")
     tag, i, worst = sys.argv[4], 0, 0.0
+    body = "chaos record" + "x" * int(os.environ.get("STORM_BODY_BYTES", "0"))  # 400: entries in segments
     drain = tag == "drain"
     while not drain:
         for _ in range(50):
             t = time.perf_counter()
-            logger.emit(body="chaos record", severity_number=SeverityNumber.INFO,
+            logger.emit(body=body, severity_number=SeverityNumber.INFO,
                         attributes={"seq": f"{tag}-{i}", "labels.event_class": "access"})
             worst = max(worst, time.perf_counter() - t)
             i += 1

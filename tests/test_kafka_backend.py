@@ -288,3 +288,108 @@ def test_sasl_scram_credentials_from_env_and_a_wrong_password_is_an_auth_outcome
         assert sorted(record_uids(consume(broker.bootstrap, topic, expect=3))) == [f"checkout-{i}" for i in range(3)]
     finally:
         broker.stop()
+
+
+@pytest.mark.peers
+def test_broker_killed_with_many_requests_in_flight_cursor_never_passes_an_unacknowledged_entry(
+        tmp_path: Path) -> None:
+    """A lane with a window of requests in flight; kill -9 while it is full. Every entry at or
+    below the cursor the queue file holds must be in the broker's log (acknowledged) even though
+    the lane never gets another chance; after a restart every record arrives at least once."""
+    from otel_ext.export.policy import Policy
+    from otel_ext.export.sender import Lane
+    from otel_ext.queue.store import NewEntry, PersistentQueue
+    from otel_ext.telemetry import Counters
+
+    broker = KafkaBroker(partitions=3).start()
+    try:
+        topic = _topic(broker)
+        queue = PersistentQueue(tmp_path / "q.db", counters=Counters("tq"))
+        queue.register_lanes(["main"])
+        entries, per_entry = 240, 100
+        for k in range(entries):
+            queue.append([NewEntry(0, per_entry, {"access": per_entry},
+                                   _request({f"e{k}": per_entry}, body_bytes=1000))])
+        expected = {f"e{k}-{i}" for k in range(entries) for i in range(per_entry)}
+
+        def lane_to(url: str) -> tuple[Lane, Any]:
+            backend = backend_from_url(url, env={})
+            lane = Lane("main", queue, Policy([backend], "priority"), Counters("tl"),
+                        max_request_records=300, max_request_bytes=256 * 1024,
+                        max_inflight_requests=8, max_inflight_bytes=4 * 1024 * 1024)
+            return lane, backend
+
+        lane, backend = lane_to(broker.url(topic, timeout="1s"))
+        assert backend.probe().delivered
+        seen_in_flight = 0
+
+        def window_full() -> bool:
+            nonlocal seen_in_flight
+            seen_in_flight = max(seen_in_flight, lane.in_flight)
+            return lane.in_flight >= 4 and queue.cursor("main") >= entries // 6
+
+        lane.start()
+        assert wait_until(window_full, 60, interval=0.0005), f"never more than {seen_in_flight} in flight"
+        broker.kill()  # kill -9 with requests in flight
+        time.sleep(2.5)  # acknowledgements that made it out are recorded, the rest fail
+        lane.stop(0)
+        lane.join(15)
+        backend.close()
+        cursor = queue.cursor("main")
+        assert 0 < cursor < entries, cursor  # part delivered, part not: the kill landed mid-stream
+
+        broker.start()
+        acknowledged = {f"e{k - 1}-{i}" for k in range(1, cursor + 1) for i in range(per_entry)}
+        before = set(record_uids(consume(broker.bootstrap, topic, expect=1, timeout=30)))
+        missing = acknowledged - before
+        assert not missing, f"cursor {cursor} passed {len(missing)} records the broker never took"
+
+        lane, backend = lane_to(broker.url(topic, timeout="5s"))
+        lane.start()
+        assert wait_until(lambda: queue.stats().entries == 0, 90)
+        lane.stop(0)
+        lane.join(15)
+        backend.close()
+        queue.close()
+        uids = record_uids(consume(broker.bootstrap, topic, expect=1, timeout=30))
+        assert set(uids) == expected, f"{len(expected - set(uids))} records lost"
+        print(f"kill with {seen_in_flight} requests in flight: cursor at entry {cursor} of {entries}; "
+              f"{len(uids) - len(expected)} duplicates in the topic")
+    finally:
+        broker.stop()
+
+
+@pytest.mark.peers
+def test_a_window_request_with_a_giant_record_is_resent_through_send_and_only_that_record_is_dead_lettered(
+        broker: KafkaBroker, tmp_path: Path) -> None:
+    """Outcome classes through the window are those of send(): the request holding a record above
+    max_message_bytes fails in flight, goes again through send(), which splits it and dead-letters
+    the lone giant record; every other entry, before and after it in the window, is delivered."""
+    from otel_ext.export.policy import Policy
+    from otel_ext.export.sender import Lane
+    from otel_ext.queue.store import NewEntry, PersistentQueue
+    from otel_ext.telemetry import Counters
+
+    topic = _topic(broker)
+    queue = PersistentQueue(tmp_path / "q.db", counters=Counters("tq"))
+    queue.register_lanes(["main"])
+    for k in range(30):
+        payload = _request({f"g{k}": 20}, body_bytes=500)
+        if k == 12:
+            request = ExportLogsServiceRequest.FromString(payload)
+            request.resource_logs[0].scope_logs[0].log_records[3].body.string_value = "z" * 60_000
+            payload = request.SerializeToString()
+        queue.append([NewEntry(0, 20, {"access": 20}, payload)])
+    backend = backend_from_url(broker.url(topic, timeout="5s", max_message_bytes="30000"), env={})
+    lane = Lane("main", queue, Policy([backend], "priority"), Counters("tl"), max_request_records=40,
+                max_request_bytes=20_000, max_inflight_requests=8)
+    lane.start()
+    assert wait_until(lambda: queue.stats().entries == 0, 60)
+    lane.stop(0)
+    lane.join(10)
+    backend.close()
+    (letter,) = queue.dead_letters()
+    assert record_uids([(None, letter.payload)]) == ["g12-3"] and letter.records == 1
+    uids = set(record_uids(consume(broker.bootstrap, topic, expect=1, timeout=30)))
+    assert uids == {f"g{k}-{i}" for k in range(30) for i in range(20)} - {"g12-3"}
+    queue.close()

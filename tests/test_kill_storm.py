@@ -22,15 +22,18 @@ IN_FLIGHT_BOUND = 200
 WRITER_BATCH = 200
 
 
-@pytest.mark.parametrize("backend_up", [True, False])
+@pytest.mark.parametrize(("backend_up", "body_bytes"), [(True, 0), (False, 0), (True, 400)],
+                         ids=["up", "down", "up-segments"])
 def test_kill_9_storm_loses_nothing_and_duplicates_stay_bounded(receivers: Any, tmp_path: Path,
-                                                                backend_up: bool) -> None:
+                                                                backend_up: bool, body_bytes: int) -> None:
+    """``body_bytes=400``: each 50-record entry is ~25 KB, so its payload lives in a segment file
+    (written, adopted, deleted under the storm)."""
     from peers import Rotel
 
     rx: Rotel = receivers("storm")
     assert WRITER_BATCH <= IN_FLIGHT_BOUND  # else the bound is one batch, not the setting
     acked, _ = storm(tmp_path / "q", WRITERS, rx.grpc_url if backend_up else None, rx.grpc_url,
-                     env={"OTEL_EXT_MAX_REQUEST_RECORDS": str(IN_FLIGHT_BOUND)})
+                     env={"OTEL_EXT_MAX_REQUEST_RECORDS": str(IN_FLIGHT_BOUND), "STORM_BODY_BYTES": str(body_bytes)})
     assert len(acked) > WRITERS * 50
     rx_seen = Counter(v for v in settled(rx, len(acked)) if v in acked)
     lost = acked - set(rx_seen)
@@ -41,6 +44,7 @@ def test_kill_9_storm_loses_nothing_and_duplicates_stay_bounded(receivers: Any, 
     # much a writer got to log before its kill (less on a loaded box), so the bound above is the real one
     assert duplicates <= 0.25 * len(acked), (duplicates, len(acked))
     assert list((tmp_path / "q").glob("q-*.db")) == []  # the drain proved everything delivered
+    assert list((tmp_path / "q").glob("q-*.db.seg")) == []  # and their payload segments went with them
 
 
 def settled(rx: Any, expected: int) -> list[str]:

@@ -38,7 +38,7 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
-from otel_ext.backends.base import Backend
+from otel_ext.backends.base import Backend, Ticket
 from otel_ext.backends.outcome import Outcome, OutcomeKind
 from otel_ext.backends.urls import BackendConfigError, BackendPlugin, BackendURL
 
@@ -166,15 +166,16 @@ def messages_for(payload: bytes, limit: int = 1_000_000) -> list[tuple[bytes | N
         only = next(iter(by_service), None)
         return [(only.encode() if only else None, payload)]
     out: list[tuple[bytes | None, bytes]] = []
+    view = memoryview(payload)  # slices without copies: each message is copied once, by its join
     for service, spans in by_service.items():
         key = service.encode() if service else None
-        chunk: list[bytes] = []
+        chunk: list[memoryview] = []
         size = 0
         for field_start, field_end in spans:
             if chunk and size + field_end - field_start > limit:
                 out.append((key, b"".join(chunk)))
                 chunk, size = [], 0
-            chunk.append(payload[field_start:field_end])
+            chunk.append(view[field_start:field_end])
             size += field_end - field_start
         if chunk:
             out.append((key, b"".join(chunk)))
@@ -243,7 +244,9 @@ def classify_kafka_error(err: Any) -> Outcome | str:
 
 
 class KafkaBackend(Backend):
-    """Produces OTLP requests to one topic. Never raises from send()/probe()."""
+    """Produces OTLP requests to one topic. Never raises from send()/probe()/submit()."""
+
+    pipelined = True
 
     def __init__(self, config: KafkaConfig) -> None:
         self.config = config
@@ -360,6 +363,42 @@ class KafkaBackend(Backend):
                 return Outcome.permanent(message)
             return Outcome.partial(len(rejected), message, dead_letter=_encode(rejected))
         return Outcome.ok()
+
+    def submit(self, payload: bytes, records: int) -> Ticket:
+        """Produce the messages of ``payload`` and return at once; the ticket settles when the broker
+        acknowledged every one of them (or any failed). Anything unusual (a message too large, a
+        payload that is not OTLP, a full local queue) fails the ticket: the lane then sends the
+        request again with :meth:`send`, which sorts out split / permanent / partial."""
+        ticket = Ticket(time.monotonic() + self.config.timeout + 1.0)
+        try:
+            producer = self._ensure_producer()
+            for key, value in messages_for(payload, self.config.max_message_bytes):
+                while True:
+                    ticket.pending += 1
+                    try:
+                        producer.produce(self.config.topic, value, key, on_delivery=ticket.report)
+                        break
+                    except BufferError:  # local queue full: serve reports, then try again
+                        ticket.pending -= 1
+                        producer.poll(0.05)
+                        if time.monotonic() > ticket.deadline:
+                            ticket.fail("kafka: producer queue stayed full")
+                            return ticket
+                    except BaseException:
+                        ticket.pending -= 1
+                        raise
+            ticket.submitted = True
+        except Exception as exc:  # noqa: BLE001 - never raise into the sender
+            ticket.fail(f"kafka: {type(exc).__name__}: {exc}")
+        return ticket
+
+    def serve(self, timeout: float) -> None:
+        producer = self._producer
+        if producer is None:  # being replaced: its tickets fail by their deadline
+            time.sleep(min(max(0.0, timeout), 0.01))
+            return
+        with contextlib.suppress(Exception):
+            producer.poll(max(0.0, timeout))
 
     @staticmethod
     def _split_into(retry: list[tuple[bytes | None, bytes, int]], key: bytes | None, value: bytes,

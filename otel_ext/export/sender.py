@@ -6,6 +6,14 @@ Queued entries are coalesced into one request by concatenating their serialized
 ``ExportLogsServiceRequest`` bytes (protobuf concatenation merges the repeated ``resource_logs``),
 so nothing is decoded or re-encoded on the way out.
 
+A backend that acknowledges asynchronously (``Backend.pipelined``: Kafka) gets a bounded window of
+requests in flight (``max_inflight_requests`` / ``max_inflight_bytes``): the lane keeps reading and
+submitting while earlier requests wait for their acknowledgements, and moves its cursor over the
+contiguous acknowledged prefix only, so an entry still leaves the queue only when every message of
+it is acknowledged. When any request of the window fails, the rest of the window is forgotten (what
+the broker took of it is sent again: at least once) and that request goes through the synchronous
+``send()``, whose outcome (retryable, auth, split, permanent, partial) the lane acts on as always.
+
 Disk full is a state, not an error loop: a lane that delivered a request but cannot write its
 cursor keeps the delivered range in memory (it never resends it), retries the write with backoff
 (checkpointing the WAL to free space) and says so once a minute. Both threads run with OTel
@@ -17,8 +25,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
+from otel_ext.backends.base import Ticket
 from otel_ext.backends.outcome import Outcome, OutcomeKind
 from otel_ext.export.policy import BackendHealth, Policy
 from otel_ext.queue.store import Entry, PersistentQueue, QueueError
@@ -46,6 +56,8 @@ class Lane(threading.Thread):
         counters: Counters = EXPORT_COUNTERS,
         max_request_records: int = 10_000,
         max_request_bytes: int = 3 * 1024 * 1024,
+        max_inflight_requests: int = 8,
+        max_inflight_bytes: int = 24 * 1024 * 1024,
     ) -> None:
         super().__init__(name=f"otel-ext-lane-{name}", daemon=True)
         self.lane = name
@@ -54,11 +66,19 @@ class Lane(threading.Thread):
         self.counters = counters
         self.max_request_records = max_request_records
         self.max_request_bytes = max_request_bytes
+        self.max_inflight_requests = max(1, max_inflight_requests)
+        self.max_inflight_bytes = max(1, max_inflight_bytes)
         self.wake = threading.Event()
         self.idle = threading.Event()
         self._stop_at: float | None = None
         self._pending: list[Entry] = []
         self._split = 0  # entries still to send one by one after a permanent rejection
+        self._resend = False  # _pending is a request that failed in the window: through send() now
+        # requests in flight on a pipelined backend: (entries, records, bytes, ticket), oldest first
+        self._window: deque[tuple[list[Entry], int, int, Ticket]] = deque()
+        self._window_health: BackendHealth | None = None
+        self._window_bytes = 0
+        self._submitted = 0  # last entry id in the window
         self._last_backend: str | None = None
         self._failed_on: str | None = None  # backend the pending request last failed on
         self._auth_logged: set[str] = set()
@@ -99,6 +119,8 @@ class Lane(threading.Thread):
                 say_every(60.0, f"lane-error:{self.lane}", "otel-ext: delivery lane %s hit an error (%s: %s); "
                           "retrying, the data stays queued", self.lane, type(exc).__name__, exc)
                 self._pending = []
+                self._forget_window()
+                self._resend = False
                 time.sleep(0.2)
         self.idle.set()
 
@@ -146,8 +168,11 @@ class Lane(threading.Thread):
         return True
 
     def _step(self) -> bool:
-        """One request. False when there is nothing to send."""
+        """One request (or one turn of the window). False when there is nothing to send."""
         self.settle()
+        if self._window:
+            self._pump()
+            return True
         if not self._pending:
             self._pending = self.queue.read_after(
                 self.delivered_upto(), self.max_request_records, self.max_request_bytes
@@ -160,6 +185,13 @@ class Lane(threading.Thread):
             self.policy.changed.wait(self.policy.next_event_in(time.monotonic()))
             self.policy.changed.clear()
             return True
+        if health.backend.pipelined and not self._split and not self._resend:
+            self._window_health = health
+            self._submitted = self.delivered_upto()
+            take, self._pending = self._pending, []
+            self._submit(take)
+            self._pump()
+            return True
         take = self._pending[:1] if self._split else self._pending
         payload = take[0].payload if len(take) == 1 else b"".join(e.payload for e in take)
         records = sum(e.records for e in take)
@@ -167,7 +199,75 @@ class Lane(threading.Thread):
         self._handle(health, take, records, outcome)
         return True
 
-    def _handle(self, health: BackendHealth, take: list[Entry], records: int, outcome: Outcome) -> None:
+    # --- the window of a pipelined backend -----------------------------------------------------
+
+    def _submit(self, take: list[Entry]) -> None:
+        assert self._window_health is not None
+        payload = take[0].payload if len(take) == 1 else b"".join(e.payload for e in take)
+        records = sum(e.records for e in take)
+        ticket = self._window_health.backend.submit(payload, records)
+        self._window.append((take, records, len(payload), ticket))
+        self._window_bytes += len(payload)
+        self._submitted = take[-1].id
+
+    def _may_fill(self, health: BackendHealth) -> bool:
+        """Keep submitting to ``health`` (in priority mode: only while it is still the choice)."""
+        if not health.available(time.monotonic()):
+            return False
+        return self.policy.mode != "priority" or self.policy.choose() is health
+
+    def _fill(self) -> None:
+        health = self._window_health
+        assert health is not None
+        while (len(self._window) < self.max_inflight_requests and self._window_bytes < self.max_inflight_bytes
+               and not self._window[-1][3].error and self._may_fill(health)):
+            take = self.queue.read_after(self._submitted, self.max_request_records, self.max_request_bytes)
+            if not take:
+                return
+            self._submit(take)
+
+    def _pump(self) -> None:
+        """Submit up to the window's bounds, wait a little for reports, act on the settled head."""
+        health = self._window_health
+        assert health is not None
+        self._fill()
+        head = self._window[0][3]
+        now = time.monotonic()
+        if head.state(now) == "pending":
+            health.backend.serve(min(0.05, max(0.0, head.deadline - now)))
+        acknowledged = False
+        while self._window:
+            take, records, _size, ticket = self._window[0]
+            state = ticket.state(time.monotonic())
+            if state == "pending":
+                break
+            if state == "ok":
+                self._window.popleft()
+                self._window_bytes -= _size
+                self._handle(health, take, records, Outcome.ok(), settle=False)
+                acknowledged = True
+                continue
+            # this request failed: what followed it goes again (at least once), and this one
+            # through send(), whose outcome decides (retry, fail over, split, dead letter)
+            say_every(60.0, f"window-failed:{self.lane}", "otel-ext: lane %s: a request in flight to %s failed "
+                      "(%s); sending it again and resuming from it", self.lane, health.backend.name, ticket.error,
+                      level=logging.INFO)
+            self._forget_window()
+            self._pending = take
+            self._resend = True
+            break
+        if acknowledged:
+            self.settle(force=not self._backoff)
+        if not self._window:
+            self._window_health = None
+
+    def _forget_window(self) -> None:
+        self._window.clear()
+        self._window_bytes = 0
+        self._window_health = None
+
+    def _handle(self, health: BackendHealth, take: list[Entry], records: int, outcome: Outcome,
+                settle: bool = True) -> None:
         name = health.backend.name
         self.counters.add("attempts", f"{name}:{outcome.kind.value}")
         if outcome.delivered:
@@ -190,7 +290,7 @@ class Lane(threading.Thread):
                     self._owed_dead.append((kept, name, outcome.message))
                 _logger.warning("otel-ext: %s accepted a request but rejected %d records: %s",
                                 name, outcome.rejected, outcome.message)
-            self._acknowledge(take)
+            self._acknowledge(take, settle)
             return
         if outcome.kind is OutcomeKind.PERMANENT:
             if len(take) > 1:
@@ -214,12 +314,20 @@ class Lane(threading.Thread):
             _logger.warning("otel-ext: %s unavailable (%s); failing over", name, outcome.message)
         self.policy.mark_down(health, outcome.message, auth=auth)
 
-    def _acknowledge(self, take: list[Entry]) -> None:
+    def _acknowledge(self, take: list[Entry], settle: bool = True) -> None:
         self._delivered = max(self.delivered_upto(), take[-1].id)
         del self._pending[: len(take)]
-        self.settle(force=not self._backoff)
+        if not self._pending:
+            self._resend = False
+        if settle:
+            self.settle(force=not self._backoff)
         if self._split:
             self._split = max(0, self._split - len(take))
+
+    @property
+    def in_flight(self) -> int:
+        """Requests submitted to a pipelined backend and not yet settled."""
+        return len(self._window)
 
     @property
     def active_backend(self) -> str | None:

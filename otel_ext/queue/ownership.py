@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from otel_ext.queue import segments
 from otel_ext.settings import explicit_or_env
 
 
@@ -36,6 +37,7 @@ class ClaimedFile:
             for suffix in ("", "-wal", "-shm", ".reserve", ".seq"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f"{self.db_path}{suffix}")
+            segments.remove_all(self.db_path)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.lock_path)
         with contextlib.suppress(OSError):
@@ -146,7 +148,7 @@ def orphans(directory: Path, exclude: Path | None = None,
             continue
         lock_path = db_path.with_suffix(".lock")
         why = next(((p, w) for p in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm"), lock_path)
-                    if (w := foreign_file(p))), None)
+                    if (w := foreign_file(p))), None) or segments.foreign_segment(db_path)
         if why is not None:
             if refused is not None:
                 refused(*why)

@@ -10,6 +10,10 @@ What fails a check is moved, with its WAL and a ``.reason`` file, into ``quarant
 queue files (never deleted by us; ``otel-ext queue status`` lists it) and whatever rows are still
 readable are salvaged from a copy. All of this runs on connections of its own: the adopting
 process's queue connection never attaches a foreign file.
+
+Payloads kept in segment files (schema version 2, ``<queue>.db.seg/``) are read back with their
+frame checks; an entry whose frame is missing, truncated or fails its CRC becomes a dead letter
+with the reason (``damaged`` counts them). Quarantine moves the segment directory with the file.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from otel_ext.queue import segments
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 WAL_MAGIC_LE, WAL_MAGIC_BE = 0x377F0682, 0x377F0683
@@ -52,6 +58,7 @@ class Contents:
     entries: list[Row] = field(default_factory=list)
     dead_letters: list[DeadRow] = field(default_factory=list)
     skipped: int = 0  # entry ids that could not be read (salvage only)
+    damaged_records: int = 0  # records of entries whose payload frame failed its checks (now dead letters)
     adopted_files: list[str] = field(default_factory=list)  # files whose rows this one already holds
 
     @property
@@ -247,7 +254,64 @@ def _min_cursor(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-_ENTRY_COLUMNS = "id, created_ns, tier, records, classes, payload"
+_ENTRY_COLUMNS_V1 = "id, created_ns, tier, records, classes, payload"
+_ENTRY_COLUMNS = "id, created_ns, tier, records, classes, payload, seg, off, size"
+
+
+def _entry_columns(conn: sqlite3.Connection) -> str:
+    try:
+        names = {str(r[1]) for r in conn.execute("PRAGMA table_info(entries)")}
+    except sqlite3.Error:
+        names = set()
+    return _ENTRY_COLUMNS if "seg" in names else _ENTRY_COLUMNS_V1
+
+
+class _Payloads:
+    """Reads the payload of an entry row: inline, or from ``db``'s segments (frames checked), through
+    a descriptor of the segment directory opened without following a symlink. A refused directory
+    (symlink, another user's) raises OSError: the caller tries again later, nothing is taken for
+    damage; a missing directory or file, or a bad frame, is damage."""
+
+    def __init__(self, db: Path) -> None:
+        self.folder = segments.segment_dir(db)
+        self._dir_fd: int | None = None
+        self._opened = False
+
+    def __call__(self, r: tuple[Any, ...], out: Contents) -> bytes | None:
+        """The payload of row ``r`` (None: damaged, and added to ``out`` as a dead letter)."""
+        seg = int(r[6]) if len(r) > 6 else 0
+        if seg <= 0:
+            if r[5] is not None and seg == 0 and (len(r) <= 8 or len(r[5]) == int(r[8])):
+                return bytes(r[5])
+            reason = f"the row's payload is missing or does not match its size (segment number {seg})"
+            out.dead_letters.append((int(r[1]), time.time_ns(), "queue", f"damaged payload: {reason}",
+                                     int(r[3]), str(r[4]), bytes(r[5] or b"")))
+            out.damaged_records += int(r[3])
+            return None
+        try:
+            if not self._opened:
+                self._opened = True
+                self._dir_fd = segments.open_dir(self.folder)
+            if self._dir_fd is None:
+                raise segments.SegmentDamaged(f"segment {seg:08d}: cannot open (the segment directory is missing)")
+            fd = segments.open_segment(self._dir_fd, seg)
+            try:
+                return segments.read_frame(fd, seg, int(r[7]), int(r[8]))
+            finally:
+                os.close(fd)
+        except segments.SegmentDamaged as exc:
+            out.dead_letters.append((int(r[1]), time.time_ns(), "queue", f"damaged payload: {exc}"[:2000],
+                                     int(r[3]), str(r[4]), b""))
+            out.damaged_records += int(r[3])
+            return None
+
+    def close(self) -> None:
+        if self._dir_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._dir_fd)
+            self._dir_fd = None
+
+
 _DEAD_COLUMNS = "id, created_ns, failed_ns, backend, reason, records, classes, payload"
 
 
@@ -259,8 +323,14 @@ def read_sound(db: Path) -> Contents:
     with _open(db) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         after = _min_cursor(conn)
-        for r in conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id > ? ORDER BY id", (after,)):
-            out.entries.append((int(r[1]), int(r[2]), int(r[3]), str(r[4]), bytes(r[5])))
+        payload_of = _Payloads(db)
+        try:
+            for r in conn.execute(f"SELECT {_entry_columns(conn)} FROM entries WHERE id > ? ORDER BY id", (after,)):
+                payload = payload_of(tuple(r), out)
+                if payload is not None:
+                    out.entries.append((int(r[1]), int(r[2]), int(r[3]), str(r[4]), payload))
+        finally:
+            payload_of.close()
         if "dead_letters" in tables:
             for r in conn.execute(f"SELECT {_DEAD_COLUMNS} FROM dead_letters ORDER BY id"):
                 out.dead_letters.append((int(r[1]), int(r[2]), str(r[3]), str(r[4]), int(r[5]), str(r[6]),
@@ -408,17 +478,24 @@ def salvage(db: Path, workdir: Path) -> Contents:
         deadline = time.monotonic() + _SALVAGE_SECONDS
         with _open(copy) as conn:
             after = _min_cursor(conn)
-            rows, out.skipped = _read_skipping(conn, "entries", _ENTRY_COLUMNS, after, deadline)
-            for r in rows:
-                try:
-                    row = (int(r[1]), int(r[2]), int(r[3]), str(r[4]), bytes(r[5]))
-                except (TypeError, ValueError):
-                    out.skipped += 1
-                    continue
-                if _payload_intact(row[4], row[2]):
-                    out.entries.append(row)
-                else:
-                    out.skipped += 1
+            rows, out.skipped = _read_skipping(conn, "entries", _entry_columns(conn), after, deadline)
+            payload_of = _Payloads(db)
+            try:
+                for r in rows:
+                    try:
+                        payload = payload_of(r, out)
+                        if payload is None:
+                            continue
+                        row = (int(r[1]), int(r[2]), int(r[3]), str(r[4]), payload)
+                    except (TypeError, ValueError):
+                        out.skipped += 1
+                        continue
+                    if _payload_intact(row[4], row[2]):
+                        out.entries.append(row)
+                    else:
+                        out.skipped += 1
+            finally:
+                payload_of.close()
             out.adopted_files = _adopted_files(conn)
             dead, _ = _read_skipping(conn, "dead_letters", _DEAD_COLUMNS, 0, deadline)
             for r in dead:
@@ -433,6 +510,13 @@ def salvage(db: Path, workdir: Path) -> Contents:
 
 
 # --- quarantine --------------------------------------------------------------------------------
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
 
 
 def quarantine(db: Path, reason: str) -> Path:
@@ -452,6 +536,9 @@ def quarantine(db: Path, reason: str) -> Path:
         source = Path(f"{db}{suffix}")
         if source.exists():
             os.replace(source, Path(f"{target}{suffix}"))
+    seg_info = _lstat(segments.segment_dir(db))
+    if seg_info is not None and stat.S_ISDIR(seg_info.st_mode):  # a real directory (never a symlink)
+        os.replace(segments.segment_dir(db), segments.segment_dir(target))  # the payloads go with the rows
     fd = os.open(f"{target}.reason", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(f"{reason}\n")
@@ -476,5 +563,6 @@ def list_quarantine(directory: Path) -> list[QuarantinedFile]:
             except (OSError, IndexError):
                 reason = "(no reason recorded)"
             size = sum(Path(f"{db}{s}").stat().st_size for s in ("", *_SIDECARS) if Path(f"{db}{s}").exists())
+            size += segments.total_bytes(db)
             out.append(QuarantinedFile(db, reason, size))
     return out

@@ -13,6 +13,14 @@ entry is deleted once every lane's cursor has passed it. Permanent rejections ar
 dead-letter table with the reason. When ``max_bytes`` would be exceeded, the oldest entries of the
 lowest tier go first and a newcomer never evicts a higher tier; every dropped record is counted per
 class.
+
+Since schema version 2 the payload bytes of entries larger than ``INLINE_MAX`` live in append-only
+segment files beside the database (``<queue>.db.seg/``, see :mod:`otel_ext.queue.segments`), written
+once and fsynced (``fsync="always"``) before the transaction that references them commits; the row
+keeps (segment, offset, size). SQLite's WAL copied every payload twice (WAL, then checkpoint), which
+was most of the queue's cost. Version-1 files (every payload inline) are upgraded in place when
+opened and their inline entries are read as they are. A frame that fails its checks turns its
+entry into a dead letter with the reason (counted), never a silent loss.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from otel_ext.queue import segments
 from otel_ext.queue.salvage import (
     ADOPTED_PREFIX,
     WITNESS,
@@ -51,21 +60,28 @@ QUEUE_COUNTERS = register_counters(Counters("queue"), {
 """``appended``/``dropped`` records per ``class:reason``, ``dead_lettered``, ``quarantined``, ``adopted``."""
 
 TIER_BY_CLASS = {"access": 0, "performance": 0, "application": 0, "error": 1, "security": 2}
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# payloads just appended, kept in memory for the lanes (they do not read back what they are about to
+# send while they keep up); a bound, not a cache size to tune: a lane that falls behind reads from disk
+HOT_BYTES = 32 * 1024 * 1024
 WAL_SIZE_LIMIT = 4 * 1024 * 1024
 # disk space set aside beside each queue file: given back when the disk is full so that a lane can
 # still record what it delivered (which frees pages for new entries), taken again when space returns
 RESERVE_BYTES = 1024 * 1024
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
+_ENTRIES = """(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     created_ns INTEGER NOT NULL,
     tier INTEGER NOT NULL,
     records INTEGER NOT NULL,
     classes TEXT NOT NULL,
-    payload BLOB NOT NULL
-);
+    payload BLOB,
+    seg INTEGER NOT NULL DEFAULT 0,
+    off INTEGER NOT NULL DEFAULT 0,
+    size INTEGER NOT NULL DEFAULT 0
+)"""
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS entries {_ENTRIES};
 CREATE INDEX IF NOT EXISTS entries_tier ON entries (tier, id);
 CREATE TABLE IF NOT EXISTS lanes (name TEXT PRIMARY KEY, cursor INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -80,6 +96,25 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# version 1 -> 2: payloads may live in segment files (``payload`` NULL), ``size`` is the payload's
+# length either way. The table is rebuilt (a column cannot become nullable in place), ids and the
+# AUTOINCREMENT sequence kept as they were (cursors and the .seq witness refer to them).
+_UPGRADE_1_2 = (
+    f"CREATE TABLE entries_v2 {_ENTRIES}",
+    "INSERT INTO entries_v2 (id, created_ns, tier, records, classes, payload, seg, off, size) "
+    "SELECT id, created_ns, tier, records, classes, payload, 0, 0, LENGTH(payload) FROM entries",
+    "DROP TABLE entries",
+    "ALTER TABLE entries_v2 RENAME TO entries",
+    "CREATE INDEX IF NOT EXISTS entries_tier ON entries (tier, id)",
+    "INSERT OR REPLACE INTO meta VALUES ('schema', '2')",
+)
+_INSERT_ENTRY = ("INSERT INTO entries (created_ns, tier, records, classes, payload, seg, off, size) "
+                 "VALUES (?,?,?,?,?,?,?,?)")
+
+
+def has_segment_columns(conn: sqlite3.Connection) -> bool:
+    """True if the queue file's entries carry (seg, off, size): schema version 2 or later."""
+    return "seg" in {str(r[1]) for r in conn.execute("PRAGMA table_info(entries)")}
 
 
 class QueueError(Exception):
@@ -153,6 +188,7 @@ class _Delta:
     bytes: int = 0
     dropped: list[tuple[dict[str, int], str]] = field(default_factory=list)
     appended: int = 0
+    removed: list[int] = field(default_factory=list)  # entry ids deleted (-1: "up to" the id after it)
 
 
 @dataclass(frozen=True)
@@ -204,6 +240,20 @@ class PersistentQueue:
         self._readers_closed = False
         self._entries = self._records = self._bytes = 0
         self._reload_totals()
+        # payload segments (a directory that is not ours: new payloads stay inline, entries already
+        # in it wait, loudly, until it is put right; nothing is deleted through it)
+        self._segments = segments.Segments(self.path, fsync == "always", segments.segment_bytes_for(max_bytes))
+        self._compact_floor = 0
+        try:
+            self._segments.dir_fd()
+        except OSError as exc:
+            _logger.error("otel-ext: payload segments of %s not used (%s): new payloads stay inline in the "
+                          "database; entries already in segments wait until it is put right", self.path.name, exc)
+        else:
+            self._collect_segments(everything=True)  # frames a crash left unreferenced
+        self._hot: dict[int, bytes] = {}
+        self._hot_bytes = 0
+        self._hot_lock = threading.Lock()
         self.reserve_path = Path(f"{self.path}.reserve")
         self._take_reserve()
         self._witness_fd = self._open_witness()
@@ -226,11 +276,38 @@ class PersistentQueue:
             conn.execute("PRAGMA secure_delete=FAST")
             conn.executescript(_SCHEMA)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            if not has_segment_columns(conn):  # a version-1 file: upgraded in one transaction
+                self._upgrade(conn)
+            conn.execute("CREATE INDEX IF NOT EXISTS entries_seg ON entries (seg) WHERE seg > 0")
         finally:
             os.umask(old_umask)
         for suffix in ("", "-wal", "-shm"):
             _secure_file(Path(f"{self.path}{suffix}"))
         return conn
+
+    def _upgrade(self, conn: sqlite3.Connection) -> None:
+        """Version 1 -> 2 in one transaction. A full disk is not damage: the file is left as it was
+        and :class:`QueueError` says why (the caller tries again once there is room)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()
+            for statement in _UPGRADE_1_2:
+                conn.execute(statement)
+            conn.execute("DELETE FROM sqlite_sequence WHERE name = 'entries'")
+            if seq is not None:
+                conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('entries', ?)", (seq[0],))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and (
+                    getattr(exc, "sqlite_errorcode", None) == 13 or "full" in str(exc)):  # SQLITE_FULL
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+                raise QueueError(f"cannot upgrade {self.path.name} to queue format 2 now ({exc}); the file is "
+                                 "left as it was") from exc
+            raise
 
     def _open_or_quarantine(self) -> sqlite3.Connection:
         try:
@@ -270,6 +347,9 @@ class PersistentQueue:
         self._entries += delta.entries
         self._records += delta.records
         self._bytes += delta.bytes
+        if delta.removed:
+            self._forget_hot(delta.removed)
+            self._collect_segments()
         for classes, reason in delta.dropped:
             self._count_dropped(classes, reason)
         if delta.dropped:
@@ -292,7 +372,7 @@ class PersistentQueue:
         """The totals as the file holds them (keeps the last known ones if even reading fails)."""
         with contextlib.suppress(sqlite3.Error):
             row = self._conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(LENGTH(payload)), 0) FROM entries"
+                "SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(size), 0) FROM entries"
             ).fetchone()
             self._entries, self._records, self._bytes = int(row[0]), int(row[1]), int(row[2])
 
@@ -305,21 +385,259 @@ class PersistentQueue:
         with self._lock:
             now = time.time_ns()
             last_id: int | None = None
+            places = self._store_payloads([e.payload for e in batch])
+            hot: list[tuple[int, bytes]] = []
             with self._write() as delta:
-                for entry in batch:
+                for entry, place in zip(batch, places, strict=True):
                     size = len(entry.payload)
                     if not self._make_room(size, entry.tier, delta):
                         delta.dropped.append((entry.classes, "queue_full"))
                         continue
-                    last_id = self._conn.execute(
-                        "INSERT INTO entries (created_ns, tier, records, classes, payload) VALUES (?,?,?,?,?)",
-                        (now, entry.tier, entry.records, encode_classes(entry.classes), entry.payload),
-                    ).lastrowid
+                    last_id = self._insert(now, entry.tier, entry.records, encode_classes(entry.classes),
+                                           entry.payload, place)
+                    if place is not None:
+                        hot.append((last_id, entry.payload))
                     delta.entries += 1
                     delta.records += entry.records
                     delta.bytes += size
                     delta.appended += entry.records
             self._note_committed(last_id)
+            if hot:
+                self._keep_hot(hot)
+            self._bound_segments()
+
+    def _bound_segments(self) -> None:
+        """After a commit: compact when the segments hold much more than the live bytes (overflow
+        evicts out of order). Never raises: the batch is stored whatever happens here."""
+        seg = self._segments.segment_bytes
+        total = self._segments.total_bytes
+        if total <= self._bytes + max(self._bytes // 2, 2 * seg) or total <= self._compact_floor:
+            return
+        try:
+            moved = self._compact_segments()
+        except Exception as exc:  # noqa: BLE001 - housekeeping retries it
+            say_every(60.0, f"compact:{self.path}", "otel-ext: could not compact the payload segments of %s (%s)",
+                      self.path.name, exc)
+            moved = 0
+        # nothing to move (every segment mostly live): do not look again before it grew a segment more
+        self._compact_floor = 0 if moved else self._segments.total_bytes + seg
+
+    def _store_payloads(self, payloads: Sequence[bytes]) -> list[tuple[int, int] | None]:
+        """Write the large payloads into the current segment (before the commit that references them):
+        (segment, offset) for each, None for those that stay inline. Raises :class:`QueueError`."""
+        if self._closed:
+            raise QueueError("queue is closed")
+        large = [p for p in payloads if len(p) > segments.INLINE_MAX]
+        if not large:
+            return [None] * len(payloads)
+        problem = self._segments.write_problem()
+        if problem:
+            say_every(60.0, f"segments-refused:{self.path}", "otel-ext: %s; payloads of %s stay inline in the "
+                      "database until it is put right", problem, self.path.name)
+            return [None] * len(payloads)
+        try:
+            written = iter(self._segments.write(large))
+        except OSError as exc:  # ENOSPC, EIO, EDQUOT: the same outcome as SQLite refusing the batch
+            raise QueueError(f"payload segment: {exc.strerror or exc}") from exc
+        return [next(written) if len(p) > segments.INLINE_MAX else None for p in payloads]
+
+    def _insert(self, created_ns: int, tier: int, records: int, classes: str, payload: bytes,
+                place: tuple[int, int] | None) -> int:
+        row: tuple[int, int, int, str, bytes | None, int, int, int]
+        if place is None:
+            row = (created_ns, tier, records, classes, payload, 0, 0, len(payload))
+        else:
+            # NULL: an older otel-ext reading this file fails loudly (and keeps the entry) instead
+            # of sending an empty request
+            row = (created_ns, tier, records, classes, None, place[0], place[1], len(payload))
+        entry_id = self._conn.execute(_INSERT_ENTRY, row).lastrowid
+        assert entry_id is not None
+        return int(entry_id)
+
+    # --- payload segments ----------------------------------------------------------------------
+
+    def _keep_hot(self, items: list[tuple[int, bytes]]) -> None:
+        with self._hot_lock:
+            for entry_id, payload in items:
+                if self._hot_bytes + len(payload) > HOT_BYTES:
+                    return  # the oldest stay: lanes read in id order
+                self._hot[entry_id] = payload
+                self._hot_bytes += len(payload)
+
+    def _take_hot(self, entry_id: int) -> bytes | None:
+        with self._hot_lock:
+            payload = self._hot.pop(entry_id, None)
+            if payload is not None:
+                self._hot_bytes -= len(payload)
+            return payload
+
+    def _forget_hot(self, removed: list[int]) -> None:
+        if not self._hot:
+            return
+        with self._hot_lock:
+            upto = max((removed[i + 1] for i, v in enumerate(removed[:-1]) if v == -1), default=0)
+            gone = {v for v in removed if v > 0}
+            for entry_id in [k for k in self._hot if k <= upto or k in gone]:
+                self._hot_bytes -= len(self._hot.pop(entry_id))
+
+    def _collect_segments(self, everything: bool = False) -> None:
+        """Delete segment files no entry refers to (call with ``_lock`` held, after a COMMIT).
+
+        The quick test (every segment below the oldest referenced one) runs after each deletion;
+        ``everything`` also finds segments freed out of order (overflow eviction, dead letters)."""
+        if self._closed:
+            return
+        try:
+            if self._segments.dir_fd() is None:
+                return
+            if everything:
+                keep = {int(r[0]) for r in self._conn.execute("SELECT DISTINCT seg FROM entries WHERE seg > 0")}
+                self._segments.remove_except(keep)
+                return
+            row = self._conn.execute("SELECT MIN(seg) FROM entries WHERE seg > 0").fetchone()
+            oldest = int(row[0]) if row and row[0] is not None else None
+            if oldest is None and self._segments.current_bytes > self._segments.segment_bytes // 16:
+                self._segments.roll()  # nothing refers to any segment: start afresh, free the disk
+            if any(oldest is None or n < oldest for n in self._segments.sizes):
+                self._segments.remove_except(
+                    n for n in list(self._segments.sizes) if oldest is not None and n >= oldest)
+        except (sqlite3.Error, OSError) as exc:
+            say_every(60.0, f"segments:{self.path}", "otel-ext: could not delete unused payload segments of %s "
+                      "(%s); will retry", self.path.name, exc)
+
+    def _compact_segments(self, budget: int | None = None) -> int:
+        """Bound the disk that deleted entries leave behind in segments still in use (overflow evicts
+        low tiers out of order; one live entry keeps its whole segment): when the segments hold more
+        than twice the live bytes (and more than four segments' worth), the live frames of the
+        emptiest segments are copied to the current one, their rows repointed in one transaction,
+        and the old segments deleted. Up to ``budget`` bytes per call; returns bytes moved. Call
+        with ``_lock`` held. A lane reading an old place meanwhile finds the row moved and reads again."""
+        if self._closed:
+            return 0
+        try:
+            if self._segments.dir_fd() is None:
+                return 0
+        except OSError:
+            return 0
+        seg_bytes = self._segments.segment_bytes
+        budget = 2 * seg_bytes if budget is None else budget
+        on_disk = dict(self._segments.sizes)
+        live = {int(r[0]): int(r[1]) for r in self._conn.execute(
+            "SELECT seg, SUM(size) + COUNT(*) * ? FROM entries WHERE seg > 0 GROUP BY seg", (segments.FRAME.size,))}
+        total, used = sum(on_disk.values()), sum(live.values())
+        if total <= used + max(used // 2, 2 * seg_bytes):
+            return 0
+        moved = 0
+        victims = sorted((n for n in live if n != self._segments.current and on_disk.get(n)),
+                         key=lambda n: live[n] / max(1, on_disk[n]))
+        for number in victims:
+            if moved >= budget or live[number] > on_disk[number] // 2:
+                break
+            rows = self._conn.execute("SELECT id, off, size FROM entries WHERE seg = ? ORDER BY id",
+                                      (number,)).fetchall()
+            damaged: dict[int, tuple[tuple[int, int, int], str, bytes]] = {}
+            payloads: list[tuple[int, int, bytes]] = []
+            fd = None
+            try:
+                fd = self._segments.open_for_read(number)
+                for entry_id, off, size in rows:
+                    try:
+                        payloads.append((int(entry_id), int(off), segments.read_frame(fd, number, int(off),
+                                                                                      int(size))))
+                    except segments.SegmentDamaged as exc:
+                        damaged[int(entry_id)] = ((number, int(off), int(size)), str(exc), b"")
+            except segments.SegmentDamaged as exc:
+                damaged.update({int(r[0]): ((number, int(r[1]), int(r[2])), str(exc), b"") for r in rows})
+            except OSError:  # out of descriptors or memory: not now
+                return moved
+            finally:
+                if fd is not None:
+                    os.close(fd)
+            if damaged:
+                self._dead_letter_damaged(damaged)
+            if payloads:
+                try:
+                    places = self._segments.write([p for _, _, p in payloads])
+                except OSError as exc:
+                    raise QueueError(f"payload segment: {exc.strerror or exc}") from exc
+                with self._write():
+                    self._conn.executemany(
+                        "UPDATE entries SET seg = ?, off = ? WHERE id = ? AND seg = ? AND off = ?",
+                        [(seg, off, entry_id, number, old) for (entry_id, old, _), (seg, off)
+                         in zip(payloads, places, strict=True)])
+                moved += sum(len(p) for _, _, p in payloads)
+        self._collect_segments(everything=True)
+        return moved
+
+    def _resolve(self, rows: list[tuple[int, int, int, int, str, bytes | None, int, int, int]],
+                 damaged: dict[int, tuple[tuple[int, int, int], str, bytes]]) -> list[Entry]:
+        """Entries of ``rows`` with their payloads (from memory, else from their segment). Frames that
+        fail their checks are noted in ``damaged`` (id -> (place, reason, raw bytes)) and left out."""
+        out: list[Entry] = []
+        fds: dict[int, int] = {}
+        try:
+            return self._resolve_rows(rows, damaged, fds, out)
+        except OSError as exc:  # out of descriptors or memory, a refused directory: not damage,
+            # the entries stay and the lane tries again
+            say_every(60.0, f"segments-read:{self.path}", "otel-ext: cannot read the payload segments of %s (%s); "
+                      "the entries stay queued", self.path.name, exc)
+            raise QueueError(f"payload segment: {exc.strerror or exc}") from exc
+        finally:
+            for fd in fds.values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _resolve_rows(self, rows: list[tuple[int, int, int, int, str, bytes | None, int, int, int]],
+                      damaged: dict[int, tuple[tuple[int, int, int], str, bytes]],
+                      fds: dict[int, int], out: list[Entry]) -> list[Entry]:
+        for entry_id, created_ns, tier, records, classes, stored, seg, off, size in rows:
+            if seg <= 0:
+                if stored is None or seg < 0 or len(stored) != size:  # a row SQLite handed back altered
+                    damaged[entry_id] = ((seg, off, size), f"the row's payload is missing or does not match "
+                                         f"its size {size} (segment number {seg})", bytes(stored or b""))
+                    continue
+                payload = bytes(stored)
+            else:
+                hot = self._take_hot(entry_id)
+                if hot is not None and len(hot) == size:
+                    payload = hot
+                else:
+                    try:
+                        if seg not in fds:
+                            fds[seg] = self._segments.open_for_read(seg)
+                        payload = segments.read_frame(fds[seg], seg, off, size)
+                    except segments.SegmentDamaged as exc:
+                        damaged[entry_id] = ((seg, off, size), str(exc), b"")
+                        continue
+            out.append(Entry(entry_id, created_ns, tier, records, classes, payload))
+        return out
+
+    def _dead_letter_damaged(self, damaged: dict[int, tuple[tuple[int, int, int], str, bytes]]) -> None:
+        """Entries whose payload frame is damaged: into the dead-letter store with the reason (those
+        deleted meanwhile, by eviction or purge, are left alone: already counted)."""
+        moved: list[tuple[int, str, str]] = []
+        with self._lock, self._write() as delta:
+            for entry_id, (place, reason, raw) in damaged.items():
+                row = self._conn.execute(
+                    "SELECT created_ns, records, classes, seg, off, size FROM entries WHERE id = ?",
+                    (entry_id,)).fetchone()
+                if row is None or (int(row[3]), int(row[4]), int(row[5])) != place:
+                    continue
+                self._conn.execute(
+                    "INSERT INTO dead_letters (created_ns, failed_ns, backend, reason, records, classes, payload) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    (int(row[0]), time.time_ns(), "queue", f"damaged payload: {reason}"[:2000], int(row[1]),
+                     str(row[2]), raw))
+                self._conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+                delta.entries -= 1
+                delta.records -= int(row[1])
+                delta.bytes -= int(row[5])
+                delta.removed.append(entry_id)
+                moved.append((int(row[1]), str(row[2]), reason))
+        for records, classes, reason in moved:
+            self.counters.add("dead_lettered", "queue", records)
+            _logger.error("otel-ext: queue %s: %d records (%s) cannot be read back (%s); kept in the dead-letter "
+                          "store", self.path.name, records, classes, reason)
 
     def _open_witness(self) -> int | None:
         try:
@@ -351,12 +669,13 @@ class PersistentQueue:
             return False
         while self._bytes + delta.bytes + size > self.max_bytes:
             row = self._conn.execute(
-                "SELECT id, records, classes, LENGTH(payload) FROM entries WHERE tier <= ? ORDER BY tier, id LIMIT 1",
+                "SELECT id, records, classes, size FROM entries WHERE tier <= ? ORDER BY tier, id LIMIT 1",
                 (tier,),
             ).fetchone()
             if row is None:
                 return False
             self._conn.execute("DELETE FROM entries WHERE id = ?", (row[0],))
+            delta.removed.append(int(row[0]))
             delta.entries -= 1
             delta.records -= int(row[1])
             delta.bytes -= int(row[3])
@@ -386,7 +705,19 @@ class PersistentQueue:
     def read_after(self, cursor: int, max_records: int, max_bytes: int) -> list[Entry]:
         """Entries with id > cursor, oldest first, up to the limits (at least one entry).
 
-        Read on the lanes' own connection, in one read transaction, without the writer's lock."""
+        Read on the lanes' own connection, in one read transaction, without the writer's lock.
+        Payloads come from memory when just appended, else from their segment; an entry whose frame
+        is damaged is moved to the dead letters (with the reason) and the read is done again."""
+        for _ in range(100):
+            damaged: dict[int, tuple[tuple[int, int, int], str, bytes]] = {}
+            entries = self._read_once(cursor, max_records, max_bytes, damaged)
+            if not damaged:
+                return entries
+            self._dead_letter_damaged(damaged)
+        return []
+
+    def _read_once(self, cursor: int, max_records: int, max_bytes: int,
+                   damaged: dict[int, tuple[tuple[int, int, int], str, bytes]]) -> list[Entry]:
         with self._read_lock:
             if self._closed or self._readers_closed:
                 return []
@@ -397,15 +728,16 @@ class PersistentQueue:
                 conn = self._read_conn
                 conn.execute("BEGIN")
                 try:
-                    return self._read_entries(conn, cursor, max_records, max_bytes)
+                    rows = self._read_rows(conn, cursor, max_records, max_bytes)
                 finally:
                     conn.execute("ROLLBACK")
+                return self._resolve(rows, damaged)
             except sqlite3.Error:
                 self._close_reader()
         with self._lock:  # the reader connection failed: read on the writer's
             if self._closed:
                 return []
-            return self._read_entries(self._conn, cursor, max_records, max_bytes)
+            return self._resolve(self._read_rows(self._conn, cursor, max_records, max_bytes), damaged)
 
     def _close_reader(self) -> None:
         """Close the lanes' read connection (call with ``_read_lock`` held)."""
@@ -415,10 +747,11 @@ class PersistentQueue:
                 conn.close()
 
     @staticmethod
-    def _read_entries(conn: sqlite3.Connection, cursor: int, max_records: int, max_bytes: int) -> list[Entry]:
-        # sizes first (no blob is read), then only the payloads of the entries that fit
+    def _read_rows(conn: sqlite3.Connection, cursor: int, max_records: int,
+                   max_bytes: int) -> list[tuple[int, int, int, int, str, bytes | None, int, int, int]]:
+        # sizes first (no blob is read), then only the rows of the entries that fit
         heads = conn.execute(
-            "SELECT id, records, LENGTH(payload) FROM entries WHERE id > ? ORDER BY id LIMIT 256",
+            "SELECT id, records, size FROM entries WHERE id > ? ORDER BY id LIMIT 256",
             (cursor,),
         ).fetchall()
         records = size = 0
@@ -432,11 +765,12 @@ class PersistentQueue:
         if last is None:
             return []
         rows = conn.execute(
-            "SELECT id, created_ns, tier, records, classes, payload FROM entries "
+            "SELECT id, created_ns, tier, records, classes, payload, seg, off, size FROM entries "
             "WHERE id > ? AND id <= ? ORDER BY id",
             (cursor, last),
         ).fetchall()
-        return [Entry(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4]), bytes(r[5])) for r in rows]
+        return [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4]), r[5], int(r[6]), int(r[7]),
+                 int(r[8])) for r in rows]
 
     def advance(self, lane: str, last_id: int) -> None:
         """Lane ``lane`` has delivered (or dead-lettered) every entry up to ``last_id``.
@@ -504,6 +838,10 @@ class PersistentQueue:
         if self._entries:  # acknowledged entries a full disk kept us from deleting
             with contextlib.suppress(QueueError), self._lock, self._write() as delta:
                 self._delete_acknowledged(delta)
+        with self._lock:
+            self._collect_segments(everything=True)
+            with contextlib.suppress(QueueError):
+                self._compact_segments()
         wal = self.wal_bytes()
         if wal > WAL_SIZE_LIMIT or (wal and not self._entries):  # grown past its bound, or idle
             self.checkpoint()
@@ -518,11 +856,12 @@ class PersistentQueue:
             return
         upto = int(row[0])
         gone = self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(LENGTH(payload)), 0) FROM entries WHERE id <= ?",
+            "SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(size), 0) FROM entries WHERE id <= ?",
             (upto,),
         ).fetchone()
         if gone[0]:
             self._conn.execute("DELETE FROM entries WHERE id <= ?", (upto,))
+            delta.removed += [-1, upto]
             delta.entries -= int(gone[0])
             delta.records -= int(gone[1])
             delta.bytes -= int(gone[2])
@@ -568,6 +907,8 @@ class PersistentQueue:
 
     def dead_letters(self) -> list[DeadLetter]:
         with self._lock:
+            if self._closed:
+                return []
             rows = self._conn.execute(
                 "SELECT id, created_ns, failed_ns, backend, reason, records, classes, payload "
                 "FROM dead_letters ORDER BY id"
@@ -579,17 +920,17 @@ class PersistentQueue:
         """Move dead letters (all, or ``ids``) back into the queue; returns records requeued."""
         with self._lock:
             chosen = None if ids is None else set(ids)
-            letters = [d for d in self.dead_letters() if chosen is None or d.id in chosen]
+            # a letter without its bytes (a payload lost to a damaged segment) stays where it is:
+            # sending an empty request would count records as delivered that were never sent
+            letters = [d for d in self.dead_letters() if (chosen is None or d.id in chosen)
+                       and (d.payload or not d.records)]
             if not letters:
                 return 0
             with self._write() as delta:
                 now = time.time_ns()
                 for d in letters:
                     tier = max((TIER_BY_CLASS.get(c, 0) for c in decode_classes(d.classes)), default=0)
-                    self._conn.execute(
-                        "INSERT INTO entries (created_ns, tier, records, classes, payload) VALUES (?,?,?,?,?)",
-                        (now, tier, d.records, d.classes, d.payload),
-                    )
+                    self._insert(now, tier, d.records, d.classes, d.payload, None)
                     self._conn.execute("DELETE FROM dead_letters WHERE id = ?", (d.id,))
                     delta.entries += 1
                     delta.records += d.records
@@ -625,12 +966,11 @@ class PersistentQueue:
             self.counters.add("quarantined")
             contents = salvage(target, target.parent / f".{target.name}.salvage")
         last_id: int | None = None
-        with self._lock, self._write() as delta:
-            for created_ns, tier, records, classes, payload in contents.entries:
-                last_id = self._conn.execute(
-                    "INSERT INTO entries (created_ns, tier, records, classes, payload) VALUES (?,?,?,?,?)",
-                    (created_ns, tier, records, classes, payload),
-                ).lastrowid
+        with self._lock, contextlib.ExitStack() as stack:  # frames and the rows that reference them, one hold
+            places = self._store_payloads([row[4] for row in contents.entries])
+            delta = stack.enter_context(self._write())
+            for (created_ns, tier, records, classes, payload), place in zip(contents.entries, places, strict=True):
+                last_id = self._insert(created_ns, tier, records, classes, payload, place)
                 delta.entries += 1
                 delta.records += records
                 delta.bytes += len(payload)
@@ -646,6 +986,10 @@ class PersistentQueue:
         with self._lock:
             self._note_committed(last_id)
         self.counters.add("adopted", "", contents.records)
+        if contents.damaged_records:
+            self.counters.add("dead_lettered", "queue", contents.damaged_records)
+            _logger.error("otel-ext: queue file %s: %d records cannot be read back from its payload segments; "
+                          "kept in the dead-letter store with the reason", other.name, contents.damaged_records)
         return Adopted(contents.records, contents.dead_records, damaged, target, contents.skipped)
 
     def holds_rows_of(self, name: str) -> bool:
@@ -713,9 +1057,10 @@ class PersistentQueue:
         """Delete every pending entry (deliberate drop, counted); returns records purged."""
         with self._lock:
             with self._write() as delta:
-                rows = self._conn.execute("SELECT classes, records, LENGTH(payload) FROM entries").fetchall()
+                rows = self._conn.execute("SELECT classes, records, size, id FROM entries").fetchall()
                 self._conn.execute("DELETE FROM entries")
-                for classes, records, size in rows:
+                delta.removed += [-1, max((int(r[3]) for r in rows), default=0)]
+                for classes, records, size, _id in rows:
                     delta.entries -= 1
                     delta.records -= int(records)
                     delta.bytes -= int(size)
@@ -732,6 +1077,9 @@ class PersistentQueue:
             self._close_readers()
             if remove_if_empty:
                 removed = self._remove_if_empty()
+            self._segments.close()
+            if removed:
+                segments.remove_all(self.path)
             with contextlib.suppress(OSError):
                 os.unlink(self.reserve_path)
             if self._witness_fd is not None:
@@ -778,6 +1126,8 @@ class PersistentQueue:
         self._read_lock = threading.Lock()
         self._closed = True
         _ABANDONED.append(self._conn)
+        self._segments.close()  # this process's copy of the descriptor
+        self._hot = {}
         if self._witness_fd is not None:  # this process's copy of the descriptor: the parent keeps its own
             with contextlib.suppress(OSError):
                 os.close(self._witness_fd)
@@ -795,8 +1145,9 @@ def read_stats(path: Path) -> QueueStats:
     """Stats of any queue file, read-only (safe while its owner is running)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
     try:
+        size = "size" if has_segment_columns(conn) else "LENGTH(payload)"
         row = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(LENGTH(payload)), 0), MIN(created_ns) "
+            f"SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM({size}), 0), MIN(created_ns) "
             "FROM entries WHERE id > COALESCE((SELECT MIN(cursor) FROM lanes), 0)"
         ).fetchone()
         dead = conn.execute("SELECT COUNT(*), COALESCE(SUM(records), 0) FROM dead_letters").fetchone()
