@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +28,7 @@ from typing import Any
 import click
 
 from otel_ext.classify import RuleFileError, build_ruleset
+from otel_ext.queue.store import QueueError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 3, 130, 141
 
@@ -681,6 +683,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (RuleFileError, ValueError) as exc:
             click.echo(f"otel-ext: error: {exc}", err=True)
             return EXIT_USAGE
+        except (QueueError, sqlite3.Error, OSError) as exc:  # a full disk, an unreadable queue file: one line
+            if isinstance(exc, BrokenPipeError):
+                raise
+            click.echo(f"otel-ext: error: {type(exc).__name__}: {exc}", err=True)
+            return EXIT_PARTIAL
         sys.stdout.flush()
         return int(code) if isinstance(code, int) else EXIT_OK
     except KeyboardInterrupt:
