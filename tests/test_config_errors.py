@@ -32,7 +32,7 @@ def test_backend_urls_map_to_backends() -> None:
         ("mq://broker:9092", "unsupported backend scheme 'mq' .*registered: otlp\\+grpc, .*kafka"),
         ("otlp+grpc://h:4317?mapping=ecs",
          r"otlp\+grpc backend: unknown parameter\(s\) mapping \(allowed: ca_file, cert_file, compression, key_file, name, timeout\)"),
-        ("file:///tmp/x?routing=class", r"unknown parameter\(s\) routing \(allowed: fsync, max_bytes, max_files, name, timeout\)"),
+        ("file:///tmp/x?routing=class", r"unknown parameter\(s\) routing \(allowed: fsync, insecure_dir, max_bytes, max_files, name, timeout\)"),
         ("elasticsearch+http://es:9200?max_files=3", r"allowed: ca_file, compression, mapping, max_bytes, max_docs, name, namespace, routing, timeout"),
         ("file:///tmp/x?max_bytes=lots", "max_bytes must be an integer"),
         ("otlp+grpc://collector", "needs host:port"),
