@@ -129,3 +129,11 @@ def test_a_malformed_url_is_one_config_error_naming_the_variable_and_never_the_c
     message = str(caught.value)
     assert message.startswith("OTEL_EXT_BACKENDS: ") and reason in message
     assert "S3cret-Pw" not in message and "\n" not in message
+
+
+def test_a_broker_list_is_not_taken_for_a_bad_port() -> None:
+    backend = backend_from_url("kafka://127.0.0.1:9092,127.0.0.1:9093/logs")
+    try:
+        assert "127.0.0.1:9092,127.0.0.1:9093" in backend.describe()
+    finally:
+        backend.close()

@@ -168,7 +168,8 @@ def parse_backend_url(url: str, env: Mapping[str, str] | None = None, source: st
     env = environ() if env is None else env
     try:
         parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - urlsplit checks ports lazily: a bad one raises here, not in a plug-in
+        if "," not in parts.netloc:  # one host (kafka:// lists brokers: its plug-in checks each one)
+            parts.port  # noqa: B018 - urlsplit checks ports lazily: a bad one raises here, not in a plug-in
     except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", …
         shown = re.sub(r"//[^/@]*@", "//***@", url.strip())  # never echo credentials, even refused ones
         raise BackendConfigError(f"{source}: {shown!r} is not a valid URL ({exc})") from None
