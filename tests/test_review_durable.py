@@ -493,3 +493,126 @@ def test_efbig_from_rlimit_fsize_on_a_segment_write_is_refused_then_recovers(tmp
     assert q.dead_letters() == []
     assert sorted(got) == sorted(acked)
     q.close()
+
+
+# --- 6. adoption of orphans: a version-1 file written by the released code, a damaged v2 file -----
+
+def _main_tree(tmp_path: Path) -> Path:
+    """The code of ``main`` (queue schema 1), extracted from git: a real v1 writer."""
+    tree = tmp_path / "main-tree"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", ROOT, "archive", "main", "otel_ext", "tests/durable_helpers.py"],
+                             capture_output=True, timeout=60)
+    if archive.returncode != 0:
+        pytest.skip(f"no 'main' branch to take a version-1 writer from: {archive.stderr.decode()[:200]}")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True, timeout=60)
+    if "SCHEMA_VERSION = 1" not in (tree / "otel_ext/queue/store.py").read_text():
+        pytest.skip("main already writes schema 2")
+    return tree
+
+
+V1_ORPHAN = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, sys.argv[1]); sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
+    from durable_helpers import entry
+    from otel_ext.queue.ownership import claim_new, prepare_dir
+    from otel_ext.queue.store import PersistentQueue
+    claim = claim_new(prepare_dir(sys.argv[2]))
+    q = PersistentQueue(claim.db_path)
+    q.register_lanes(["main", "second"])
+    for k in range(30):  # large (~45 KB, inline in v1) and small entries, one lane ahead of the other
+        q.append([entry(list(range(k * 21, k * 21 + 20)), body_bytes=2000), entry([k * 21 + 20])])
+    q.advance("second", 10)
+    q.advance("main", 4)
+    q.dead_letter(q.read_after(0, 1, 10**9)[0], "b1", "rejected for the test")
+    print(claim.db_path, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_orphan_version_1_file_from_the_released_code_is_adopted_whole(tmp_path: Path) -> None:
+    tree = _main_tree(tmp_path)
+    directory = prepare_dir(tmp_path / "q")
+    proc = subprocess.run([sys.executable, "-c", V1_ORPHAN, str(tree), str(directory)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    orphan_db = Path(proc.stdout.strip())
+    before = read_stats(orphan_db)
+    mine = claim_new(directory)
+    q = PersistentQueue(mine.db_path, counters=Counters("rv-v1"))
+    q.register_lanes(["main"])
+    (o,) = list(orphans(directory, exclude=mine.db_path))
+    result = q.adopt(o.db_path)
+    o.release(remove=True)
+    assert not result.damaged and result.records == before.records
+    assert seg_files(mine.db_path), "the adopted large payloads were not moved to segments"
+    got = drain(q)
+    # the slowest lane was at entry 4 (2 entries per append): entries 5.. are pending
+    expected = {s for k in range(30) for s in range(k * 21, k * 21 + 21)} - set(range(0, 42))
+    assert sorted(got) == sorted(expected)
+    (letter,) = q.dead_letters()
+    # entries 1-4 were deleted when both lanes passed them: the letter is entry 5 (seqs 42..61)
+    assert seqs_of([letter.payload]) == list(range(42, 62))  # the v1 dead letter kept its bytes
+    assert q.requeue_dead_letters() == 20 and sorted(drain(q)) == list(range(42, 62))
+    q.close()
+    assert not orphan_db.exists() and not segments.segment_dir(orphan_db).exists()
+
+
+def _otel_ext(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return subprocess.run([sys.executable, "-m", "otel_ext.cli", *args], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=ROOT)
+
+
+@pytest.mark.peers
+def test_cli_status_drain_and_dead_letters_on_a_damaged_v2_orphan(tmp_path: Path) -> None:
+    """A v2 orphan (owner killed -9) with one frame bit-flipped and one segment deleted: ``queue
+    status`` reports its true depth and bytes, ``queue drain`` delivers every intact record to a real
+    rotel, ``queue dead-letters`` lists the damaged ones with their reason, and the totals add up."""
+    directory = prepare_dir(tmp_path / "q")
+    script = V1_ORPHAN.replace("q.advance(\"second\", 10)\n", "").replace("q.advance(\"main\", 4)\n", "")
+    script = script.replace("q.dead_letter(q.read_after(0, 1, 10**9)[0], \"b1\", \"rejected for the test\")\n",
+                            "q.close(); q = PersistentQueue(claim.db_path); "
+                            "q.append([entry(list(range(5000, 5020)), body_bytes=2000)])\n")
+    proc = subprocess.run([sys.executable, "-c", script, ROOT, str(directory)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    orphan_db = Path(proc.stdout.strip())
+    placed = [r for r in rows(orphan_db) if r[1] > 0]
+    assert len({r[1] for r in placed}) == 2
+    total_records = 30 * 21 + 20
+    status = json.loads(_otel_ext("queue", "status", "--queue-dir", str(directory), "--json").stdout)
+    (row,) = status["queues"]
+    assert row["state"] == "orphan" and row["records"] == total_records
+    conn = sqlite3.connect(orphan_db)
+    assert row["bytes"] == conn.execute("SELECT SUM(size) FROM entries").fetchone()[0]
+    conn.close()
+    # damage: flip a byte inside the 3rd frame of segment 1; delete segment 2 (one entry: 5000..5019)
+    seg1 = segments.segment_dir(orphan_db) / f"{placed[0][1]:08d}"
+    with open(seg1, "r+b") as f:
+        f.seek(placed[2][2] + segments.FRAME.size + 500)
+        b = f.read(1)
+        f.seek(placed[2][2] + segments.FRAME.size + 500)
+        f.write(bytes([b[0] ^ 0x40]))
+    (segments.segment_dir(orphan_db) / f"{placed[-1][1]:08d}").unlink()
+    rotel = Rotel(tmp_path, "cli").start()
+    try:
+        drained = _otel_ext("queue", "drain", "--queue-dir", str(directory), "--backends", rotel.http_url,
+                            "--timeout", "30", "--json")
+        doc = json.loads(drained.stdout)
+        assert doc["done"] and doc["queued"] == 0, drained.stderr[-2000:]
+        assert doc["dead_letter_records"] == 40
+        wait_until(lambda: len([r for r in rotel.records() if "seq" in r]) >= total_records - 40, 15)
+        time.sleep(0.5)
+        seen = [int(r["seq"]) for r in rotel.records() if "seq" in r]
+    finally:
+        rotel.stop()
+    assert len(seen) == len(set(seen)) == total_records - 40
+    assert set(range(5000, 5020)).isdisjoint(seen) and set(range(42, 62)).isdisjoint(seen)
+    listed = json.loads(_otel_ext("queue", "dead-letters", "--queue-dir", str(directory), "--json").stdout)
+    reasons = sorted(d["reason"] for d in listed["dead_letters"])
+    assert sum(d["records"] for d in listed["dead_letters"]) == 40, listed
+    assert any("CRC mismatch" in r for r in reasons) and any("cannot open" in r for r in reasons), reasons
+    status = json.loads(_otel_ext("queue", "status", "--queue-dir", str(directory), "--json").stdout)
+    assert status["total_pending_records"] == 0
+    assert sum(q["dead_letter_records"] or 0 for q in status["queues"]) == 40
