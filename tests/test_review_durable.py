@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import signal
 import sqlite3
-import stat
 import subprocess
 import sys
 import textwrap
@@ -903,3 +901,69 @@ def test_fsync_always_makes_the_new_segment_directory_durable_before_a_commit_ne
                         and f"{db}-wal>" in c)
     synced = [c for c in calls[made:first_commit] if c.startswith(("fsync(", "fdatasync(")) and parent in c]
     assert synced, "no fsync of the queue directory between mkdir(<db>.seg) and the first commit"
+
+
+# --- 11. dead letters of segment payloads, requeue; stats staying true ---------------------------
+
+def test_dead_letter_of_a_segment_payload_keeps_its_bytes_and_requeues_after_its_segment_is_gone(
+        tmp_path: Path) -> None:
+    """A backend rejects an entry whose bytes live in a segment (the lane dead-letters the Entry it
+    read). The segment is then deleted as unreferenced; the dead letter must still hold the bytes,
+    survive a reopen, be listed, and requeue into a deliverable entry."""
+    db = tmp_path / "q.db"
+    q = PersistentQueue(db, counters=Counters("rv-dl"))
+    q.register_lanes(["main"])
+    for k in range(4):
+        q.append([big(k * PER)])
+    q.close()
+    q = PersistentQueue(db, counters=Counters("rv-dl"))  # nothing in memory: read from the segment
+    entries = q.read_after(0, 10_000, 10**9)
+    q.dead_letter(entries[1], "es", "mapper_parsing_exception (permanent)")
+    q.advance("main", entries[-1].id)
+    q.maintain()
+    assert seg_files(db) == [], "the delivered segment was not collected"
+    q.close()
+    q = PersistentQueue(db, counters=Counters("rv-dl"))
+    (letter,) = q.dead_letters()
+    assert letter.records == PER and seqs_of([letter.payload]) == list(range(PER, 2 * PER))
+    assert q.requeue_dead_letters() == PER
+    st = q.stats()
+    assert (st.entries, st.records, st.bytes, st.dead_letters) == (1, PER, len(letter.payload), 0)
+    assert sorted(drain(q)) == list(range(PER, 2 * PER))
+    q.close()
+
+
+def test_stats_records_bytes_and_oldest_stay_true_over_segments_and_damage(tmp_path: Path) -> None:
+    """stats() and read_stats() (what ``queue status`` prints) against the truth: the payload bytes
+    a lane actually reads back, the records in them, the oldest pending entry's age."""
+    db = tmp_path / "q.db"
+    q = PersistentQueue(db)
+    q.register_lanes(["main"])
+    written = [big(0), entry([5000]), big(PER), entry(list(range(6000, 6003))), big(2 * PER)]
+    t0 = time.time_ns()
+    for e in written:
+        q.append([e])
+    truth_bytes = sum(len(e.payload) for e in written)
+    truth_records = sum(e.records for e in written)
+    st, ro = q.stats(), read_stats(db)
+    assert (st.records, st.bytes) == (ro.records, ro.bytes) == (truth_records, truth_bytes)
+    assert st.oldest_age_s is not None and st.oldest_age_s <= (time.time_ns() - t0) / 1e9 + 1
+    first = q.read_after(0, 1, 10**9)
+    q.advance("main", first[-1].id)
+    st, ro = q.stats(), read_stats(db)
+    left = truth_bytes - len(written[0].payload)
+    assert (st.records, st.bytes) == (ro.records, ro.bytes) == (truth_records - PER, left)
+    q.close()
+    # damage the last frame: after the read it is a dead letter, and the totals drop by exactly it
+    (_, seg, off, _size) = rows(db)[-1]
+    with open(segments.segment_dir(db) / f"{seg:08d}", "r+b") as f:
+        f.seek(off + segments.FRAME.size + 10)
+        f.write(b"\xff\xff")
+    q = PersistentQueue(db)
+    got = drain(q)
+    st, ro = q.stats(), read_stats(db)
+    assert (st.records, st.bytes, st.dead_letter_records) == (ro.records, ro.bytes, ro.dead_letter_records) \
+        == (0, 0, PER)
+    assert sorted(got) == [*range(PER, 2 * PER), 5000, 6000, 6001, 6002]
+    assert ro.oldest_age_s is None
+    q.close()
