@@ -1081,3 +1081,41 @@ def test_kill_9_during_compaction_leaves_no_dangling_or_duplicated_entry(tmp_pat
         start = max([s // PER for s in got], default=start) + 1_000
         q.close()
     assert compacted >= 3, f"compaction ran in only {compacted} of 10 runs: the attack did not happen"
+
+
+# --- 14. a flipped bit in a row's size (SQLite has no page checksums) ----------------------------
+
+@pytest.mark.peers
+@pytest.mark.xfail(strict=True, reason=(
+    "segments.read_frame (segments.py:147-165, pread at 154) trusts the row's size: os.pread(fd, FRAME.size + size) "
+    "allocates it first, so size 2**40 raises MemoryError and size -1 a struct.error; neither is "
+    "SegmentDamaged/OSError, so PersistentQueue._resolve (store.py:530-545) lets it out of read_after, the "
+    "lane's catch-all retries the same read every 0.2 s forever: one rotten integer stops the lane and "
+    "nothing behind it is ever delivered (salvage._Payloads has the same hole for adoption). A size "
+    "larger than the segment or below 0 should be SegmentDamaged before any allocation"))
+@pytest.mark.parametrize("bad_size", [2**40, -1], ids=["huge", "negative"])
+def test_a_rotten_size_in_one_row_is_a_dead_letter_and_the_lane_goes_on(tmp_path: Path, bad_size: int) -> None:
+    db = tmp_path / "q.db"
+    queue_with(db, [0, PER, 2 * PER])
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE entries SET size = ? WHERE id = 2", (bad_size,))
+    conn.commit()
+    conn.close()
+    q = PersistentQueue(db, counters=Counters("rv-rot"))
+    rotel = Rotel(tmp_path, "rot").start()
+    try:
+        backend = backend_from_url(rotel.http_url, env={})
+        lane = Lane("main", q, Policy([backend], "priority"), Counters("rv-rot-lane"))
+        lane.start()
+        finished = wait_until(lambda: q.stats().entries == 0, 8)
+        lane.stop(0)
+        lane.join(10)
+        wait_until(lambda: len([r for r in rotel.records() if "seq" in r]) >= 2 * PER, 5)
+        seen = sorted(int(r["seq"]) for r in rotel.records() if "seq" in r)
+        backend.close()
+    finally:
+        rotel.stop()
+    assert finished, "the lane is stuck behind one damaged row"
+    assert seen == [*range(PER), *range(2 * PER, 3 * PER)]
+    assert sum(d.records for d in q.dead_letters()) == PER
+    q.close()
