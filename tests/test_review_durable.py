@@ -1153,3 +1153,48 @@ def test_upgrading_a_v1_orphan_on_a_full_disk_never_quarantines_it_as_damaged(tm
         quarantined += list(directory.glob("*.corrupt-*"))
         assert not quarantined, f"a full disk was taken for damage: {[p.name for p in quarantined]} ({listed.stderr[-500:]})"
         assert orphan_db.exists() and read_stats(orphan_db).records == before.records
+
+
+# --- 16. the writer's next segment name planted as a symlink; the in-memory copies stay bounded ---
+
+def test_next_segment_name_planted_as_a_symlink_is_never_written_through(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(segments, "SEGMENT_BYTES", 64 * 1024)  # a new segment every other append
+    db = tmp_path / "q.db"
+    q = PersistentQueue(db, counters=Counters("rv-plant"))
+    q.register_lanes(["main"])
+    q.append([big(0)])
+    current = int(seg_files(db)[-1].name)
+    target = tmp_path / "precious"
+    target.write_bytes(b"do not touch")
+    for n in range(current + 1, current + 4):
+        (segments.segment_dir(db) / f"{n:08d}").symlink_to(target)
+    acked = set(range(PER))
+    refused = 0
+    for k in range(1, 8):
+        try:
+            q.append([big(k * PER)])
+            acked |= set(range(k * PER, k * PER + PER))
+        except QueueError:
+            refused += 1
+    assert target.read_bytes() == b"do not touch"
+    got = drain(q)
+    assert sorted(got) == sorted(acked)
+    q.close()
+    assert target.read_bytes() == b"do not touch" and target.exists()
+    print(f"planted symlinks at the next names: {refused} of 7 appends refused (counted by the exporter)")
+
+
+def test_payloads_kept_in_memory_for_the_lanes_stay_bounded_and_are_freed(tmp_path: Path) -> None:
+    from otel_ext.queue import store
+
+    q = PersistentQueue(tmp_path / "q.db", max_bytes=10**9)
+    q.register_lanes(["main"])
+    one = entry(list(range(400)), body_bytes=BODY)  # ~800 KB
+    for _ in range(80):  # ~64 MB appended, the lane is down
+        q.append([one])
+    assert q._hot_bytes <= store.HOT_BYTES
+    assert q._hot_bytes == sum(len(p) for p in q._hot.values())
+    q.purge()
+    assert q._hot == {} and q._hot_bytes == 0
+    q.close()
