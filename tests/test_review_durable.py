@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -867,7 +868,7 @@ def _strace_writer(tmp_path: Path) -> tuple[Path, list[str]]:
     if done.returncode != 0 and "ptrace" in done.stderr:
         pytest.skip(f"strace cannot trace here: {done.stderr[:200]}")
     assert done.returncode == 0, done.stderr[-2000:]
-    lines = [line.split(" ", 1)[1] if line[:1].isdigit() else line for line in log.read_text().splitlines()]
+    lines = [re.sub(r"^\d+\s+", "", line) for line in log.read_text().splitlines()]  # the pid column
     return db, [line for line in lines if str(directory) in line and "ENOENT" not in line]
 
 
