@@ -229,11 +229,12 @@ def test_descriptor_exhaustion_for_a_moment_destroys_no_payload(tmp_path: Path) 
     "dead-lettered WITHOUT its bytes (store.py:543 'problem' branch), and once the mode is fixed "
     "the next open's _collect_segments(everything=True) deletes the intact segments: a mode change "
     "destroys the queue; a refused directory should be quarantined (kept), not emptied"))
-def test_group_readable_segment_dir_then_fixed_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [0o750, 0o777], ids=["group-readable", "world-writable"])
+def test_group_readable_segment_dir_then_fixed_loses_nothing(tmp_path: Path, mode: int) -> None:
     db = tmp_path / "q.db"
     queue_with(db, [k * PER for k in range(5)])
     folder = segments.segment_dir(db)
-    os.chmod(folder, 0o750)
+    os.chmod(folder, mode)
     q = PersistentQueue(db)
     q.register_lanes(["main"])
     first = drain(q)
@@ -723,11 +724,11 @@ def test_compaction_racing_a_lane_and_overflow_damages_nothing_and_accounts_for_
     for t in threads:
         t.start()
     while threads[0].is_alive():
-        entries = q.read_after(q.cursor("main"), 3 * PER, 10**9)
+        entries = q.read_after(q.cursor("main"), 2 * PER, 10**9)
         if entries:
             got += seqs_of([e.payload for e in entries])
             q.advance("main", entries[-1].id)
-        time.sleep(0.02)
+        time.sleep(0.05)  # a slow backend: the writer overflows the queue
     got += drain(q)
     stop.set()
     for t in threads:
@@ -1081,6 +1082,7 @@ def test_kill_9_during_compaction_leaves_no_dangling_or_duplicated_entry(tmp_pat
         assert st.records == len(got) and st.bytes == sum(len(e.payload) for e in entries)
         start = max([s // PER for s in got], default=start) + 1_000
         q.close()
+    print(f"compaction ran in {compacted} of 10 killed runs")
     assert compacted >= 3, f"compaction ran in only {compacted} of 10 runs: the attack did not happen"
 
 
