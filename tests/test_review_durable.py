@@ -868,9 +868,9 @@ def test_fsync_always_each_frame_is_on_disk_before_the_commit_that_references_it
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "fsync='always' does not make the segment directory's own name durable: SegmentWriter.ensure_dir "
-    "(segments.py:195-204) mkdirs <db>.seg and never fsyncs the queue directory (only the segment file "
-    "names inside it, segments.py:212-217). SQLite fsynced the queue directory before (when it created the "
+    "fsync='always' does not make the segment directory's own name durable: "
+    "(segments.open_dir, segments.py:102-110) mkdirs <db>.seg and never fsyncs the queue directory (only the segment file "
+    "names inside it, segments.py:319-320). SQLite fsynced the queue directory before (when it created the "
     "WAL), not after the mkdir; after a power cut the committed rows can point into a directory that is "
     "gone: every payload becomes a 'cannot open' dead letter without bytes"))
 def test_fsync_always_makes_the_new_segment_directory_durable_before_a_commit_needs_it(tmp_path: Path) -> None:
@@ -1075,9 +1075,9 @@ def test_kill_9_during_compaction_leaves_no_dangling_or_duplicated_entry(tmp_pat
 
 @pytest.mark.peers
 @pytest.mark.xfail(strict=True, reason=(
-    "segments.read_frame (segments.py:147-165, pread at 154) trusts the row's size: os.pread(fd, FRAME.size + size) "
+    "segments.read_frame (segments.py:242-262, pread at 247) trusts the row's size: os.pread(fd, FRAME.size + size) "
     "allocates it first, so size 2**40 raises MemoryError and size -1 a struct.error; neither is "
-    "SegmentDamaged/OSError, so PersistentQueue._resolve (store.py:530-545) lets it out of read_after, the "
+    "SegmentDamaged/OSError, so PersistentQueue._resolve/_resolve_rows (store.py:560-600) lets it out of read_after, the "
     "lane's catch-all retries the same read every 0.2 s forever: one rotten integer stops the lane and "
     "nothing behind it is ever delivered (salvage._Payloads has the same hole for adoption). A size "
     "larger than the segment or below 0 should be SegmentDamaged before any allocation"))
@@ -1112,11 +1112,11 @@ def test_a_rotten_size_in_one_row_is_a_dead_letter_and_the_lane_goes_on(tmp_path
 # --- 15. the in-place v1 -> v2 upgrade on a full disk ---------------------------------------------
 
 @pytest.mark.xfail(strict=True, reason=(
-    "the v1->v2 upgrade in PersistentQueue._connect (store.py:276-289) rewrites every payload in one "
+    "the v1->v2 upgrade in PersistentQueue._connect (store.py:279-292) rewrites every payload in one "
     "transaction; on a full disk it fails with sqlite3.OperationalError 'database or disk is full', which "
-    "_open_or_quarantine (store.py:297-308) catches as sqlite3.DatabaseError = damage: the whole healthy "
+    "_open_or_quarantine (store.py:300-311) catches as sqlite3.DatabaseError = damage: the whole healthy "
     "v1 queue is moved to quarantine (out of the delivery path, 'kept for inspection'), and writing the "
-    "reason file then raises ENOSPC out of quarantine() (salvage.py:504): the CLI dies with a traceback. "
+    "reason file then raises ENOSPC out of quarantine() (salvage.py:537): the CLI dies with a traceback. "
     "New in schema 2 (opening a v1 file wrote nothing before)"))
 def test_upgrading_a_v1_orphan_on_a_full_disk_never_quarantines_it_as_damaged(tmp_path: Path) -> None:
     """The worst day: the disk is full and the operator runs ``otel-ext queue dead-letters``, which
@@ -1189,7 +1189,7 @@ def test_payloads_kept_in_memory_for_the_lanes_stay_bounded_and_are_freed(tmp_pa
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "salvage._Payloads.__call__ (salvage.py:276-289, read_frame at 284) calls segments.read_frame with the row's size "
+    "salvage._Payloads.__call__ (salvage.py:269-300, read_frame at 293) calls segments.read_frame with the row's size "
     "unchecked: size 2**40 raises MemoryError out of read_sound/adopt; the exporter's adoption loop "
     "catches it and releases the orphan, so the whole orphan (its healthy rows too) is never adopted, "
     "retried every pass, forever"))
