@@ -1280,3 +1280,44 @@ def test_appends_acknowledged_after_the_segment_directory_was_deleted_are_not_lo
     lost = acked - set(got)
     q.close()
     assert not lost, f"{len(lost)} records acknowledged after the deletion were written where nobody can read them"
+
+
+# --- 19. a row that lost its segment number (seg 0 or negative, payload NULL) -------------------
+
+@pytest.mark.peers
+@pytest.mark.xfail(strict=True, reason=(
+    "a segment row whose seg reads 0 or negative (a flipped bit; SQLite has no page checksums) is taken "
+    "for an inline row: _read_rows maps its NULL payload to b'' (store.py:766, bytes(r[5] or b'')) and "
+    "_resolve_rows only looks at segments when seg > 0 (store.py:594), so the lane sends an empty "
+    "payload (or leaves it out of a coalesced request) and counts its records as DELIVERED: a silent "
+    "loss. A NULL payload or LENGTH(payload) != size must be a damaged entry (dead letter)"))
+@pytest.mark.parametrize("bad_seg", [0, -1], ids=["zero", "negative"])
+def test_a_row_that_lost_its_segment_number_is_never_counted_as_delivered(tmp_path: Path, bad_seg: int) -> None:
+    db = tmp_path / "q.db"
+    queue_with(db, [0, PER, 2 * PER])
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE entries SET seg = ? WHERE id = 2", (bad_seg,))
+    conn.commit()
+    conn.close()
+    q = PersistentQueue(db, counters=Counters("rv-seg0"))
+    rotel = Rotel(tmp_path, "seg0").start()
+    lane_counters = Counters("rv-seg0-lane")
+    try:
+        backend = backend_from_url(rotel.http_url, env={})
+        lane = Lane("main", q, Policy([backend], "priority"), lane_counters)
+        lane.start()
+        finished = wait_until(lambda: q.stats().entries == 0, 8)
+        lane.stop(0)
+        lane.join(10)
+        wait_until(lambda: len([r for r in rotel.records() if "seq" in r]) >= 2 * PER, 5)
+        time.sleep(0.3)
+        seen = sorted(int(r["seq"]) for r in rotel.records() if "seq" in r)
+        backend.close()
+    finally:
+        rotel.stop()
+    assert finished
+    dead = sum(d.records for d in q.dead_letters())
+    q.close()
+    assert len(set(seen)) + dead == 3 * PER, (
+        f"{3 * PER - len(set(seen)) - dead} records neither delivered nor dead-lettered "
+        f"(the lane counted {lane_counters.get('delivered')} as delivered)")
