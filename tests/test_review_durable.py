@@ -266,6 +266,7 @@ def test_queue_max_bytes_bounds_the_disk_under_overflow(tmp_path: Path) -> None:
         peak = max(peak, _disk(directory))
     assert q.stats().bytes <= limit
     q.close()
+    print(f"disk bound: max_bytes {limit}, peak queue disk {peak} ({peak / limit:.2f}x)")
     assert peak <= 3 * limit, f"queue bounded at {limit} bytes used {peak} bytes of disk ({peak / limit:.1f}x)"
 
 
