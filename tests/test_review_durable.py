@@ -15,6 +15,7 @@ import random
 import re
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -1322,3 +1323,38 @@ def test_a_row_that_lost_its_segment_number_is_never_counted_as_delivered(tmp_pa
     assert len(set(seen)) + dead == 3 * PER, (
         f"{3 * PER - len(set(seen)) - dead} records neither delivered nor dead-lettered "
         f"(the lane counted {lane_counters.get('delivered')} as delivered)")
+
+
+# --- 20. permissions under an app that runs with umask 000 -----------------------------------------
+
+UMASK_APP = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, sys.argv[1]); sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
+    os.umask(0)  # a careless app (or a container entrypoint) sets umask 000
+    from durable_helpers import entry
+    from otel_ext.queue.ownership import claim_new, prepare_dir
+    from otel_ext.queue.store import PersistentQueue
+    from otel_ext.queue import segments
+    segments.SEGMENT_BYTES = 64 * 1024
+    claim = claim_new(prepare_dir(sys.argv[2]))
+    q = PersistentQueue(claim.db_path)
+    q.register_lanes(["main"])
+    for k in range(6):  # several segments, a compaction-free roll
+        q.append([entry(list(range(k * 20, k * 20 + 20)), body_bytes=2000)])
+    print(claim.db_path, flush=True)
+    os._exit(0)
+""")
+
+
+def test_segments_stay_private_when_the_app_runs_with_umask_000(tmp_path: Path) -> None:
+    directory = tmp_path / "q"
+    proc = subprocess.run([sys.executable, "-c", UMASK_APP, ROOT, str(directory)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    db = Path(proc.stdout.strip())
+    folder = segments.segment_dir(db)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    files = seg_files(db)
+    assert len(files) >= 2
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 and f.stat().st_uid == os.geteuid() for f in files), \
+        [(f.name, oct(f.stat().st_mode)) for f in files]
