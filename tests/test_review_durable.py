@@ -1137,11 +1137,7 @@ def test_upgrading_a_v1_orphan_on_a_full_disk_never_quarantines_it_as_damaged(tm
     assert exists and after == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the CLI's queue commands open each orphan with PersistentQueue(...) (cli.py:360 queue_purge, cli.py:389 "
-    "queue_dead_letters) without catching QueueError: since 095cd00 a v1 upgrade that cannot be written raises "
-    "QueueError('cannot upgrade ... now'), and `otel-ext queue dead-letters` dies with a Python traceback "
-    "instead of a one-line refusal and a documented exit code (the file itself stays whole)"))
+# broke on 095cd00 (the CLI died with a traceback); fixed in the lead's cli.py change - kept as the guard
 def test_cli_on_a_full_disk_refuses_in_one_line_instead_of_a_traceback(tmp_path: Path) -> None:
     listed, _, _, _, _ = _upgrade_on_a_full_disk(tmp_path)
     assert "Traceback" not in listed.stderr, listed.stderr[-2000:]
@@ -1221,17 +1217,15 @@ def test_an_orphan_with_one_rotten_size_is_adopted_minus_that_entry(tmp_path: Pa
 # --- 17. a refused segment directory and the records that do not need it --------------------------
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown")
-@pytest.mark.xfail(strict=True, reason=(
-    "head-of-line blocking (dbcdf50's choice 'a refused directory is not damage: the entries wait'): "
-    "PersistentQueue._resolve raises QueueError for the whole read when the segment directory is refused "
-    "(store.py:560-572, 'cannot read the payload segments ... the entries stay queued'), and a lane's cursor is one "
-    "prefix, so every record appended after it -- stored inline because the directory is refused -- waits "
-    "too: nothing is delivered until a human fixes the owner/mode, and under a backlog the queue fills and "
-    "evicts (counted). Trade-off for the lead: stall (now) vs. dead letters without bytes (before)"))
-def test_new_inline_records_are_delivered_while_the_segment_directory_is_refused(tmp_path: Path) -> None:
+def test_a_refused_segment_directory_holds_the_lane_back_and_loses_nothing(tmp_path: Path) -> None:
+    """The lead's decision on the trade-off this review found (stall vs. dead letters without bytes):
+    a segment directory that belongs to someone else is refused and *waits* — the lane's cursor is one
+    prefix, so records appended after it (stored inline meanwhile) wait too; nothing is dropped or
+    dead-lettered, and once an operator gives the directory back everything is delivered, in order."""
     db = tmp_path / "q.db"
     queue_with(db, [0, PER])
-    os.chown(segments.segment_dir(db), 4242, 4242)  # a restore as another user, a root cron job's chown
+    seg_dir = segments.segment_dir(db)
+    os.chown(seg_dir, 4242, 4242)  # a restore as another user, a root cron job's chown
     q = PersistentQueue(db, counters=Counters("rv-hol"))
     q.register_lanes(["main"])
     q.append([entry([1000]), big(2000)])  # stored inline: the directory is refused
@@ -1241,8 +1235,16 @@ def test_new_inline_records_are_delivered_while_the_segment_directory_is_refused
             got += drain(q)
         except QueueError:
             time.sleep(0.05)
+    assert got == [] and q.stats().dead_letters == 0  # held back, not dropped
+    os.chown(seg_dir, os.geteuid(), os.getegid())  # the operator fixes the owner
+    for _ in range(5):
+        try:
+            got += drain(q)
+            break
+        except QueueError:
+            time.sleep(0.05)
     q.close()
-    assert {1000, *range(2000, 2000 + PER)} <= set(got), "records that need no segment are held back"
+    assert set(got) == {*range(0, 2 * PER), 1000, *range(2000, 2000 + PER)}
 
 
 # --- 18. the segment directory deleted under a running app -----------------------------------------
