@@ -217,7 +217,7 @@ def _quarantine_dir_files(directory: Path) -> list[dict[str, Any]]:
 
 
 def _warn_dir_problem(out: Out, directory: Path) -> None:
-    from otel_ext.queue.ownership import dir_problem
+    from otel_ext.queue.segments import dir_problem
 
     if directory.exists() or directory.is_symlink():
         problem = dir_problem(directory)

@@ -28,7 +28,7 @@ from otel_ext.backends.base import Backend
 from otel_ext.backends.otlp_json import to_otlp_json, to_otlp_json_reference
 from otel_ext.backends.outcome import Outcome
 from otel_ext.backends.urls import BackendConfigError, BackendPlugin, BackendURL
-from otel_ext.queue.ownership import dir_problem
+from otel_ext.queue.segments import dir_problem
 
 ACTIVE_NAME = "logs.jsonl"
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from otel_ext.queue import segments
+from otel_ext.queue.segments import dir_problem
 from otel_ext.settings import explicit_or_env
 
 
@@ -84,20 +85,6 @@ def prepare_dir(path: str | os.PathLike[str], allow_insecure: bool | None = None
     if not directory.is_dir():
         raise UnsafeQueueDir(f"queue directory {directory} is not a directory")
     return directory
-
-
-def dir_problem(directory: Path, info: os.stat_result | None = None) -> str | None:
-    info = info or os.lstat(directory)
-    if stat.S_ISLNK(info.st_mode):
-        return "is a symlink"
-    if not stat.S_ISDIR(info.st_mode):
-        return "is not a directory"
-    if info.st_uid != os.geteuid():
-        return f"belongs to uid {info.st_uid}, not to us (uid {os.geteuid()})"
-    if info.st_mode & 0o022:
-        who = " and ".join(w for bit, w in ((0o020, "group"), (0o002, "others")) if info.st_mode & bit)
-        return f"is writable by {who} (mode {stat.S_IMODE(info.st_mode):04o})"
-    return None
 
 
 def foreign_file(path: Path) -> str | None:

@@ -81,21 +81,25 @@ def _numbers(names: Iterable[str]) -> list[int]:
     return sorted(int(n) for n in names if len(n) == _NAME_DIGITS and n.isdigit())
 
 
-def dir_problem(folder: Path) -> str | None:
-    """Why ``folder`` must not hold our segments (None: absent, or a directory of ours that only we
-    can write to). Read by lstat: a symlink is reported, never followed."""
-    try:
-        info = os.lstat(folder)
-    except FileNotFoundError:
-        return None
+def dir_problem(folder: Path, info: os.stat_result | None = None) -> str | None:
+    """Why ``folder`` must not hold our files — the queue directory, its segment directories, the file
+    backend's directory (like OpenSSH StrictModes): a symlink, not a directory, another user's, or
+    writable by group or others. None: absent, or a directory of ours only we can write to. Read by
+    lstat: a symlink is reported, never followed."""
+    if info is None:
+        try:
+            info = os.lstat(folder)
+        except FileNotFoundError:
+            return None
     if stat.S_ISLNK(info.st_mode):
         return "is a symlink"
     if not stat.S_ISDIR(info.st_mode):
         return "is not a directory"
     if info.st_uid != os.geteuid():
-        return f"belongs to uid {info.st_uid}"
+        return f"belongs to uid {info.st_uid}, not to us (uid {os.geteuid()})"
     if info.st_mode & 0o022:
-        return f"is writable by group or others (mode {stat.S_IMODE(info.st_mode):o})"
+        who = " and ".join(w for bit, w in ((0o020, "group"), (0o002, "others")) if info.st_mode & bit)
+        return f"is writable by {who} (mode {stat.S_IMODE(info.st_mode):04o})"
     return None
 
 
