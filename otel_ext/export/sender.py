@@ -13,6 +13,12 @@ contiguous acknowledged prefix only, so an entry still leaves the queue only whe
 it is acknowledged. When any request of the window fails, the rest of the window is forgotten (what
 the broker took of it is sent again: at least once) and that request goes through the synchronous
 ``send()``, whose outcome (retryable, auth, split, permanent, partial) the lane acts on as always.
+The acknowledged prefix of a window is written to the queue file (cursor, then the entries deleted)
+every ``RECORD_EVERY`` seconds or ``max_bytes / 8`` of the queue, when the lane goes idle, when a
+request fails, and when it stops, not after every acknowledgement: each write takes the queue's
+lock, which ``export()`` holds while it appends, so a write per acknowledgement made the two threads
+wait for each other. A crash before such a write sends that range again (at least once); the cursor
+still never passes an unacknowledged entry.
 
 Disk full is a state, not an error loop: a lane that delivered a request but cannot write its
 cursor keeps the delivered range in memory (it never resends it), retries the write with backoff
@@ -22,6 +28,7 @@ instrumentation suppressed, so nothing they do is captured back into the pipelin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -36,6 +43,11 @@ from otel_ext.selflog import say_every, suppressed
 from otel_ext.telemetry import Counters, register_counters
 
 _logger = logging.getLogger(__name__)
+
+RECORD_EVERY = 0.05
+"""Seconds between writes of a window's acknowledged prefix (the cursor) to the queue file."""
+RECORD_OVERDUE = 0.25
+"""Until then a write that would wait for the queue's lock (an append in progress) is put off."""
 
 EXPORT_COUNTERS = register_counters(Counters("exporter"), {
     "delivered": ("backend",), "attempts": ("backend", "outcome"), "failovers": ("transition",),
@@ -85,6 +97,8 @@ class Lane(threading.Thread):
         # what was delivered (or dead-lettered) and what the queue file knows of it
         self._delivered: int | None = None
         self._recorded = 0
+        self._unrecorded_since = 0.0  # monotonic time of the first acknowledgement not yet recorded
+        self._unrecorded_bytes = 0  # payload bytes acknowledged in the window since the last cursor write
         self._owed_dead: list[tuple[Entry, str, str]] = []  # dead letters not yet written
         self._retry_at = 0.0
         self._backoff = 0.0
@@ -122,6 +136,8 @@ class Lane(threading.Thread):
                 self._forget_window()
                 self._resend = False
                 time.sleep(0.2)
+        with contextlib.suppress(Exception):
+            self.settle(force=True)  # what was acknowledged before the stop: recorded if the file lets us
         self.idle.set()
 
     def delivered_upto(self) -> int:
@@ -135,15 +151,25 @@ class Lane(threading.Thread):
         """Delivered entries (or dead letters) the queue file does not know about yet."""
         return bool(self._owed_dead) or (self._delivered or 0) > self._recorded
 
-    def settle(self, force: bool = False) -> bool:
+    def settle(self, force: bool = False, wait: bool = True) -> bool:
         """Write what the file does not know yet (dead letters, then the cursor). True if done.
 
-        Failures back off (0.1 s doubling to 5 s); the WAL is checkpointed to free disk space."""
+        Failures back off (0.1 s doubling to 5 s); the WAL is checkpointed to free disk space.
+        With ``wait=False`` nothing is written (False, no back-off) while an append holds the queue."""
         if not self.unrecorded:
             return True
         now = time.monotonic()
         if not force and now < self._retry_at:
             return False
+        if not wait and not self._owed_dead:
+            upto = self.delivered_upto()
+            try:
+                if not self.queue.advance(self.lane, upto, wait=False):
+                    return False
+            except QueueError as exc:
+                return self._unrecordable(exc)
+            self._recorded_done(upto)
+            return True
         try:
             while self._owed_dead:
                 entry, backend, reason = self._owed_dead[0]
@@ -151,25 +177,46 @@ class Lane(threading.Thread):
                 self._owed_dead.pop(0)
             upto = self.delivered_upto()
             self.queue.advance(self.lane, upto)
-            self._recorded = upto
         except QueueError as exc:
-            self._backoff = min(max(self._backoff * 2, 0.1), 5.0)
-            self._retry_at = time.monotonic() + self._backoff
-            self.queue.checkpoint()
-            self.counters.add("unrecorded_retries", self.lane)
-            say_every(60.0, f"unrecorded:{self.lane}", "otel-ext: lane %s delivered records up to entry %d but "
-                      "cannot record it in the queue file (%s); keeping the range in memory (not resending) "
-                      "and retrying", self.lane, self.delivered_upto(), exc)
-            return False
+            return self._unrecordable(exc)
+        self._recorded_done(upto)
+        return True
+
+    def _recorded_done(self, upto: int) -> None:
+        self._recorded = upto
+        self._unrecorded_bytes = 0
         if self._backoff:
             say_every(0.0, f"recorded:{self.lane}", "otel-ext: lane %s can record its progress again", self.lane,
                       level=logging.INFO)
         self._backoff = 0.0
-        return True
+
+    def _unrecordable(self, exc: QueueError) -> bool:
+        """The cursor write failed: back off, keep the delivered range in memory (never resent)."""
+        self._backoff = min(max(self._backoff * 2, 0.1), 5.0)
+        self._retry_at = time.monotonic() + self._backoff
+        self.queue.checkpoint()
+        self.counters.add("unrecorded_retries", self.lane)
+        say_every(60.0, f"unrecorded:{self.lane}", "otel-ext: lane %s delivered records up to entry %d but "
+                  "cannot record it in the queue file (%s); keeping the range in memory (not resending) "
+                  "and retrying", self.lane, self.delivered_upto(), exc)
+        return False
+
+    def _settle_due(self) -> None:
+        """Record the acknowledged prefix if it is due: a failed write's retry time came, dead letters
+        are owed, or ``RECORD_EVERY`` passed / ``max_bytes / 8`` of the queue was acknowledged since the
+        last write. Before ``RECORD_OVERDUE`` a write does not wait for an append to finish."""
+        if not self.unrecorded:
+            return
+        if self._backoff or self._owed_dead:
+            self.settle()
+            return
+        age = time.monotonic() - self._unrecorded_since
+        if age >= RECORD_EVERY or self._unrecorded_bytes >= self.queue.max_bytes // 8:
+            self.settle(force=True, wait=age >= RECORD_OVERDUE)
 
     def _step(self) -> bool:
         """One request (or one turn of the window). False when there is nothing to send."""
-        self.settle()
+        self._settle_due()
         if self._window:
             self._pump()
             return True
@@ -178,6 +225,7 @@ class Lane(threading.Thread):
                 self.delivered_upto(), self.max_request_records, self.max_request_bytes
             )
             if not self._pending:
+                self.settle(force=not self._backoff)  # going idle: everything acknowledged is recorded now
                 return False
         self.idle.clear()
         health = self.policy.choose()
@@ -244,6 +292,9 @@ class Lane(threading.Thread):
             if state == "ok":
                 self._window.popleft()
                 self._window_bytes -= _size
+                if not self._unrecorded_bytes:
+                    self._unrecorded_since = time.monotonic()
+                self._unrecorded_bytes += _size
                 self._handle(health, take, records, Outcome.ok(), settle=False)
                 acknowledged = True
                 continue
@@ -255,9 +306,10 @@ class Lane(threading.Thread):
             self._forget_window()
             self._pending = take
             self._resend = True
+            self.settle(force=not self._backoff)  # a failure: what was acknowledged before it, now
             break
         if acknowledged:
-            self.settle(force=not self._backoff)
+            self._settle_due()
         if not self._window:
             self._window_health = None
 

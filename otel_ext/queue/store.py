@@ -772,25 +772,42 @@ class PersistentQueue:
         return [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4]), r[5], int(r[6]), int(r[7]),
                  int(r[8])) for r in rows]
 
-    def advance(self, lane: str, last_id: int) -> None:
+    def advance(self, lane: str, last_id: int, wait: bool = True) -> bool:
         """Lane ``lane`` has delivered (or dead-lettered) every entry up to ``last_id``.
 
         When the disk is full, the reserve is given back and the WAL truncated for one more try.
-        Raises :class:`QueueError` if the cursor cannot be written (the caller keeps it in memory)."""
-        with self._lock:
-            if self._closed:
-                return
-            try:
-                self._set_cursor(lane, last_id)
-            except QueueError:
-                if not self._give_back_reserve():
-                    raise
-                self.checkpoint()
-                self._set_cursor(lane, last_id)
-            # freeing acknowledged entries is a separate, smaller step: when the disk is full the
-            # cursor (one row) may still fit where the deletion does not
-            with contextlib.suppress(QueueError), self._write() as delta:
+        Raises :class:`QueueError` if the cursor cannot be written (the caller keeps it in memory).
+        With ``wait=False``, returns False at once, writing nothing, while another thread holds the
+        queue (an append in progress); True otherwise."""
+        if not self._lock.acquire(blocking=wait):
+            return False
+        try:
+            self._advance(lane, last_id)
+        finally:
+            self._lock.release()
+        return True
+
+    def _advance(self, lane: str, last_id: int) -> None:
+        if self._closed:
+            return
+        try:  # the cursor and the deletion it allows, one commit
+            with self._write() as delta:
+                self._conn.execute("UPDATE lanes SET cursor = MAX(cursor, ?) WHERE name = ?", (last_id, lane))
                 self._delete_acknowledged(delta)
+            return
+        except QueueError:
+            pass  # e.g. a full disk: the cursor alone (one row) may still fit, below
+        try:
+            self._set_cursor(lane, last_id)
+        except QueueError:
+            if not self._give_back_reserve():
+                raise
+            self.checkpoint()
+            self._set_cursor(lane, last_id)
+        # freeing acknowledged entries is a separate, smaller step: when the disk is full the
+        # cursor (one row) may still fit where the deletion does not
+        with contextlib.suppress(QueueError), self._write() as delta:
+            self._delete_acknowledged(delta)
 
     def _set_cursor(self, lane: str, last_id: int) -> None:
         with self._write():
