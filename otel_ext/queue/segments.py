@@ -8,7 +8,11 @@ when no entry refers to it any more; SQLite keeps what it is good at (entry meta
 letters, the atomic commit that makes an entry exist).
 
 Layout: ``<queue>.db.seg/`` (0700, ours, never a symlink) holding ``00000001``, ``00000002``, …
-(0600). Each payload is one frame ``[magic "OXS1"][length u32][crc32 u32][bytes]``. The frame is
+(0600). Each payload is one frame ``[magic][length u32][checksum u32][bytes]``: magic ``OXS1`` with
+the CRC-32 of zlib, or ``OXS2`` with CRC-32C (Castagnoli), which ``google-crc32c`` (``pip install
+'otel-ext[crc32c]'``) computes in hardware at ~8x the speed; the writer uses ``OXS2`` when that library
+is there with its compiled extension, else ``OXS1``. Readers verify both kinds whatever is installed
+(CRC-32C in pure Python without the library: slow, but nothing queued becomes unreadable). The frame is
 written (and with ``fsync="always"`` fsynced) *before* the SQLite transaction that references it
 commits: a crash in between leaves bytes nobody refers to, never a row without its bytes. A writer
 never appends to a segment it did not create (a new one is started at every open), so a torn tail
@@ -29,16 +33,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import os
 import stat
 import struct
 import threading
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-MAGIC = b"OXS1"
-FRAME = struct.Struct(">4sII")  # magic, payload length, crc32 of the payload
+MAGIC = b"OXS1"  # checksum: zlib's CRC-32
+MAGIC_C = b"OXS2"  # checksum: CRC-32C (Castagnoli)
+FRAME = struct.Struct(">4sII")  # magic, payload length, checksum of the payload
 SEGMENT_SUFFIX = ".seg"
 # a segment is closed for writing once it holds this much (or a sixteenth of the queue's bound if
 # that is smaller, at least MIN_SEGMENT_BYTES); the next frame starts a new one
@@ -63,6 +70,54 @@ class SegmentDirRefused(OSError):
 # errors that say nothing about the bytes on disk (out of descriptors or memory, interrupted): they
 # are raised as OSError (try again later), never taken for damage
 _TRANSIENT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EINTR, errno.ENOBUFS}
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c_soft(data: bytes) -> int:
+    """CRC-32C in pure Python (~10 MB/s): reads frames written with ``google-crc32c`` where it is
+    not installed."""
+    table = _CRC32C_TABLE
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _optional(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:  # pragma: no cover - the library is in the test environment
+        return None
+
+
+_google_crc32c = _optional("google_crc32c")
+
+crc32c: Callable[[bytes], int] = crc32c_soft if _google_crc32c is None else _google_crc32c.value
+"""CRC-32C of ``data``: ``google-crc32c`` when installed (hardware or C), else :func:`crc32c_soft`."""
+
+HAVE_FAST_CRC32C = _google_crc32c is not None and getattr(_google_crc32c, "implementation", "") == "c"
+WRITE_MAGIC = MAGIC_C if HAVE_FAST_CRC32C else MAGIC
+"""The frame kind new segments are written with (``OXS2`` only with the compiled ``google-crc32c``)."""
+
+CHECKSUMS: dict[bytes, Callable[[bytes], int]] = {MAGIC: zlib.crc32, MAGIC_C: crc32c}
+"""Frame magic -> its checksum: every reader accepts both kinds."""
+
+
+def frame_header(payload: bytes, magic: bytes = WRITE_MAGIC) -> bytes:
+    """The 12-byte header of ``payload``'s frame of kind ``magic``."""
+    return FRAME.pack(magic, len(payload), CHECKSUMS[magic](payload))
 
 
 def segment_dir(db: Path | str) -> Path:
@@ -273,12 +328,13 @@ def read_frame(fd: int, number: int, offset: int, size: int) -> bytes:
     if len(data) < FRAME.size + size:
         raise SegmentDamaged(f"{where}: truncated ({len(data)} of {FRAME.size + size} bytes)")
     magic, length, crc = FRAME.unpack_from(data)
-    if magic != MAGIC:
+    checksum = CHECKSUMS.get(magic)
+    if checksum is None:
         raise SegmentDamaged(f"{where}: no frame starts here (bad magic)")
     if length != size:
         raise SegmentDamaged(f"{where}: frame holds {length} bytes, the entry expects {size}")
     payload = data[FRAME.size:]
-    if zlib.crc32(payload) != crc:
+    if checksum(payload) != crc:
         raise SegmentDamaged(f"{where}: CRC mismatch (the bytes changed on disk)")
     return payload
 
@@ -298,6 +354,7 @@ class Segments:
         self._offset = 0
         self.sizes: dict[int, int] = {}  # our segments on disk -> bytes
         self.gone = ""  # why the directory opened first is no longer the one at its path
+        self.magic = WRITE_MAGIC  # the frame kind written
 
     # --- the directory -------------------------------------------------------------------------
 
@@ -369,7 +426,7 @@ class Segments:
         offset = self._offset
         for payload in payloads:
             places.append((self.current, offset))
-            parts.append(FRAME.pack(MAGIC, len(payload), zlib.crc32(payload)))
+            parts.append(frame_header(payload, self.magic))
             parts.append(payload)
             offset += FRAME.size + len(payload)
         try:
