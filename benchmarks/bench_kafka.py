@@ -15,7 +15,7 @@ Where the time goes, measured on the same bytes in the same run:
 
 - **append only**: the queue appends of those entries (segment write + SQLite commit), no lane;
 - **drain only**: a pre-filled queue drained by the lane (read, send, ack, cursor, delete);
-- **send only**: ``KafkaBackend.submit()`` of the lane's coalesced requests, all in flight at once,
+- **send only**: ``KafkaBackend.submit_parts()`` of the lane's coalesced requests, all in flight at once,
   until every ticket is acknowledged, no queue;
 - a per-stage split of the drain (read / submit / wait for acks / cursor+delete), from timers around
   those calls;
@@ -119,7 +119,7 @@ class Bench:
         queue.register_lanes(["main"])
         if stages is not None:
             stages.time(queue, "read_after", "read")
-            stages.time(backend, "submit", "submit")
+            stages.time(backend, "submit_parts", "submit")
             stages.time(backend, "serve", "wait for acks")
             stages.time(backend, "send", "send (after a failure)")
             stages.time(queue, "advance", "cursor+delete")
@@ -190,17 +190,17 @@ class Bench:
                                 counters=Counters("bq"))
         for batch in self.entry_batches:
             queue.append(batch)
-        requests: list[bytes] = []
+        requests: list[list[bytes]] = []
         cursor = 0
         while entries := queue.read_after(cursor, self.request_records, self.request_bytes):  # the lane's coalescing
-            requests.append(b"".join(e.payload for e in entries))
+            requests.append([e.payload for e in entries])
             cursor = entries[-1].id
         queue.purge()
         queue.close(remove_if_empty=True)
         backend = backend_from_url(self.broker.url(topic, timeout="30s"), env={})
         assert backend.probe().delivered
         t0 = time.perf_counter()
-        tickets = [backend.submit(payload, 0) for payload in requests]
+        tickets = [backend.submit_parts(parts, 0) for parts in requests]
         while any(t.state(time.monotonic()) == "pending" for t in tickets):
             backend.serve(0.05)
         seconds = time.perf_counter() - t0
@@ -340,7 +340,7 @@ def main() -> None:
           f"takes {statistics.median(a / t for a, t in zip(append_s, anchor3_s, strict=True)):.2f}x the anchor's "
           f"whole time; the same commits with SQLite's checkpoints off (diagnostic: no fsync, WAL never "
           f"copied back) {rate(no_checkpoint_s)}\n"
-          f"  send only (KafkaBackend.submit() of the lane's requests, no queue): {rate(send_s)}; "
+          f"  send only (KafkaBackend.submit_parts() of the lane's requests, no queue): {rate(send_s)}; "
           f"ratio {ratio(send_s, anchor4_s):.2f}\n"
           f"  drain split ({split_total:.3f} s): {split}"
           f"{export_line}")

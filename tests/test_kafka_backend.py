@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError
 from exporter_harness import make_app, queued_records
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kafka_server import KafkaBroker, consume, record_uids
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -67,6 +69,18 @@ def test_a_coalesced_payload_is_packed_into_messages_under_the_limit_at_entry_bo
     assert sorted(record_uids(messages)) == sorted(record_uids([(None, payload)]))
     # cut on the wire format: each message is the entries' bytes, unchanged
     assert messages[0][1] == entries[0] + entries[1] and messages[2][1] == entries[4]
+
+
+@settings(max_examples=40, deadline=None)
+@given(entries=st.lists(st.dictionaries(st.sampled_from(["checkout", "billing", ""]), st.integers(1, 30),
+                                        min_size=1, max_size=3), min_size=1, max_size=6),
+       limit=st.integers(2_000, 40_000))
+def test_messages_cut_from_the_entries_as_parts_are_those_of_their_concatenation(
+        entries: list[dict[str, int]], limit: int) -> None:
+    """The lane hands a request over as its entries (no joined copy); the messages must be exactly
+    those of the joined request: same keys, same bytes, same order."""
+    parts = [_request(services, body_bytes=300) for services in entries]
+    assert messages_for(parts, limit) == messages_for(b"".join(parts), limit)
 
 
 def test_wire_format_walk_refuses_garbage_instead_of_guessing() -> None:

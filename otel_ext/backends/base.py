@@ -12,6 +12,7 @@ stay those of ``send()``, for every backend.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 
 from otel_ext.backends.outcome import Outcome
 
@@ -70,6 +71,11 @@ class Backend(abc.ABC):
         ticket = Ticket(0.0)
         ticket.fail(f"{self.name} does not pipeline")
         return ticket
+
+    def submit_parts(self, parts: Sequence[bytes], records: int) -> Ticket:
+        """:meth:`submit` of the request that is the concatenation of ``parts`` (queued entries, as the
+        lane coalesces them). A backend that can use the parts as they are overrides it."""
+        return self.submit(parts[0] if len(parts) == 1 else b"".join(parts), records)
 
     def serve(self, timeout: float) -> None:  # noqa: B027 - optional hook
         """Wait up to ``timeout`` seconds for delivery reports of submitted tickets (pipelined only)."""

@@ -31,7 +31,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,48 +135,61 @@ def _fields(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[i
     return out
 
 
-def _resource_service(data: bytes, start: int, end: int) -> str | None:
-    """service.name of one ResourceLogs (only its small Resource field is decoded)."""
-    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-
+def _resource_bytes(data: bytes, start: int, end: int) -> bytes:
+    """The Resource field of one ResourceLogs, encoded (b"": none)."""
     for number, _, value_start, field_end in _fields(data, start, end):
         if number == 1:  # ResourceLogs.resource
-            resource = Resource.FromString(data[value_start:field_end])
-            for kv in resource.attributes:
-                if kv.key == "service.name":
-                    return kv.value.string_value or None
-            return None
+            return bytes(data[value_start:field_end])
+    return b""
+
+
+def _service_of(resource: bytes) -> str | None:
+    """service.name of an encoded Resource."""
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+    for kv in Resource.FromString(resource).attributes:
+        if kv.key == "service.name":
+            return kv.value.string_value or None
     return None
 
 
-def messages_for(payload: bytes, limit: int = 1_000_000) -> list[tuple[bytes | None, bytes]]:
+def messages_for(payload: bytes | Sequence[bytes], limit: int = 1_000_000) -> list[tuple[bytes | None, bytes]]:
     """(key, value) per service, each value at most ``limit`` bytes where resource boundaries allow:
     the payload itself, byte for byte, when it holds one service and fits. The sender coalesces
-    queued entries by concatenation, so a large payload is many ResourceLogs fields: they are cut
-    apart on the wire format and regrouped without decoding or re-encoding any record (any run of
-    top-level fields is itself a valid ExportLogsServiceRequest). One ResourceLogs above the limit
-    is split by records later, when the producer refuses it."""
-    by_service: dict[str | None, list[tuple[int, int]]] = {}
-    for number, field_start, value_start, field_end in _fields(payload):
-        if number != 1:  # not resource_logs: nothing else is defined at the top level
-            continue
-        service = _resource_service(payload, value_start, field_end)
-        by_service.setdefault(service, []).append((field_start, field_end))
-    if len(by_service) <= 1 and len(payload) <= limit:
+    queued entries by concatenation (or hands them over as a sequence of parts, the request being
+    their concatenation: then nothing is copied before the messages are cut), so a large payload is
+    many ResourceLogs fields: they are cut apart on the wire format and regrouped without decoding or
+    re-encoding any record (any run of top-level fields is itself a valid ExportLogsServiceRequest).
+    One ResourceLogs above the limit is split by records later, when the producer refuses it."""
+    parts = [payload] if isinstance(payload, bytes) else list(payload)
+    by_service: dict[str | None, list[memoryview]] = {}
+    services: dict[bytes, str | None] = {}  # the same resource bytes in every entry of a service
+    total = 0
+    for part in parts:
+        view = memoryview(part)  # slices without copies: each message is copied once, by its join
+        total += len(part)
+        for number, field_start, value_start, field_end in _fields(part):
+            if number != 1:  # not resource_logs: nothing else is defined at the top level
+                continue
+            resource = _resource_bytes(part, value_start, field_end)
+            if resource not in services:
+                services[resource] = _service_of(resource)
+            by_service.setdefault(services[resource], []).append(view[field_start:field_end])
+    if len(by_service) <= 1 and total <= limit:
         only = next(iter(by_service), None)
-        return [(only.encode() if only else None, payload)]
+        whole = parts[0] if len(parts) == 1 else b"".join(parts)
+        return [(only.encode() if only else None, bytes(whole))]
     out: list[tuple[bytes | None, bytes]] = []
-    view = memoryview(payload)  # slices without copies: each message is copied once, by its join
     for service, spans in by_service.items():
         key = service.encode() if service else None
         chunk: list[memoryview] = []
         size = 0
-        for field_start, field_end in spans:
-            if chunk and size + field_end - field_start > limit:
+        for span in spans:
+            if chunk and size + len(span) > limit:
                 out.append((key, b"".join(chunk)))
                 chunk, size = [], 0
-            chunk.append(view[field_start:field_end])
-            size += field_end - field_start
+            chunk.append(span)
+            size += len(span)
         if chunk:
             out.append((key, b"".join(chunk)))
     return out
@@ -369,10 +382,15 @@ class KafkaBackend(Backend):
         acknowledged every one of them (or any failed). Anything unusual (a message too large, a
         payload that is not OTLP, a full local queue) fails the ticket: the lane then sends the
         request again with :meth:`send`, which sorts out split / permanent / partial."""
+        return self.submit_parts([payload], records)
+
+    def submit_parts(self, parts: Sequence[bytes], records: int) -> Ticket:
+        """:meth:`submit` of the request ``b"".join(parts)``, cut into messages straight from the parts
+        (each message's bytes are copied once, by its own join, instead of twice)."""
         ticket = Ticket(time.monotonic() + self.config.timeout + 1.0)
         try:
             producer = self._ensure_producer()
-            for key, value in messages_for(payload, self.config.max_message_bytes):
+            for key, value in messages_for(parts, self.config.max_message_bytes):
                 while True:
                     ticket.pending += 1
                     try:

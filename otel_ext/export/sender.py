@@ -251,11 +251,12 @@ class Lane(threading.Thread):
 
     def _submit(self, take: list[Entry]) -> None:
         assert self._window_health is not None
-        payload = take[0].payload if len(take) == 1 else b"".join(e.payload for e in take)
+        parts = [e.payload for e in take]  # the request is their concatenation (not copied here)
         records = sum(e.records for e in take)
-        ticket = self._window_health.backend.submit(payload, records)
-        self._window.append((take, records, len(payload), ticket))
-        self._window_bytes += len(payload)
+        size = sum(len(p) for p in parts)
+        ticket = self._window_health.backend.submit_parts(parts, records)
+        self._window.append((take, records, size, ticket))
+        self._window_bytes += size
         self._submitted = take[-1].id
 
     def _may_fill(self, health: BackendHealth) -> bool:
