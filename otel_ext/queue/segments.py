@@ -320,20 +320,22 @@ def read_frame(fd: int, number: int, offset: int, size: int) -> bytes:
         if offset + FRAME.size + size > end:  # checked before reading: a rotten size never allocates
             raise SegmentDamaged(f"{where}: truncated (the frame needs {FRAME.size + size} bytes, "
                                  f"the file ends {max(0, end - offset)} bytes after its start)")
-        data = os.pread(fd, FRAME.size + size, offset)
+        # header and payload in two reads: the payload comes back as its own bytes object, not
+        # sliced (copied) out of one buffer
+        header = os.pread(fd, FRAME.size, offset)
+        payload = os.pread(fd, size, offset + FRAME.size) if len(header) == FRAME.size else b""
     except OSError as exc:
         if exc.errno in _TRANSIENT:
             raise
         raise SegmentDamaged(f"{where}: cannot read ({exc.strerror or exc})") from None
-    if len(data) < FRAME.size + size:
-        raise SegmentDamaged(f"{where}: truncated ({len(data)} of {FRAME.size + size} bytes)")
-    magic, length, crc = FRAME.unpack_from(data)
+    if len(header) + len(payload) < FRAME.size + size:
+        raise SegmentDamaged(f"{where}: truncated ({len(header) + len(payload)} of {FRAME.size + size} bytes)")
+    magic, length, crc = FRAME.unpack(header)
     checksum = CHECKSUMS.get(magic)
     if checksum is None:
         raise SegmentDamaged(f"{where}: no frame starts here (bad magic)")
     if length != size:
         raise SegmentDamaged(f"{where}: frame holds {length} bytes, the entry expects {size}")
-    payload = data[FRAME.size:]
     if checksum(payload) != crc:
         raise SegmentDamaged(f"{where}: CRC mismatch (the bytes changed on disk)")
     return payload
