@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from durable_helpers import entry
 
+from otel_ext.backends.base import Ticket
 from otel_ext.backends.outcome import Outcome
 from otel_ext.export import FailoverLogExporter
 from otel_ext.export.policy import Policy
@@ -199,3 +200,76 @@ def test_the_in_flight_request_is_bounded_by_the_setting(tmp_path: Path, monkeyp
     assert wait_for(lambda: backend.records == 240)
     assert max(sizes) == 40 and sorted(sizes)[-2] <= 25 and 20 in sizes, sizes  # coalesced, within bound
     exp.shutdown()
+
+
+class PipelinedMemory(MemoryBackend):
+    """MemoryBackend with a window: submit() takes the request, serve() acknowledges every ticket."""
+
+    pipelined = True
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.tickets: list[Ticket] = []
+
+    def submit(self, payload: bytes, records: int) -> Ticket:
+        ticket = Ticket(time.monotonic() + 30)
+        ticket.pending, ticket.submitted = 1, True
+        self.payloads.append(payload)
+        self.tickets.append(ticket)
+        return ticket
+
+    def serve(self, timeout: float) -> None:
+        while self.tickets:
+            self.tickets.pop(0).report(None)
+
+
+def test_a_window_records_its_acknowledged_prefix_on_its_cadence_without_waiting_and_all_of_it_when_idle(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Acknowledgements are not written one by one: not before the cadence is due, not while an
+    append holds the queue (until overdue), and everything as soon as the lane goes idle. What is
+    written never passes what was acknowledged."""
+    import threading
+
+    from otel_ext.export import sender
+
+    q = PersistentQueue(tmp_path / "q.db")
+    q.register_lanes(["main"])
+    for k in range(12):
+        q.append([entry([k])])
+    last = q.last_id()
+    backend = PipelinedMemory("p")
+    lane = Lane("main", q, Policy([backend], "priority"), Counters("e"), max_request_records=1,
+                max_inflight_requests=2)
+    monkeypatch.setattr(sender, "RECORD_EVERY", 3600.0)  # never due by time
+    for _ in range(4):
+        assert lane._step()
+    acknowledged = lane.delivered_upto()
+    assert 0 < acknowledged < last and q.cursor("main") == 0 and lane.unrecorded  # acknowledged, not yet written
+    # due now, but an append holds the queue: the lane does not wait for it
+    monkeypatch.setattr(sender, "RECORD_EVERY", 0.0)
+    monkeypatch.setattr(sender, "RECORD_OVERDUE", 3600.0)
+    held, release = threading.Event(), threading.Event()
+
+    def appender() -> None:
+        with q._lock:
+            held.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=appender)
+    worker.start()
+    assert held.wait(10)
+    started = time.monotonic()
+    assert lane._step()
+    assert time.monotonic() - started < 5  # did not wait for the 10 s hold
+    release.set()
+    worker.join(10)
+    assert q.cursor("main") == 0
+    assert lane._step()  # the queue is free: written now, up to what was acknowledged and no further
+    assert 0 < q.cursor("main") <= lane.delivered_upto()
+    monkeypatch.setattr(sender, "RECORD_EVERY", 3600.0)
+    while lane._step():
+        pass  # ... until idle: then everything acknowledged is written
+    assert lane.delivered_upto() == last and q.cursor("main") == last and not lane.unrecorded
+    assert q.stats().entries == 0
+    assert sorted(int(v) for v in backend.values("seq")) == list(range(12))
+    q.close()

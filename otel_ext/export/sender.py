@@ -204,15 +204,17 @@ class Lane(threading.Thread):
     def _settle_due(self) -> None:
         """Record the acknowledged prefix if it is due: a failed write's retry time came, dead letters
         are owed, or ``RECORD_EVERY`` passed / ``max_bytes / 8`` of the queue was acknowledged since the
-        last write. Before ``RECORD_OVERDUE`` a write does not wait for an append to finish."""
+        last write. Before ``RECORD_OVERDUE`` (and below ``max_bytes / 8``) a write does not wait for an
+        append to finish."""
         if not self.unrecorded:
             return
         if self._backoff or self._owed_dead:
             self.settle()
             return
         age = time.monotonic() - self._unrecorded_since
-        if age >= RECORD_EVERY or self._unrecorded_bytes >= self.queue.max_bytes // 8:
-            self.settle(force=True, wait=age >= RECORD_OVERDUE)
+        large = self._unrecorded_bytes >= self.queue.max_bytes // 8
+        if age >= RECORD_EVERY or large:
+            self.settle(force=True, wait=large or age >= RECORD_OVERDUE)
 
     def _step(self) -> bool:
         """One request (or one turn of the window). False when there is nothing to send."""
