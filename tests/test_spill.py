@@ -393,3 +393,47 @@ def test_the_worker_relieves_a_half_full_buffer_by_spilling_prepared_records(tmp
     out = slow.inner.get_finished_logs()
     assert sorted(r.log_record.event_name or "" for r in out) == sorted(f"r{i}" for i in range(6000))
     assert redaction.calls == {f"r{i}": 1 for i in range(6000)}
+
+
+class RaisingItems(dict):  # type: ignore[type-arg]
+    def items(self):  # type: ignore[no-untyped-def]
+        raise RuntimeError("no items for you")
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        raise RuntimeError("no keys either")
+
+
+class RaisingStr:
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+def test_hostile_bodies_spilled_raw_never_raise_and_every_record_is_delivered_or_counted(tmp_path: Path) -> None:
+    """The app thread spills records as they are (no redaction first), so the spill itself must
+    contain what cannot be written: a body nested too deep, a mapping whose iteration raises, an
+    object whose ``__str__`` raises. None of it may raise into the app or take its neighbours down."""
+    held = Held()
+    deferred = _deferred(held)
+    counters = Counters("h")
+    hop = FirstHopProcessor(deferred, tmp_path, max_queue_size=10, max_export_batch_size=10,  # type: ignore[arg-type]
+                            counters=counters, prepare=deferred.prepare)  # type: ignore[attr-defined]
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    hostile = [deep, RaisingItems(a=1), RaisingStr()]
+    try:
+        for i in range(600):
+            item = _secret_record(i)
+            if i % 50 == 7:
+                item.log_record.body = hostile[(i // 50) % 3]
+            hop.on_emit(item)  # never raises
+        held.release.set()
+        assert hop.force_flush(30_000)
+    finally:
+        hop.shutdown()
+    delivered = {r.log_record.event_name: r.log_record.body for r in held.inner.get_finished_logs()}
+    assert counters.get("dropped") == 0 and sorted(delivered) == sorted(f"r{i}" for i in range(600))
+    # spilled raw, a value that cannot be written is replaced by a marker; the record is kept
+    markers = [b for b in delivered.values() if isinstance(b, str) and b.startswith("[unencodable ")]
+    assert markers and counters.get("spilled") >= 500
+    assert not [r for r in held.inner.get_finished_logs() if "hunter" in str(r.log_record.body)]

@@ -157,17 +157,49 @@ def _keystream_xor(key: bytes, nonce: int, data: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")).to_bytes(len(data), "little")
 
 
+def _repaired_rows(rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], int]:
+    """``rows`` made encodable one by one; a row that cannot be (a container whose iteration
+    raises, a structure nested too deep) is left out: (rows, how many were left out)."""
+    out: list[tuple[Any, ...]] = []
+    for row in rows:
+        try:
+            attrs = row[8]
+            try:
+                fixed_attrs = _repaired(attrs)
+            except Exception:  # noqa: BLE001 - one bad value: the others are kept
+                fixed_attrs = {str(k): _repaired(v) for k, v in dict.items(attrs)}
+            fixed = (*row[:5], _repaired(row[5]), row[6], _repaired(row[7]), fixed_attrs, row[9],
+                     _repaired(row[10]), _repaired(row[11]), row[12])
+            marshal.dumps(fixed, 4)
+        except Exception:  # noqa: BLE001 - nothing left to try
+            continue
+        out.append(fixed)
+    return out, len(rows) - len(out)
+
+
+def _repaired(value: Any) -> Any:
+    """``repair_value``, or a marker naming the type when even that fails (a structure nested too
+    deep for it, a mapping whose iteration raises): the record is kept, that value is not."""
+    try:
+        fixed = repair_value(value)
+        marshal.dumps(fixed, 4)
+        return fixed
+    except Exception:  # noqa: BLE001 - RecursionError, a raising __iter__/items(), ...
+        return f"[unencodable {type(value).__name__}]"
+
+
 def _encode_frame(resources: list[tuple[dict[str, Any], str]], rows: list[tuple[Any, ...]],
-                  seal: tuple[bytes, int] | None = None) -> tuple[bytes, bool]:
-    """The frame, and whether its rows had to be repaired (then they are no longer exactly what
-    ``prepare`` redacted: a foreign object became its ``str()``). ``seal`` (key, nonce): encrypt
-    the payload (rows the app thread spilled before any redaction)."""
+                  seal: tuple[bytes, int] | None = None) -> tuple[bytes, bool, int]:
+    """The frame, whether its rows had to be repaired (then they are no longer exactly what
+    ``prepare`` redacted: a foreign object became its ``str()``) and how many rows could not be
+    written at all. ``seal`` (key, nonce): encrypt the payload (rows the app thread spilled before
+    any redaction)."""
+    left_out = 0
     try:
         payload = marshal.dumps((resources, rows), 4)
         repaired = False
-    except (ValueError, UnicodeEncodeError):  # an exotic value or a lone surrogate: repair and retry
-        rows = [(*row[:5], repair_value(row[5]), row[6], repair_value(row[7]), repair_value(row[8]), row[9],
-                 repair_value(row[10]), repair_value(row[11]), row[12]) for row in rows]
+    except Exception:  # noqa: BLE001 - an exotic value or a lone surrogate: repair and retry
+        rows, left_out = _repaired_rows(rows)
         resources = [(repair_value(a), s) for a, s in resources]
         payload = marshal.dumps((resources, rows), 4)
         repaired = True
@@ -178,7 +210,7 @@ def _encode_frame(resources: list[tuple[dict[str, Any], str]], rows: list[tuple[
         flag = _SEALED
     if len(payload) > _MAX_FRAME:
         raise ValueError(f"a spill frame of {len(payload)} bytes")
-    return _FRAME.pack(len(payload) | flag, zlib.crc32(payload)) + payload, repaired
+    return _FRAME.pack(len(payload) | flag, zlib.crc32(payload)) + payload, repaired, left_out
 
 
 class SealedFrame(ValueError):
@@ -541,10 +573,14 @@ class FirstHopProcessor(LogRecordProcessor):
             if raw:
                 self._seal_nonce += 1
                 seal = (self._seal_key, self._seal_nonce)
-            frame, repaired = _encode_frame(self._resources, rows, seal)
+            frame, repaired, left_out = _encode_frame(self._resources, rows, seal)
             self._spill.append(frame)
             if repaired or raw:
                 self._unprepared_ends.add(self._spill.size)
+            if left_out:
+                self.counters.add("dropped", "unknown:unencodable", left_out)
+                self._note_error(f"{left_out} spilled records could not be written (values that cannot "
+                                 "be made encodable)")
         except Exception as exc:  # noqa: BLE001 - disk full, I/O error: count per class, never raise
             try:
                 self._count_drop(self._rebuilder.records(self._resources, rows), "disk_full")
@@ -552,7 +588,7 @@ class FirstHopProcessor(LogRecordProcessor):
                 self.counters.add("dropped", "unclassified:disk_full", len(rows))
             self._note_error(f"could not spill {len(rows)} records to {self.spill_dir}: {exc}")
             return
-        self._spill_records += len(rows)
+        self._spill_records += len(rows) - left_out
 
     def _open_sealed_frames(self) -> None:
         """At shutdown (both locks held): our sealed frames' key dies with this process, so what is
@@ -583,8 +619,11 @@ class FirstHopProcessor(LogRecordProcessor):
                         rows.append(record_to_tuple(item, table[id(res)]))
                 if rows:
                     try:
-                        fresh.append(_encode_frame(resources, rows)[0])
-                        records += len(rows)
+                        frame_bytes, _, left_out = _encode_frame(resources, rows)
+                        fresh.append(frame_bytes)
+                        records += len(rows) - left_out
+                        if left_out:
+                            self.counters.add("dropped", "unknown:unencodable", left_out)
                     except OSError as exc:  # disk full: counted, as any spill write that fails
                         self.counters.add("dropped", "unknown:disk_full", len(rows))
                         self._note_error(f"could not rewrite {len(rows)} spilled records: {exc}")
