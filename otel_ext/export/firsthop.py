@@ -94,10 +94,10 @@ _logger = logging.getLogger(__name__)
 FIRST_HOP_COUNTERS = register_counters(Counters("first_hop"), {
     "dropped": ("event_class", "reason"), "spilled": (), "spilled_by_worker": (), "unspilled": (), "adopted": ()})
 """``dropped`` per ``<class>:<reason>`` (``buffer_full``, ``spill_full``, ``disk_full``, ``shutdown``,
-``spill_corrupt``), ``spilled`` (records that took the spill path: found the buffer full, or taken from a buffer past
-half full by the worker), ``spilled_by_worker`` (the latter part),
-``unspilled`` (spilled records handed to the exporter), ``adopted`` (records taken over from a
-dead process's spill file)."""
+``spill_corrupt``, ``spill_sealed``: sealed by a process that died, ``unencodable``), ``spilled``
+(records that took the spill path: found the buffer full, or taken from a buffer past half full by
+the worker), ``spilled_by_worker`` (the latter part), ``unspilled`` (spilled records handed to the
+exporter), ``adopted`` (records taken over from a dead process's spill file)."""
 
 OVERLOAD_POLICIES = ("spill", "drop")
 TIER_BY_CLASS = {"access": 0, "performance": 0, "application": 0, "error": 1, "security": 2}
