@@ -17,7 +17,7 @@ buffers. Prints sent / delivered / deliberately dropped (otel-ext's own counters
 its losses are silent), CPU µs per record (process CPU from the first emit until everything was
 delivered), its ratio to stock in the same run and mode, app-thread emit p50/p99 and peak RSS.
 Each run's progress line also shows emit p90/p99.9, how many emits took over 1 ms, and how many
-records were spilled (and how many of those by the worker relieving a half-full buffer).
+records were spilled (and how many of those by the worker relieving a buffer past 3/4 full).
 
 With ``--rounds N`` the emit p99 ratio to stock is also printed round by round (it swings with the
 box's load: read its median over rounds). ``--baseline DIR`` runs every otel-ext variant a second

@@ -9,7 +9,7 @@ Mechanism — a bounded in-memory buffer that *spills* to disk, chosen because:
 - the app thread must stay as fast as stock OTel during a burst (emit p99 within 1.2x), so it may
   not wait for the worker (back-pressure would make every emit of a burst as slow as the worker:
   the worker, not the app, is the slow side, ~2-5x the app's per-record cost);
-- during a burst, the worker relieves a buffer past half full itself: it classifies and redacts
+- during a burst, the worker relieves a buffer past three quarters full itself: it classifies and redacts
   (``prepare``) the oldest records and spills them in frames of up to 256, which costs it about half
   of exporting them, and exports them after the burst. So the buffer fills up only when a burst
   outruns even that;
@@ -95,7 +95,7 @@ FIRST_HOP_COUNTERS = register_counters(Counters("first_hop"), {
     "dropped": ("event_class", "reason"), "spilled": (), "spilled_by_worker": (), "unspilled": (), "adopted": ()})
 """``dropped`` per ``<class>:<reason>`` (``buffer_full``, ``spill_full``, ``disk_full``, ``shutdown``,
 ``spill_corrupt``, ``spill_sealed``: sealed by a process that died, ``unencodable``), ``spilled``
-(records that took the spill path: found the buffer full, or taken from a buffer past half full by
+(records that took the spill path: found the buffer full, or taken from a buffer past 3/4 full by
 the worker), ``spilled_by_worker`` (the latter part), ``unspilled`` (spilled records handed to the
 exporter), ``adopted`` (records taken over from a dead process's spill file)."""
 
@@ -422,6 +422,9 @@ class FirstHopProcessor(LogRecordProcessor):
         self.max_queue_size = max(1, max_queue_size)
         self.batch_size = max(1, min(max_export_batch_size, self.max_queue_size))
         self._pause_below = self.max_queue_size // 2
+        # past this the worker spills instead of exporting (half full measured worse: at a paced
+        # rate just above the worker's, it spilled most records it could have exported in time)
+        self._relieve_above = self.max_queue_size * 3 // 4
         self.delay = schedule_delay_millis / 1000
         self.overload = parse_overload(overload)
         self.spill_max_bytes = spill_max_bytes
@@ -687,7 +690,7 @@ class FirstHopProcessor(LogRecordProcessor):
     def _drain(self, deadline: float | None, everything: bool) -> None:
         """Export full batches from memory, then spilled frames; ``everything``: partial batches too.
 
-        In the worker's own loop (``deadline`` None), a buffer past half full is relieved by the
+        In the worker's own loop (``deadline`` None), a buffer past three quarters full is relieved by the
         worker itself (:meth:`_spill_from_buffer`) before the app thread would have to spill."""
         with self._export_lock:
             buffer = self._buffer
@@ -698,7 +701,7 @@ class FirstHopProcessor(LogRecordProcessor):
                 if deadline is None and self._shutdown:  # shutdown() waits: its own drain has a deadline
                     return
                 n = len(buffer)
-                if relieve and n > self._pause_below and self._spill_from_buffer(n - self._pause_below):
+                if relieve and n > self._relieve_above and self._spill_from_buffer(n - self._relieve_above):
                     continue
                 if n >= self.batch_size:
                     self._export([buffer.popleft() for _ in range(self.batch_size)])
@@ -710,12 +713,10 @@ class FirstHopProcessor(LogRecordProcessor):
 
     def _spill_from_buffer(self, excess: int) -> bool:
         """Worker, during a burst: spill up to one frame of the oldest buffered records (classified
-        and redacted here, as the app thread would have done) instead of exporting them; they are
-        exported after the burst. Spilling costs about half of what the full export path costs, so
-        the buffer drains twice as fast and the app thread, which then never finds it full, keeps
-        its ordinary cost per log call (preparing a record means regex passes, and each one hands
-        the GIL to whichever thread wants it). False (export instead) when the spill file is past
-        the share its lowest tier may fill."""
+        and redacted here, so the frame is plain and a successor can adopt it) instead of exporting
+        them; they are exported after the burst. Spilling costs about half of what the full export
+        path costs, so the buffer drains faster and the app thread finds it full less often. False
+        (export instead) when the spill file is past the share its lowest tier may fill."""
         spill = self._spill
         if spill is not None and spill.pending_bytes > self.spill_max_bytes * _TIER_SHARE[0]:
             return False
