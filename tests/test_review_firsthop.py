@@ -55,7 +55,7 @@ def _successor(path: Path, name: str) -> tuple[InMemoryLogRecordExporter, Counte
     counters = Counters(name)
     hop = FirstHopProcessor(exporter, path, counters=counters, schedule_delay_millis=10)
     try:
-        wait_until(lambda: not list(path.glob("spill-*.bin")) or (hop.spill_bytes == 0 and hop._adopted == []), 20)
+        wait_until(lambda: not list(path.glob("spill-*.bin")), 5)
         hop.force_flush(10_000)
     finally:
         hop.shutdown()
@@ -150,3 +150,132 @@ def test_enum_attribute_values_survive_the_spill_and_keep_the_class(tmp_path: Pa
     assert len(spilled) == 300
     assert not [k for k, v in spilled.items() if b"[unencodable" in v]
     assert [k for k in plain if plain[k] != spilled[k]] == []
+
+
+# --- damaged, truncated, planted frames ------------------------------------------------------------
+
+def _dead_spill(path: Path, n: int = 800) -> tuple[Path, int]:
+    """A spill file of sealed frames left by a process killed with -9: (file, records on disk)."""
+    proc = _run_child(f"""
+        import os, signal
+        from test_spill import Held, _secret_record, _deferred
+        from otel_ext.export.firsthop import FirstHopProcessor
+        held = Held()
+        deferred = _deferred(held)
+        hop = FirstHopProcessor(deferred, {str(path)!r}, max_queue_size=10, max_export_batch_size=10,
+                                prepare=deferred.prepare)
+        for i in range({n}):
+            hop.on_emit(_secret_record(i))
+        print(hop._spill_records, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    return next(path.glob("spill-*.bin")), int(proc.stdout.split()[0])
+
+
+def _frame_offsets(path: Path) -> list[tuple[int, int]]:
+    data = path.read_bytes()
+    pos, out = 16, []
+    while pos + 8 <= len(data):
+        length = struct.unpack_from(">I", data, pos)[0] & 0x7FFFFFFF
+        out.append((pos, pos + 8 + length))
+        pos += 8 + length
+    return out
+
+
+@pytest.mark.xfail(strict=True, reason="a frame cut short by kill -9 mid-write (or a torn disk) is counted as ONE "
+                   "dropped record (spill_corrupt), though its clear header says how many it held")
+def test_a_truncated_sealed_frame_counts_every_record_it_held(tmp_path: Path) -> None:
+    spill, on_disk = _dead_spill(tmp_path)
+    start, end = _frame_offsets(spill)[-1]
+    with open(spill, "r+b") as f:
+        f.truncate(end - 100)  # the last write torn: its 12-byte clear header (nonce, count) is intact
+    exporter, counters = _successor(tmp_path, "trunc")
+    assert exporter.get_finished_logs() == ()
+    assert _dropped(counters) == on_disk
+
+
+@pytest.mark.xfail(strict=True, reason="_unspill_one skips the REST of our own file on one damaged frame and "
+                   "counts 1 (spill_corrupt): the good frames behind it are lost, ~500 records uncounted")
+def test_a_bit_flip_in_our_own_spill_file_loses_only_that_frame_and_counts_it(tmp_path: Path) -> None:
+    """A live process: one byte of its first sealed frame rots on disk. The damaged frame is lost
+    (counted per record: its clear header says how many); the frames behind it are intact and must
+    still be delivered (or at least counted)."""
+    held = Held(timeout=30)
+    hop = _hop(held, tmp_path, "flip", max_queue_size=10, max_export_batch_size=10)
+    try:
+        for i in range(1000):
+            hop.on_emit(_secret_record(i))
+        spill = hop._spill.path  # type: ignore[union-attr]
+        offsets = _frame_offsets(spill)
+        assert len(offsets) >= 3
+        with open(spill, "r+b") as f:
+            f.seek(offsets[0][0] + 200)
+            byte = f.read(1)
+            f.seek(offsets[0][0] + 200)
+            f.write(bytes([byte[0] ^ 0x10]))
+        held.release.set()
+        hop.force_flush(30_000)
+    finally:
+        hop.shutdown()
+    delivered = len(held.inner.get_finished_logs())
+    assert delivered >= 1000 - 256  # only the damaged frame may be lost
+    assert delivered + _dropped(hop.counters) == 1000
+
+
+def _plain_frame(rows_from: int, n: int) -> bytes:
+    from otel_ext.export.firsthop import _encode_frame, record_to_tuple
+
+    rows = [record_to_tuple(_secret_record(i), 0) for i in range(rows_from, rows_from + n)]
+    return _encode_frame([({"service.name": "svc"}, "")], rows)[0]
+
+
+def _crc_valid(payload: bytes, sealed: bool = False) -> bytes:
+    return struct.pack(">II", len(payload) | (1 << 31 if sealed else 0), zlib.crc32(payload)) + payload
+
+
+@pytest.mark.parametrize("payload", [b"\xe9*\x00\x00\x00", None], ids=["int", "rows-not-a-list"])
+@pytest.mark.xfail(strict=True, reason="a CRC-valid frame of the wrong shape (planted, or a bug) raises out of "
+                   "_unspill_one's unpacking (outside its try): force_flush raises into the app, the worker loops")
+def test_a_planted_frame_of_the_wrong_shape_is_counted_never_raises(tmp_path: Path, payload: bytes | None) -> None:
+    import marshal
+
+    bad = marshal.dumps(42, 4) if payload is not None else marshal.dumps(([({}, "")], 5), 4)
+    planted = SpillFile.create(tmp_path)
+    planted.append(_plain_frame(0, 5))
+    planted.append(_crc_valid(bad))
+    planted.append(_plain_frame(5, 5))
+    os.close(planted.fd)  # its owner is gone
+    exporter = InMemoryLogRecordExporter()
+    counters = Counters("plant")
+    hop = FirstHopProcessor(exporter, tmp_path, counters=counters, schedule_delay_millis=10, max_export_batch_size=8)
+    try:
+        assert wait_until(lambda: counters.get("adopted") >= 5, 10)  # the worker took the file
+        for i in range(100, 103):  # a partial batch of live records
+            hop.on_emit(_secret_record(i))
+        flushed = hop.force_flush(5_000)  # must not raise into the app
+    finally:
+        hop.shutdown()
+    names = set(_names(exporter))
+    assert {f"r{i}" for i in range(100, 103)} <= names  # the live records are not held hostage
+    assert {f"r{i}" for i in range(5)} <= names
+    assert _dropped(counters) >= 1 and flushed
+
+
+def test_planted_sealed_frames_with_lying_counts_are_bounded_and_the_rest_flows(tmp_path: Path) -> None:
+    """Guard: a foreign sealed frame cannot be opened; its clear count is believed only up to its
+    length; plain frames behind it are still delivered."""
+    planted = SpillFile.create(tmp_path)
+    planted.append(_crc_valid(struct.pack(">QI", 1, 0xFFFFFFFF) + b"x" * 40, sealed=True))  # impossible
+    path = planted.path
+    os.close(planted.fd)
+    exporter, counters = _successor(tmp_path, "lie1")
+    assert counters.get("dropped", "unknown:spill_corrupt") == 1 and not path.exists()
+
+    planted = SpillFile.create(tmp_path)
+    planted.append(_crc_valid(struct.pack(">QI", 1, 30) + b"x" * 40, sealed=True))  # a plausible lie
+    planted.append(_plain_frame(0, 5))
+    os.close(planted.fd)
+    exporter, counters = _successor(tmp_path, "lie2")
+    assert counters.get("dropped", "unknown:spill_sealed") == 30
+    assert sorted(_names(exporter)) == [f"r{i}" for i in range(5)]
