@@ -470,3 +470,42 @@ def test_kill9_during_the_shutdown_rewrite_loses_nothing_and_leaks_nothing(tmp_p
     # what was on disk is delivered or counted (what was only in memory dies uncounted, as documented)
     assert len(delivered) + sealed >= int(proc.stdout.split()[0])
     assert counters.get("dropped", "unknown:spill_corrupt") == 0
+
+
+# --- disk full (RLIMIT_FSIZE) during sealed writes and during the shutdown rewrite -----------------
+
+@pytest.mark.parametrize("release", [True, False], ids=["drained", "shutdown-rewrite"])
+def test_a_full_disk_during_sealed_writes_and_the_rewrite_counts_every_record(tmp_path: Path, release: bool) -> None:
+    """Guard: files may not grow past 240 kB (RLIMIT_FSIZE; Python ignores SIGXFSZ, writes fail with
+    EFBIG, a short write is cut back). Sealed frames that do not fit are counted (disk_full); with the
+    exporter never released, shutdown's rewrite in the clear (prepared rows are larger) hits the limit
+    too. Every record is delivered, left on disk (the successor delivers it) or counted."""
+    import json
+
+    proc = _run_child(f"""
+        import json, resource
+        from test_spill import Held, _secret_record, _deferred
+        from otel_ext.export.firsthop import FirstHopProcessor
+        held = Held(timeout=0.05)
+        deferred = _deferred(held)
+        hop = FirstHopProcessor(deferred, {str(tmp_path)!r}, max_queue_size=10, max_export_batch_size=10,
+                                prepare=deferred.prepare)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (240_000, 240_000))
+        for i in range(3000):
+            hop.on_emit(_secret_record(i))
+        if {release}:
+            held.release.set()
+            hop.force_flush(30_000)
+        hop.shutdown(timeout_millis=0)
+        print(json.dumps(dict(names=[r.log_record.event_name for r in held.inner.get_finished_logs()],
+                              dropped=hop.counters.snapshot().get("dropped", {{}}))))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sum(info["dropped"].values()) > 0 and all("disk_full" in k for k in info["dropped"])
+    for spill in tmp_path.glob("spill-*.bin"):
+        assert not [1 for sealed, _ in _frames(spill) if sealed]
+        assert b"hunter" not in spill.read_bytes()
+    exporter, counters = _successor(tmp_path, f"full{release}")
+    delivered = set(info["names"]) | set(_names(exporter))
+    assert len(delivered) + sum(info["dropped"].values()) + _dropped(counters) == 3000
