@@ -559,3 +559,43 @@ def test_event_name_scope_and_resource_secrets_never_reach_the_spill_file(tmp_pa
     snapshots, _, _ = _burst_snapshots(tmp_path)
     leaked = {field for blob in snapshots for field in (b"EVENT", b"sk_live_SCOPE", b"sk_live_RESOURCE") if field in blob}
     assert leaked == set()
+
+
+# --- the drop policy with sealed frames ---------------------------------------------------------------
+
+def test_drop_policy_drops_only_low_tiers_counted_per_class_and_seals_the_rest(tmp_path: Path) -> None:
+    """Guard: ``OTEL_EXT_OVERLOAD=drop`` with the pipeline's app-thread classifier: a record that
+    finds the buffer full is dropped (counted ``<class>:buffer_full``) only if access, performance or
+    application; error and security records go to disk sealed, then arrive labelled and redacted."""
+    from otel_ext.classify.processor import EventClassifierProcessor
+
+    reference = EventClassifierProcessor()
+    classes = {}
+    for i in range(600):
+        item = _varied_record(i)
+        classes[f"r{i}"] = reference.classify_record(item.log_record, "shop.api")
+    held = Held(timeout=30)
+    deferred = _deferred(held)
+    hop = FirstHopProcessor(deferred, tmp_path, max_queue_size=10, max_export_batch_size=10,  # type: ignore[arg-type]
+                            counters=Counters("drop"), prepare=deferred.prepare, overload="drop",  # type: ignore[attr-defined]
+                            classify=EventClassifierProcessor().classify_record)
+    try:
+        for i in range(600):
+            hop.on_emit(_varied_record(i))
+        spill = hop._spill.path  # type: ignore[union-attr]
+        assert all(sealed for sealed, _ in _frames(spill))
+        assert b"hunter" not in spill.read_bytes()
+        held.release.set()
+        assert hop.force_flush(30_000)
+    finally:
+        hop.shutdown()
+    delivered = set(_names(held.inner))
+    missing = {n for n in classes if n not in delivered}
+    assert {classes[n] for n in missing} <= {"access", "performance", "application"}
+    assert {n for n in classes if classes[n] in ("error", "security")} <= delivered
+    by_class: dict[str, int] = {}
+    for n in missing:
+        by_class[f"{classes[n]}:buffer_full"] = by_class.get(f"{classes[n]}:buffer_full", 0) + 1
+    assert hop.counters.snapshot().get("dropped", {}) == by_class
+    assert len(missing) > 50 and len(delivered) + len(missing) == 600
+    assert not [r for r in held.inner.get_finished_logs() if "hunter" in str(r.log_record.body)]
