@@ -599,3 +599,82 @@ def test_drop_policy_drops_only_low_tiers_counted_per_class_and_seals_the_rest(t
     assert hop.counters.snapshot().get("dropped", {}) == by_class
     assert len(missing) > 50 and len(delivered) + len(missing) == 600
     assert not [r for r in held.inner.get_finished_logs() if "hunter" in str(r.log_record.body)]
+
+
+# --- hostile record contents on the raw path -----------------------------------------------------------
+
+class RaisingIter(list):  # type: ignore[type-arg]
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        raise RuntimeError("no iteration")
+
+
+class RaisingRepr:
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def _deep(levels: int, leaf: Any = "x") -> Any:
+    value = leaf
+    for _ in range(levels):
+        value = {"k": [value]}
+    return value
+
+
+def _hostile_values() -> list[Any]:
+    return [
+        "A" * 8_000_000 + " password=hunter0x",  # a huge body
+        b"\xff\x00raw bytes password=hunter0x", bytearray(b"ba"), memoryview(b"mv"),
+        "lone \ud800 surrogate password=hunter0x", {"k\udc80ey": "v\ud800"},
+        RaisingIter([1, 2]), RaisingRepr(), _deep(100_000), {1, 2}, frozenset({3}), 3 + 4j, 2 ** 200,
+        float("nan"), float("-inf"), ..., (lambda: 0).__code__, iter([1]), object(),
+    ]
+
+
+def test_hostile_bodies_on_the_raw_path_never_raise_and_are_delivered_or_counted(tmp_path: Path) -> None:
+    """Guard: every hostile body, spilled raw in sealed frames next to ordinary records, never raises
+    into the app thread, never takes a neighbour down, and no secret of it reaches the disk."""
+    held = Held(timeout=30)
+    hop = _hop(held, tmp_path, "hostile", max_queue_size=4, max_export_batch_size=4)
+    values = _hostile_values()
+    n = 600
+    try:
+        for i in range(n):
+            item = _secret_record(i)
+            if i % 10 == 5:
+                item.log_record.body = values[(i // 10) % len(values)]
+            if i % 10 == 6:
+                item.log_record.event_name = f"r{i}"
+                item.log_record.severity_text = "WARN\ud800"
+            hop.on_emit(item)  # never raises
+            if i % 100 == 99:
+                for spill in tmp_path.glob("spill-*.bin"):
+                    assert b"hunter" not in spill.read_bytes()
+        held.release.set()
+        assert hop.force_flush(60_000)
+    finally:
+        hop.shutdown()
+    delivered = set(_names(held.inner))
+    assert _dropped(hop.counters) == 0 and delivered == {f"r{i}" for i in range(n)}
+    assert not [r for r in held.inner.get_finished_logs() if "hunter" in str(r.log_record.body)[-200:]]
+
+
+@pytest.mark.parametrize("value", [_deep(5_000), HTTPStatus.OK, Colour.RED], ids=["deep", "intenum", "strenum"])
+@pytest.mark.xfail(strict=True, reason="one attribute value _repaired cannot keep turns the whole attribute map into a "
+                   "marker string (firsthop.py:168): its frame's rebuild fails, 256 records dropped as spill_corrupt")
+def test_one_hostile_attribute_value_never_takes_its_frame_down(tmp_path: Path, value: Any) -> None:
+    held = Held(timeout=30)
+    hop = _hop(held, tmp_path, "hattr", max_queue_size=4, max_export_batch_size=4)
+    try:
+        for i in range(300):
+            item = _secret_record(i)
+            if i == 11:
+                item.log_record.attributes._dict["payload"] = value  # type: ignore[union-attr]  # as set_many does
+            hop.on_emit(item)
+        held.release.set()
+        assert hop.force_flush(30_000)
+    finally:
+        hop.shutdown()
+    assert _dropped(hop.counters) == 0 and set(_names(held.inner)) == {f"r{i}" for i in range(300)}
