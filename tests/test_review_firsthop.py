@@ -678,3 +678,82 @@ def test_one_hostile_attribute_value_never_takes_its_frame_down(tmp_path: Path, 
     finally:
         hop.shutdown()
     assert _dropped(hop.counters) == 0 and set(_names(held.inner)) == {f"r{i}" for i in range(300)}
+
+
+# --- force_flush during a burst; a spill directory shared by two live processes ----------------------
+
+def test_force_flush_during_a_burst_never_raises_and_nothing_is_lost(tmp_path: Path) -> None:
+    """Guard: one thread bursts (overflowing a tiny buffer: sealed frames, pending raw rows) while
+    another calls force_flush over and over (it opens and prepares sealed frames itself)."""
+    slow = Slow(0.002)
+    hop = _hop(slow, tmp_path, "ff", max_queue_size=16, max_export_batch_size=8)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def flusher() -> None:
+        while not done.is_set():
+            try:
+                hop.force_flush(50)
+            except BaseException as exc:  # noqa: BLE001 - the point of the test
+                errors.append(exc)
+
+    th = threading.Thread(target=flusher)
+    th.start()
+    try:
+        for i in range(3000):
+            hop.on_emit(_secret_record(i))
+    finally:
+        done.set()
+        th.join()
+    try:
+        assert hop.force_flush(30_000)
+    finally:
+        hop.shutdown()
+    assert errors == []
+    assert _dropped(hop.counters) == 0 and sorted(_names(slow.inner)) == sorted(f"r{i}" for i in range(3000))
+    assert not [r for r in slow.inner.get_finished_logs() if "hunter" in str(r.log_record.body)]
+
+
+def test_a_live_processs_spill_file_is_never_adopted_by_its_neighbour(tmp_path: Path) -> None:
+    """Guard: two processes share one queue directory; the second starts while the first has sealed
+    frames on disk. It must not take (nor count as sealed-and-dead) the first one's live file."""
+    import json
+
+    code = f"""
+        import json, sys, time
+        from test_spill import Held, _secret_record, _deferred
+        from otel_ext.export.firsthop import FirstHopProcessor
+        held = Held()
+        deferred = _deferred(held)
+        hop = FirstHopProcessor(deferred, {str(tmp_path)!r}, max_queue_size=10, max_export_batch_size=10,
+                                prepare=deferred.prepare)
+        for i in range(600):
+            hop.on_emit(_secret_record(i))
+        print("ready", flush=True)
+        sys.stdin.readline()
+        held.release.set()
+        hop.force_flush(20_000)
+        hop.shutdown()
+        print(json.dumps(dict(names=[r.log_record.event_name for r in held.inner.get_finished_logs()],
+                              dropped=hop.counters.snapshot().get("dropped", {{}}))), flush=True)
+    """
+    head = f"import sys\nsys.path.insert(0, {str(ROOT / 'tests')!r})\n"
+    first = subprocess.Popen([sys.executable, "-c", head + textwrap.dedent(code)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert first.stdout is not None and first.stdout.readline().strip() == "ready"
+        exporter = InMemoryLogRecordExporter()
+        counters = Counters("neighbour")
+        neighbour = FirstHopProcessor(exporter, tmp_path, counters=counters, schedule_delay_millis=10)
+        time.sleep(0.3)  # its worker has looked for orphans by now
+        assert neighbour._adopted == [] and _dropped(counters) == 0
+        neighbour.shutdown()
+        out, err = first.communicate("go\n", timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    info = json.loads(out.strip().splitlines()[-1])
+    assert sorted(info["names"]) == sorted(f"r{i}" for i in range(600)) and not info["dropped"], err
+    assert exporter.get_finished_logs() == ()
