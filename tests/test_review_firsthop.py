@@ -14,15 +14,14 @@ import textwrap
 import threading
 import time
 import zlib
-from collections.abc import Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk._logs import ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from peers import wait_until
@@ -187,7 +186,7 @@ def _frame_offsets(path: Path) -> list[tuple[int, int]]:
                    "dropped record (spill_corrupt), though its clear header says how many it held")
 def test_a_truncated_sealed_frame_counts_every_record_it_held(tmp_path: Path) -> None:
     spill, on_disk = _dead_spill(tmp_path)
-    start, end = _frame_offsets(spill)[-1]
+    _start, end = _frame_offsets(spill)[-1]
     with open(spill, "r+b") as f:
         f.truncate(end - 100)  # the last write torn: its 12-byte clear header (nonce, count) is intact
     exporter, counters = _successor(tmp_path, "trunc")
