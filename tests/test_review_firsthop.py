@@ -117,8 +117,6 @@ class Colour(str, enum.Enum):
     RED = "red"
 
 
-@pytest.mark.xfail(strict=True, reason="one attribute holding an IntEnum makes _repaired() turn the whole attribute "
-                   "map into a marker string; the frame cannot be rebuilt: 256 innocent records dropped")
 def test_one_enum_attribute_does_not_take_its_whole_frame_down(tmp_path: Path) -> None:
     """One record in 300 carries ``HTTPStatus.NOT_FOUND`` (an int subclass marshal refuses):
     ``_repaired`` returns ``"[unencodable dict]"`` for its attribute map (it never raises, so the
@@ -137,8 +135,6 @@ def test_one_enum_attribute_does_not_take_its_whole_frame_down(tmp_path: Path) -
     assert sorted(_names(held.inner)) == sorted(f"r{i}" for i in range(300))
 
 
-@pytest.mark.xfail(strict=True, reason="an IntEnum/str-enum value spilled raw becomes '[unencodable X]': "
-                   "status code lost, record labelled differently from the non-spilled path")
 def test_enum_attribute_values_survive_the_spill_and_keep_the_class(tmp_path: Path) -> None:
     """``http.response.status_code=HTTPStatus.UNAUTHORIZED`` is what Flask/Django code logs. marshal
     refuses int/str subclasses and ``repair_value`` returns them unchanged, so ``_repaired`` replaces
@@ -182,8 +178,6 @@ def _frame_offsets(path: Path) -> list[tuple[int, int]]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="a frame cut short by kill -9 mid-write (or a torn disk) is counted as ONE "
-                   "dropped record (spill_corrupt), though its clear header says how many it held")
 def test_a_truncated_sealed_frame_counts_every_record_it_held(tmp_path: Path) -> None:
     spill, on_disk = _dead_spill(tmp_path)
     _start, end = _frame_offsets(spill)[-1]
@@ -194,8 +188,6 @@ def test_a_truncated_sealed_frame_counts_every_record_it_held(tmp_path: Path) ->
     assert _dropped(counters) == on_disk
 
 
-@pytest.mark.xfail(strict=True, reason="_unspill_one skips the REST of our own file on one damaged frame and "
-                   "counts 1 (spill_corrupt): the good frames behind it are lost, ~500 records uncounted")
 def test_a_bit_flip_in_our_own_spill_file_loses_only_that_frame_and_counts_it(tmp_path: Path) -> None:
     """A live process: one byte of its first sealed frame rots on disk. The damaged frame is lost
     (counted per record: its clear header says how many); the frames behind it are intact and must
@@ -234,8 +226,6 @@ def _crc_valid(payload: bytes, sealed: bool = False) -> bytes:
 
 
 @pytest.mark.parametrize("payload", [b"\xe9*\x00\x00\x00", None], ids=["int", "rows-not-a-list"])
-@pytest.mark.xfail(strict=True, reason="a CRC-valid frame of the wrong shape (planted, or a bug) raises out of "
-                   "_unspill_one's unpacking (outside its try): force_flush raises into the app, the worker loops")
 def test_a_planted_frame_of_the_wrong_shape_is_counted_never_raises(tmp_path: Path, payload: bytes | None) -> None:
     import marshal
 
@@ -301,8 +291,6 @@ def test_tiny_shutdown_timeouts_lose_nothing(tmp_path: Path, timeout_ms: int) ->
     assert _dropped(hop.counters) == 0 and _dropped(counters) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="shutdown(0) waits on _export_lock (firsthop.py:917) while the worker exports a "
-                   "whole spilled frame batch by batch (_export_rows ignores _shutdown): 26 slow exports here")
 def test_shutdown_with_timeout_zero_returns_promptly_while_the_worker_unspills(tmp_path: Path) -> None:
     """An exporter taking 0.2 s per batch of 10 (a slow peer). The worker is taking a spilled frame
     back (256 records = 26 exports) when shutdown(timeout_millis=0) starts: shutdown waits for all of
@@ -661,8 +649,6 @@ def test_hostile_bodies_on_the_raw_path_never_raise_and_are_delivered_or_counted
 
 
 @pytest.mark.parametrize("value", [_deep(5_000), HTTPStatus.OK, Colour.RED], ids=["deep", "intenum", "strenum"])
-@pytest.mark.xfail(strict=True, reason="one attribute value _repaired cannot keep turns the whole attribute map into a "
-                   "marker string (firsthop.py:168): its frame's rebuild fails, 256 records dropped as spill_corrupt")
 def test_one_hostile_attribute_value_never_takes_its_frame_down(tmp_path: Path, value: Any) -> None:
     held = Held(timeout=30)
     hop = _hop(held, tmp_path, "hattr", max_queue_size=4, max_export_batch_size=4)
@@ -758,8 +744,6 @@ def test_a_live_processs_spill_file_is_never_adopted_by_its_neighbour(tmp_path: 
     assert exporter.get_finished_logs() == ()
 
 
-@pytest.mark.xfail(strict=True, reason="a force_flush that waited on _export_lock while shutdown closed the spill file "
-                   "reads fd -1: mark_consumed's ftruncate raises OSError out of force_flush into the app")
 def test_force_flush_racing_shutdown_never_raises(tmp_path: Path) -> None:
     """An app thread calls force_flush while the worker is inside a slow export; another thread shuts
     the provider down meanwhile. Whichever gets ``_export_lock`` first, force_flush must not raise."""

@@ -163,18 +163,27 @@ def _repaired_rows(rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], 
     out: list[tuple[Any, ...]] = []
     for row in rows:
         try:
-            attrs = row[8]
-            try:
-                fixed_attrs = _repaired(attrs)
-            except Exception:  # noqa: BLE001 - one bad value: the others are kept
-                fixed_attrs = {str(k): _repaired(v) for k, v in dict.items(attrs)}
+            # key by key: one value that cannot be kept costs that value, never its neighbours
+            fixed_attrs = {_repaired_key(k): _repaired(v) for k, v in dict.items(row[8])}
+            scope = row[11]
+            if scope is not None:
+                scope = (_repaired(scope[0]), _repaired(scope[1]), _repaired(scope[2]),
+                         None if scope[3] is None else {_repaired_key(k): _repaired(v) for k, v in scope[3].items()})
             fixed = (*row[:5], _repaired(row[5]), row[6], _repaired(row[7]), fixed_attrs, row[9],
-                     _repaired(row[10]), _repaired(row[11]), row[12])
+                     _repaired(row[10]), scope, row[12])
             marshal.dumps(fixed, 4)
         except Exception:  # noqa: BLE001 - nothing left to try
             continue
         out.append(fixed)
     return out, len(rows) - len(out)
+
+
+def _repaired_key(key: Any) -> str:
+    try:
+        text = repair_value(key if isinstance(key, str) else str(key))
+    except Exception:  # noqa: BLE001 - a key whose __str__ raises
+        return f"<unprintable {type(key).__name__}>"
+    return text if isinstance(text, str) else str(text)
 
 
 def _repaired(value: Any) -> Any:
@@ -213,6 +222,16 @@ def _encode_frame(resources: list[tuple[dict[str, Any], str]], rows: list[tuple[
     return _FRAME.pack(len(payload) | flag, zlib.crc32(payload)) + payload, repaired, left_out
 
 
+class DamagedFrame(ValueError):
+    """A frame that fails its checks. ``end``: where it ends if its length is plausible (the next
+    frame may start there), else None; ``records``: its clear record count when it is sealed."""
+
+    def __init__(self, reason: str, end: int | None, records: int | None = None) -> None:
+        super().__init__(reason)
+        self.end = end
+        self.records = records
+
+
 class SealedFrame(ValueError):
     """A sealed frame whose key is not ours (its process died with it): ``records`` are unreadable."""
 
@@ -230,34 +249,45 @@ class _Rebuilder:
         self._limits = LogRecordLimits()
 
     def records(self, resources: list[Any], rows: list[Any]) -> list[ReadWriteLogRecord]:
-        from opentelemetry._logs import LogRecord, SeverityNumber
+        return self.records_counted(resources, rows)[0]
 
+    def records_counted(self, resources: list[Any], rows: list[Any]) -> tuple[list[ReadWriteLogRecord], int]:
+        """The records of ``rows``, and how many rows could not be rebuilt (left out, for the
+        caller to count: one bad row never takes its frame-mates with it)."""
         built_resources = [Resource(attrs or {}, schema or None) for attrs, schema in resources]
         out: list[ReadWriteLogRecord] = []
-        limits = self._limits
         for row in rows:
-            (ts, observed, trace_id, span_id, flags, sev_text, sev_num, body, attrs, dropped, event_name,
-             scope, resource_index) = row
-            rec = LogRecord.__new__(LogRecord)
-            rec.timestamp, rec.observed_timestamp = ts, observed
-            rec.context = None  # type: ignore[assignment]
-            rec.trace_id, rec.span_id, rec.trace_flags = trace_id, span_id, TraceFlags(flags)
-            rec.severity_text = sev_text
-            rec.severity_number = SeverityNumber(sev_num) if sev_num is not None else None
-            rec.body, rec.event_name, rec.exception = body, event_name, None
-            bounded = BoundedAttributes(maxlen=limits.max_log_record_attributes, immutable=False,
-                                        max_value_len=limits.max_log_record_attribute_length,
-                                        extended_attributes=True)
-            bounded._dict.update(attrs)
-            bounded.dropped = dropped
-            rec.attributes = bounded
-            item = ReadWriteLogRecord.__new__(ReadWriteLogRecord)
-            item.log_record = rec
-            item.resource = built_resources[resource_index]
-            item.instrumentation_scope = self._scope(scope)
-            item.limits = limits
-            out.append(item)
-        return out
+            try:
+                out.append(self._record(row, built_resources))
+            except Exception:  # noqa: BLE001 - a row of the wrong shape (planted, or a bug)
+                continue
+        return out, len(rows) - len(out)
+
+    def _record(self, row: Any, built_resources: list[Resource]) -> ReadWriteLogRecord:
+        from opentelemetry._logs import LogRecord, SeverityNumber
+
+        limits = self._limits
+        (ts, observed, trace_id, span_id, flags, sev_text, sev_num, body, attrs, dropped, event_name,
+         scope, resource_index) = row
+        rec = LogRecord.__new__(LogRecord)
+        rec.timestamp, rec.observed_timestamp = ts, observed
+        rec.context = None  # type: ignore[assignment]
+        rec.trace_id, rec.span_id, rec.trace_flags = trace_id, span_id, TraceFlags(flags)
+        rec.severity_text = sev_text
+        rec.severity_number = SeverityNumber(sev_num) if sev_num is not None else None
+        rec.body, rec.event_name, rec.exception = body, event_name, None
+        bounded = BoundedAttributes(maxlen=limits.max_log_record_attributes, immutable=False,
+                                    max_value_len=limits.max_log_record_attribute_length,
+                                    extended_attributes=True)
+        bounded._dict.update(attrs)
+        bounded.dropped = dropped
+        rec.attributes = bounded
+        item = ReadWriteLogRecord.__new__(ReadWriteLogRecord)
+        item.log_record = rec
+        item.resource = built_resources[resource_index]
+        item.instrumentation_scope = self._scope(scope)
+        item.limits = limits
+        return item
 
     def _scope(self, scope: Any) -> InstrumentationScope | None:
         if scope is None:
@@ -350,29 +380,40 @@ class SpillFile:
         ``key``: the key of this process's sealed frames.
 
         Raises :class:`SealedFrame` for a sealed frame ``key`` cannot open (the caller counts its
-        records and goes on at its end) and ValueError for a damaged frame (the caller counts it
-        and skips to the end of the file)."""
+        records and goes on at its end) and :class:`DamagedFrame` for a frame that fails its checks
+        or does not decode to ``(resources, rows)`` lists."""
         if self.consumed + _FRAME.size > self.size:
             return None
         word, crc = _FRAME.unpack(os.pread(self.fd, _FRAME.size, self.consumed))
         sealed = bool(word & _SEALED)
         length = word & ~_SEALED
         end = self.consumed + _FRAME.size + length
+        count = None
+        if sealed and self.consumed + _FRAME.size + _SEAL.size <= self.size:
+            _nonce, count = _SEAL.unpack(os.pread(self.fd, _SEAL.size, self.consumed + _FRAME.size))
+            count = count if count <= length else None
         if length > _MAX_FRAME or end > self.size:
-            raise ValueError("truncated frame")
+            raise DamagedFrame("truncated frame", None, count)
         payload = os.pread(self.fd, length, self.consumed + _FRAME.size)
         if len(payload) != length or zlib.crc32(payload) != crc:
-            raise ValueError("frame checksum mismatch")
+            raise DamagedFrame("frame checksum mismatch", end, count)
         if sealed:
             if length < _SEAL.size:
-                raise ValueError("truncated sealed frame")
+                raise DamagedFrame("truncated sealed frame", end)
             nonce, records = _SEAL.unpack_from(payload)
             if records > length:  # a row takes more than one byte: a count no frame can hold
-                raise ValueError("sealed frame with an impossible record count")
+                raise DamagedFrame("sealed frame with an impossible record count", end)
             if key is None:
                 raise SealedFrame(records, end)
             payload = _keystream_xor(key, nonce, payload[_SEAL.size:])
-        return marshal.loads(payload), end, sealed
+        try:
+            decoded = marshal.loads(payload)
+            resources, rows = decoded
+            if not isinstance(resources, list) or not isinstance(rows, list):
+                raise TypeError(f"{type(resources).__name__}, {type(rows).__name__}")
+        except (ValueError, EOFError, TypeError) as exc:
+            raise DamagedFrame(f"a frame that does not decode to records ({exc})", end, count) from None
+        return (resources, rows), end, sealed
 
     def mark_consumed(self, offset: int) -> None:
         self.consumed = offset
@@ -456,6 +497,8 @@ class FirstHopProcessor(LogRecordProcessor):
         self._spill_records = 0  # records written to our spill file and not yet consumed
         self._adopted: list[SpillFile] = []
         self._unprepared_ends: set[int] = set()  # end offsets of our frames not as ``prepare`` left them
+        self._frame_records: dict[int, int] = {}  # end offset of each of our unconsumed frames -> records
+        self._closed = False
         self._shutdown = False
         self._emits = self._emits_seen = 0
         self._last_report = time.monotonic()
@@ -526,8 +569,11 @@ class FirstHopProcessor(LogRecordProcessor):
         # not prepared here: classifying and redacting take regex passes, and each one hands the GIL
         # to the busy worker (the app thread then waits for it). The row goes to disk sealed instead,
         # and the worker prepares it when it takes it back.
-        self.counters.add("spilled")
         with self._spill_lock:
+            if self._closed:  # shutdown() wrote its last frame while we waited for the lock
+                self.counters.add("dropped", "unknown:shutdown")
+                return
+            self.counters.add("spilled")
             self._pending.append(self._row(item))
             if self.prepare is not None:
                 self._pending_raw = True
@@ -578,6 +624,7 @@ class FirstHopProcessor(LogRecordProcessor):
                 seal = (self._seal_key, self._seal_nonce)
             frame, repaired, left_out = _encode_frame(self._resources, rows, seal)
             self._spill.append(frame)
+            self._frame_records[self._spill.size] = len(rows) - left_out
             if repaired or raw:
                 self._unprepared_ends.add(self._spill.size)
             if left_out:
@@ -586,7 +633,10 @@ class FirstHopProcessor(LogRecordProcessor):
                                  "be made encodable)")
         except Exception as exc:  # noqa: BLE001 - disk full, I/O error: count per class, never raise
             try:
-                self._count_drop(self._rebuilder.records(self._resources, rows), "disk_full")
+                items, bad = self._rebuilder.records_counted(self._resources, rows)
+                self._count_drop(items, "disk_full")
+                if bad:
+                    self.counters.add("dropped", "unclassified:disk_full", bad)
             except Exception:  # noqa: BLE001
                 self.counters.add("dropped", "unclassified:disk_full", len(rows))
             self._note_error(f"could not spill {len(rows)} records to {self.spill_dir}: {exc}")
@@ -606,11 +656,15 @@ class FirstHopProcessor(LogRecordProcessor):
             self._note_error(f"could not rewrite {spill.path} in the clear: {exc}")
             return
         records = 0
+        fresh_frames: dict[int, int] = {}
         try:
             while (frame := spill.read_frame(self._seal_key)) is not None:
                 (resources, rows), end, sealed = frame
                 if sealed:
-                    items = [i for i in self._rebuilder.records(resources, rows) if self._prepare(i)]
+                    rebuilt, bad = self._rebuilder.records_counted(resources, rows)
+                    if bad:
+                        self.counters.add("dropped", "unknown:spill_corrupt", bad)
+                    items = [i for i in rebuilt if self._prepare(i)]
                     table: dict[int, int] = {}
                     resources = []
                     rows = []
@@ -624,20 +678,24 @@ class FirstHopProcessor(LogRecordProcessor):
                     try:
                         frame_bytes, _, left_out = _encode_frame(resources, rows)
                         fresh.append(frame_bytes)
+                        fresh_frames[fresh.size] = len(rows) - left_out
                         records += len(rows) - left_out
                         if left_out:
                             self.counters.add("dropped", "unknown:unencodable", left_out)
                     except OSError as exc:  # disk full: counted, as any spill write that fails
                         self.counters.add("dropped", "unknown:disk_full", len(rows))
                         self._note_error(f"could not rewrite {len(rows)} spilled records: {exc}")
+                self._frame_records.pop(end, None)
                 spill.consumed = end
-        except (ValueError, EOFError, TypeError, OSError) as exc:
-            self.counters.add("dropped", "unknown:spill_corrupt")
-            self._note_error(f"damaged spill frame in {spill.path} at shutdown: {exc}; skipping the rest of it")
+        except (ValueError, EOFError, TypeError, OSError) as exc:  # count what is left behind, once
+            lost = sum(n for e, n in self._frame_records.items() if e > spill.consumed) or 1
+            self.counters.add("dropped", "unknown:spill_corrupt", lost)
+            self._note_error(f"damaged spill frame in {spill.path} at shutdown: {exc}; {lost} records lost")
         spill.mark_consumed(spill.size)
         spill.close(remove=True)
         self._spill, self._spill_records = fresh, records
         self._unprepared_ends.clear()
+        self._frame_records = fresh_frames
 
     # --- worker ----------------------------------------------------------------------------------
 
@@ -693,6 +751,8 @@ class FirstHopProcessor(LogRecordProcessor):
         In the worker's own loop (``deadline`` None), a buffer past three quarters full is relieved by the
         worker itself (:meth:`_spill_from_buffer`) before the app thread would have to spill."""
         with self._export_lock:
+            if self._closed:  # shutdown() came first: nothing left to drain, the files are closed
+                return
             buffer = self._buffer
             # (only with room for more than a batch below half full: else it would take back at once
             # what it just spilled)
@@ -769,13 +829,7 @@ class FirstHopProcessor(LogRecordProcessor):
                     source.mark_consumed(sealed.end)
                 continue
             except (ValueError, EOFError, TypeError, OSError) as exc:
-                self.counters.add("dropped", "unknown:spill_corrupt")
-                self._note_error(f"damaged spill frame in {source.path}: {exc}; skipping the rest of it")
-                with self._spill_lock:
-                    source.mark_consumed(source.size)
-                    if source is self._spill:
-                        self._spill_records = 0
-                        self._unprepared_ends.clear()  # those frames were skipped with the rest
+                self._skip_damaged(source, exc)
                 continue
             if frame is None:
                 if source is not self._spill:
@@ -787,24 +841,61 @@ class FirstHopProcessor(LogRecordProcessor):
             if not ok:  # the exporter counted why (queue error, shutdown); do not spin on it
                 time.sleep(min(self.delay, 0.1))
             with self._spill_lock:
+                if source.fd < 0:  # closed by shutdown meanwhile (what was exported is exported)
+                    return True
                 source.mark_consumed(end)
                 if source is self._spill:
-                    self._spill_records = max(0, self._spill_records - len(rows))
+                    self._spill_records = max(0, self._spill_records - self._frame_records.pop(end, len(rows)))
             if source is not self._spill:
                 self.counters.add("adopted", "", len(rows))
             return True
         return False
 
+    def _skip_damaged(self, source: SpillFile, exc: Exception) -> None:
+        """Count a damaged frame's records and go on after it (our own file: exactly, from the
+        records we wrote per frame; an adopted file: its sealed count, else at least one)."""
+        with self._spill_lock:
+            if source.fd < 0:
+                return
+            found = getattr(exc, "end", None)
+            end: int = found if isinstance(found, int) else source.size
+            if source is self._spill:
+                if end in self._frame_records:
+                    lost = self._frame_records.pop(end)
+                else:  # the frame's length cannot be trusted: the rest of the file goes
+                    end = source.size
+                    lost = self._spill_records
+                    self._frame_records.clear()
+                    self._unprepared_ends.clear()
+                self._spill_records = max(0, self._spill_records - lost)
+            else:
+                lost = getattr(exc, "records", None) or 1
+            try:
+                source.mark_consumed(end)
+            except OSError:
+                source.consumed = source.size
+            self._unprepared_ends.discard(end)
+        self.counters.add("dropped", "unknown:spill_corrupt", max(1, lost))
+        self._note_error(f"damaged spill frame in {source.path}: {exc}; {max(1, lost)} records counted lost")
+
     def _export_rows(self, resources: list[Any], rows: list[Any], prepared: bool = False) -> bool:
         try:
-            items = self._rebuilder.records(resources, rows)
+            items, bad = self._rebuilder.records_counted(resources, rows)
         except Exception as exc:  # noqa: BLE001 - a frame we cannot rebuild is counted, not fatal
             self.counters.add("dropped", "unknown:spill_corrupt", len(rows))
             self._note_error(f"could not rebuild {len(rows)} spilled records: {exc}")
             return True
-        self.counters.add("unspilled", "", len(items))
+        if bad:
+            self.counters.add("dropped", "unknown:spill_corrupt", bad)
+            self._note_error(f"{bad} spilled records could not be rebuilt (rows of the wrong shape)")
         ok = True
         for start in range(0, len(items), self.batch_size):
+            if start and self._shutdown:  # shutdown waits for us: the rest goes back to disk with it
+                with self._spill_lock:
+                    self._pending.extend(self._row(item) for item in items[start:])
+                    self._pending_raw = self._pending_raw or not prepared
+                break
+            self.counters.add("unspilled", "", len(items[start:start + self.batch_size]))
             ok = self._export(items[start:start + self.batch_size], prepared) and ok
         return ok
 
@@ -903,7 +994,11 @@ class FirstHopProcessor(LogRecordProcessor):
         if self._shutdown:
             return False
         deadline = time.monotonic() + timeout_millis / 1000
-        self._drain(deadline=deadline, everything=True)
+        try:
+            self._drain(deadline=deadline, everything=True)
+        except Exception as exc:  # noqa: BLE001 - called on the app thread: never raise into it
+            self._note_error(f"flush failed: {type(exc).__name__}: {exc}")
+            return False
         return not self._buffer and not self._has_spill()
 
     def shutdown(self, timeout_millis: int = 30000) -> None:
@@ -919,11 +1014,15 @@ class FirstHopProcessor(LogRecordProcessor):
             left = list(self._buffer)
             self._buffer.clear()
             if self._pending_raw:  # rows the app thread spilled unprepared: prepared now, in the clear
-                left = self._rebuilder.records(self._resources, self._pending) + left
+                rebuilt, bad = self._rebuilder.records_counted(self._resources, self._pending)
+                if bad:
+                    self.counters.add("dropped", "unknown:spill_corrupt", bad)
+                left = rebuilt + left
                 self._pending, self._pending_raw = [], False
             self._pending.extend(self._row(item) for item in left if self._prepare(item))
             self._write_pending()
             self._open_sealed_frames()
+            self._closed = True
             for source in [self._spill, *self._adopted]:
                 if source is not None:
                     source.close(remove=source.pending_bytes == 0)
