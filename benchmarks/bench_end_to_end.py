@@ -16,6 +16,8 @@ For each: full speed and paced (``--rates``), SDK/otel-ext default buffers and l
 buffers. Prints sent / delivered / deliberately dropped (otel-ext's own counters; stock has none:
 its losses are silent), CPU µs per record (process CPU from the first emit until everything was
 delivered), its ratio to stock in the same run and mode, app-thread emit p50/p99 and peak RSS.
+Each run's progress line also shows emit p90/p99.9, how many emits took over 1 ms, and how many
+records were spilled (and how many of those by the worker relieving a buffer past 3/4 full).
 
 With ``--rounds N`` the emit p99 ratio to stock is also printed round by round (it swings with the
 box's load: read its median over rounds). ``--baseline DIR`` runs every otel-ext variant a second
@@ -124,17 +126,20 @@ def child(variant: str, records: int, rate: int, buffer: str, endpoint: str) -> 
             for label, n in exp.get("counters", {}).get("export_failed", {}).items():
                 dropped[f"export_failed:{label}"] = n
         spilled = first_hop.get("spilled", 0)
+        by_worker = first_hop.get("spilled_by_worker", 0)
         alerts = sum(st.get("alerts", {}).values())
         pipeline.shutdown()
     else:
-        spilled = alerts = 0
+        spilled = alerts = by_worker = 0
         provider.shutdown()
     root.handlers[:] = []
     lat.sort()
     return {
         "sent": records, "cpu_us": cpu / records * 1e6, "emit_s": emit_s, "total_s": total_s,
         "p50_us": lat[len(lat) // 2] * 1e6, "p99_us": lat[int(len(lat) * 0.99)] * 1e6,
-        "rss_mb": peak_rss_mb(), "dropped": dropped, "spilled": spilled,
+        "p90_us": lat[int(len(lat) * 0.9)] * 1e6, "p999_us": lat[int(len(lat) * 0.999)] * 1e6,
+        "over_1ms": sum(1 for x in lat if x > 0.001),
+        "rss_mb": peak_rss_mb(), "dropped": dropped, "spilled": spilled, "spilled_by_worker": by_worker,
         "alerts": alerts, "threads_us": by_thread,
     }
 
@@ -300,7 +305,10 @@ def main() -> None:
                     res = run_one(variant, args.records, rate, buffer, Path(tmp), baseline)
                     results.setdefault((variant, rate, buffer), []).append(res)
                     print(f"  .. {variant:20} {'paced ' + str(rate) if rate else 'full speed':12} {buffer:7} "
-                          f"delivered {res['delivered']:>6} cpu {res['cpu_us']:.1f} us/rec", file=sys.stderr)
+                          f"delivered {res['delivered']:>6} cpu {res['cpu_us']:.1f} us/rec emit p50/p90/p99/p99.9 "
+                          f"{res['p50_us']:.0f}/{res['p90_us']:.0f}/{res['p99_us']:.0f}/{res['p999_us']:.0f} us, "
+                          f"{res['over_1ms']} emits > 1 ms, spilled {res['spilled']} "
+                          f"({res['spilled_by_worker']} by the worker)", file=sys.stderr)
 
     def med(key: tuple[str, int, str], field: str) -> float:
         return statistics.median(r[field] for r in results[key])

@@ -143,6 +143,43 @@ def _text(value: Any, notes: list[str]) -> str:
     return text
 
 
+ATOM_LOGGERS = frozenset({"hypercorn.access", "gunicorn.access"})
+"""Access loggers that pass their log-format atoms (``%(h)s``, ``%(r)s``...) as the record's mapping."""
+_STRING_ATOMS = (("m", "http.request.method"), ("U", "url.path"), ("q", "url.query"),
+                 ("a", "user_agent.original"))
+
+
+def access_atoms(logger_name: str, atoms: Mapping[Any, Any], attributes: dict[str, AnyValue]) -> None:
+    """The request's method, path, query, status, client, user agent and duration, read from the
+    atoms hypercorn and gunicorn pass with every access-log line, as HTTP semconv attributes
+    (those the record already has win). hypercorn's default format writes the request line without
+    its query string, where an attack usually is. Only these atoms are read: the mapping also holds
+    every request header (``{authorization}i``) and, in hypercorn, every environment variable."""
+    def atom(key: str) -> Any:
+        try:
+            value = dict.get(atoms, key) if isinstance(atoms, dict) else atoms.get(key)
+        except Exception:  # noqa: BLE001 - a hostile mapping
+            return None
+        return None if value is None or (type(value) is str and value in ("", "-")) else value
+
+    for key, name in _STRING_ATOMS:
+        value = atom(key)
+        if type(value) is str and name not in attributes:
+            attributes[name] = value
+    status = atom("s")
+    if type(status) is str and status.isascii() and status.isdigit() and len(status) == 3:
+        attributes.setdefault("http.response.status_code", int(status))
+    client = atom("h")
+    if type(client) is str and "client.address" not in attributes:
+        if logger_name == "hypercorn.access":  # "host:port" from the ASGI client tuple
+            host, sep, port = client.rpartition(":")
+            client = host if sep and port.isdigit() else client
+        attributes["client.address"] = client
+    micros = atom("D")  # request time in microseconds (an int in both servers)
+    if type(micros) is int and micros >= 0:
+        attributes.setdefault("http.server.request.duration", micros / 1e6)
+
+
 def safe_body(record: logging.LogRecord) -> str:
     """The unformatted message plus the ``repr`` of each argument (the fallback body)."""
     msg = safe_text(record.msg)
@@ -281,6 +318,8 @@ class OtelExtLoggingHandler(LoggingHandler):
     def translate(self, record: logging.LogRecord) -> LogRecord:
         body = self._body(record)
         attributes, event_name = self._attributes(record)
+        if record.name in ATOM_LOGGERS and isinstance(record.args, Mapping):
+            access_atoms(record.name, record.args, attributes)
         attributes = self._limit(attributes)
         if not _PLAIN.issuperset(map(type, attributes.values())):
             attributes = self._plain_values(attributes)

@@ -24,12 +24,13 @@ from otel_ext.telemetry import Counters
 class Held(LogRecordExporter):
     """An in-memory exporter whose first export waits for ``release`` (a busy worker)."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float = 30) -> None:
         self.inner = InMemoryLogRecordExporter()
         self.release = threading.Event()
+        self.timeout = timeout
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        self.release.wait(30)
+        self.release.wait(self.timeout)
         return self.inner.export(batch)
 
     def shutdown(self) -> None:
@@ -145,9 +146,10 @@ def _secret_record(i: int) -> ReadWriteLogRecord:
 
 
 def test_spilled_records_are_redacted_once_and_leave_as_if_processed_again(tmp_path: Path) -> None:
-    """Spilled records were classified and redacted on the app thread (``prepare``); the worker
-    exports them through ``export_prepared``, which does not redact them a second time. What leaves
-    is byte for byte what the full path (classify, redact, then everything once more) gives."""
+    """Records the app thread spilled go to disk sealed and unprepared; the worker prepares them when
+    it takes them back, and records it prepared itself are not redacted a second time
+    (``export_prepared``). Each record is redacted exactly once, and what leaves is byte for byte
+    what the full path (classify, redact, then everything once more) gives."""
     from otel_ext.classify.processor import EventClassifierProcessor
     from otel_ext.deferred import DeferredProcessingExporter
     from otel_ext.redact import RedactionProcessor
@@ -214,3 +216,224 @@ def test_a_spilled_frame_that_needed_repair_is_redacted_again(tmp_path: Path) ->
     assert not [b for b in spilled if "hunter2x" in b or "abcd1234efgh" in b]
     secret = [b for b in spilled if b.startswith("object holding")]
     assert len(secret) >= 128 and all("[REDACTED" in b for b in secret)
+
+
+# --- sealed frames: what the app thread spilled unprepared -------------------------------------------
+
+def _frames(path: Path) -> list[tuple[bool, bytes]]:
+    """(sealed, payload) of every frame in a spill file, read as an outsider would."""
+    import struct
+
+    data = path.read_bytes()
+    pos, out = 16, []  # the header: magic + consumed offset
+    while pos + 8 <= len(data):
+        word, _crc = struct.unpack_from(">II", data, pos)
+        length = word & 0x7FFFFFFF
+        out.append((bool(word & 0x80000000), data[pos + 8:pos + 8 + length]))
+        pos += 8 + length
+    return out
+
+
+def _secrets_of(i: int) -> list[bytes]:
+    return [f"hunter{i}x".encode(), f"sk_live_{i:024d}".encode(), f"token=secret{i}&".encode()]
+
+
+def _deferred(held: LogRecordExporter) -> object:
+    from otel_ext.classify.processor import EventClassifierProcessor
+    from otel_ext.deferred import DeferredProcessingExporter
+    from otel_ext.redact import RedactionProcessor
+
+    return DeferredProcessingExporter(held, EventClassifierProcessor(), RedactionProcessor())
+
+
+def test_frames_the_app_thread_spilled_are_sealed_with_a_nonce_never_reused(tmp_path: Path) -> None:
+    held = Held()
+    deferred = _deferred(held)
+    hop = FirstHopProcessor(deferred, tmp_path, max_queue_size=10, max_export_batch_size=10,  # type: ignore[arg-type]
+                            counters=Counters("f"), prepare=deferred.prepare)  # type: ignore[attr-defined]
+    try:
+        for i in range(1100):
+            hop.on_emit(_secret_record(i))
+        frames = _frames(hop._spill.path)  # type: ignore[union-attr]
+        assert len(frames) >= 4 and all(sealed for sealed, _ in frames)
+        blob = b"".join(payload for _, payload in frames)
+        assert not [s for i in range(1100) for s in _secrets_of(i) if s in blob]
+        assert b"/api/login" not in blob and b"service.name" not in blob  # nothing of it in the clear
+        nonces = [payload[:8] for _, payload in frames]
+        assert len(set(nonces)) == len(nonces)
+        held.release.set()
+        assert hop.force_flush(30_000)
+    finally:
+        hop.shutdown()
+    out = held.inner.get_finished_logs()
+    assert sorted(r.log_record.event_name or "" for r in out) == sorted(f"r{i}" for i in range(1100))
+    assert all(r.log_record.attributes["labels.event_class"] for r in out)  # type: ignore[index]
+    assert not [r for r in out if "hunter" in str(r.log_record.body)]
+    assert hop.counters.get("dropped") == 0
+
+
+def test_shutdown_opens_sealed_frames_for_the_successor_which_delivers_every_record(tmp_path: Path) -> None:
+    """The sealed frames' key dies with the process: at shutdown what is left of them is prepared
+    and the spill file rewritten in the clear, so the next process delivers all of it."""
+    held = Held(timeout=1)
+    deferred = _deferred(held)
+    hop = FirstHopProcessor(deferred, tmp_path, max_queue_size=10, max_export_batch_size=10,  # type: ignore[arg-type]
+                            counters=Counters("f"), prepare=deferred.prepare)  # type: ignore[attr-defined]
+    for i in range(700):
+        hop.on_emit(_secret_record(i))
+    assert any(sealed for sealed, _ in _frames(hop._spill.path))  # type: ignore[union-attr]
+    hop.shutdown(timeout_millis=200)  # the worker is stuck in its first export (1 s): little goes out
+    left = list(tmp_path.glob("spill-*.bin"))
+    assert len(left) == 1
+    frames = _frames(left[0])
+    assert frames and not [1 for sealed, _ in frames if sealed]
+    blob = left[0].read_bytes()
+    assert not [s for i in range(700) for s in _secrets_of(i) if s in blob]  # prepared before the disk
+    held.release.set()
+
+    successor = InMemoryLogRecordExporter()
+    counters = Counters("g")
+    nxt = FirstHopProcessor(successor, tmp_path, counters=counters, schedule_delay_millis=10)
+    try:
+        assert wait_until(lambda: counters.get("adopted") >= 690, 20)
+        assert nxt.force_flush(10_000)
+    finally:
+        nxt.shutdown()
+    names = [r.log_record.event_name for r in successor.get_finished_logs()]
+    in_first = [r.log_record.event_name for r in held.inner.get_finished_logs()]
+    assert sorted(names + in_first) == sorted(f"r{i}" for i in range(700))  # each once, none lost
+    assert len(names) >= 690 and counters.get("dropped") == 0 and hop.counters.get("dropped") == 0
+    assert not [r for r in successor.get_finished_logs() if "hunter" in str(r.log_record.body)]
+
+
+def test_sealed_frames_of_a_killed_process_are_counted_never_read(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    root = Path(__file__).resolve().parents[1]
+    child = textwrap.dedent(f"""
+        import os, signal, sys, threading
+        sys.path.insert(0, {str(root / 'tests')!r})
+        from test_spill import Held, _secret_record, _deferred
+        from otel_ext.export.firsthop import FirstHopProcessor
+        held = Held()
+        deferred = _deferred(held)
+        hop = FirstHopProcessor(deferred, {str(tmp_path)!r}, max_queue_size=10, max_export_batch_size=10,
+                                prepare=deferred.prepare)
+        for i in range(800):
+            hop.on_emit(_secret_record(i))
+        print(hop._spill_records, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    on_disk = int(proc.stdout.split()[0])
+    assert on_disk >= 512
+    spill = next(tmp_path.glob("spill-*.bin"))
+    assert all(sealed for sealed, _ in _frames(spill))
+    exporter = InMemoryLogRecordExporter()
+    counters = Counters("k")
+    hop = FirstHopProcessor(exporter, tmp_path, counters=counters, schedule_delay_millis=10)
+    try:
+        assert wait_until(lambda: counters.get("dropped", "unknown:spill_sealed") == on_disk, 20)
+        assert hop.force_flush(10_000)
+    finally:
+        hop.shutdown()
+    assert exporter.get_finished_logs() == ()  # nothing half-read, nothing made up
+    assert not list(tmp_path.glob("spill-*.bin"))
+
+
+class Slow(LogRecordExporter):
+    """Exports into memory, taking ``delay`` seconds per batch (a worker slower than the app)."""
+
+    def __init__(self, delay: float) -> None:
+        self.inner = InMemoryLogRecordExporter()
+        self.delay = delay
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        threading.Event().wait(self.delay)
+        return self.inner.export(batch)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def test_the_worker_relieves_a_half_full_buffer_by_spilling_prepared_records(tmp_path: Path) -> None:
+    from otel_ext.classify.processor import EventClassifierProcessor
+    from otel_ext.deferred import DeferredProcessingExporter
+
+    slow = Slow(0.05)
+    redaction = CountingRedaction()
+    deferred = DeferredProcessingExporter(slow, EventClassifierProcessor(), redaction)  # type: ignore[arg-type]
+    counters = Counters("w")
+    hop = FirstHopProcessor(deferred, tmp_path, max_queue_size=2048, max_export_batch_size=64,
+                            counters=counters, prepare=deferred.prepare)
+    seen: list[list[tuple[bool, bytes]]] = []
+    try:
+        for i in range(6000):
+            hop.on_emit(_secret_record(i))
+            if i % 500 == 499 and hop._spill is not None:
+                seen.append(_frames(hop._spill.path))
+        assert hop.force_flush(60_000)
+    finally:
+        hop.shutdown()
+    by_worker = counters.get("spilled_by_worker")
+    assert by_worker > 0
+    assert counters.get("spilled") >= by_worker and counters.get("dropped") == 0
+    assert any(not sealed for frames in seen for sealed, _ in frames)  # the worker's frames: prepared
+    for frames in seen:
+        blob = b"".join(payload for _, payload in frames)
+        assert not [s for i in range(6000) for s in _secrets_of(i) if s in blob]
+    out = slow.inner.get_finished_logs()
+    assert sorted(r.log_record.event_name or "" for r in out) == sorted(f"r{i}" for i in range(6000))
+    assert redaction.calls == {f"r{i}": 1 for i in range(6000)}
+
+
+class RaisingItems(dict):  # type: ignore[type-arg]
+    def items(self):  # type: ignore[no-untyped-def]
+        raise RuntimeError("no items for you")
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        raise RuntimeError("no keys either")
+
+
+class RaisingStr:
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+def test_hostile_bodies_spilled_raw_never_raise_and_every_record_is_delivered_or_counted(tmp_path: Path) -> None:
+    """The app thread spills records as they are (no redaction first), so the spill itself must
+    contain what cannot be written: a body nested too deep, a mapping whose iteration raises, an
+    object whose ``__str__`` raises. None of it may raise into the app or take its neighbours down."""
+    held = Held()
+    deferred = _deferred(held)
+    counters = Counters("h")
+    hop = FirstHopProcessor(deferred, tmp_path, max_queue_size=10, max_export_batch_size=10,  # type: ignore[arg-type]
+                            counters=counters, prepare=deferred.prepare)  # type: ignore[attr-defined]
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    hostile = [deep, RaisingItems(a=1), RaisingStr()]
+    try:
+        for i in range(600):
+            item = _secret_record(i)
+            if i % 50 == 7:
+                item.log_record.body = hostile[(i // 50) % 3]
+            hop.on_emit(item)  # never raises
+        held.release.set()
+        assert hop.force_flush(30_000)
+    finally:
+        hop.shutdown()
+    delivered = {r.log_record.event_name: r.log_record.body for r in held.inner.get_finished_logs()}
+    assert counters.get("dropped") == 0 and sorted(delivered) == sorted(f"r{i}" for i in range(600))
+    # spilled raw, a value that cannot be written is replaced by a marker; the record is kept
+    markers = [b for b in delivered.values() if isinstance(b, str) and b.startswith("[unencodable ")]
+    assert markers and counters.get("spilled") >= 500
+    assert not [r for r in held.inner.get_finished_logs() if "hunter" in str(r.log_record.body)]

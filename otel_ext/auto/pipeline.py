@@ -137,6 +137,7 @@ class Pipeline:
             "detector_evicted_keys": DETECT_COUNTERS.snapshot().get("evicted_keys", {}),
             "first_hop": {"dropped": FIRST_HOP_COUNTERS.snapshot().get("dropped", {}),
                           "spilled": FIRST_HOP_COUNTERS.get("spilled"),
+                          "spilled_by_worker": FIRST_HOP_COUNTERS.get("spilled_by_worker"),
                           "processors": [hop.stats() for hop in self.parts.first_hops]},
             "encoding": ENCODE_COUNTERS.snapshot(),
             "usage": USAGE_COUNTERS.snapshot(),

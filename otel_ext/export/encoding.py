@@ -304,16 +304,22 @@ def _repair_str(text: str) -> str:
 def repair_value(value: Any) -> Any:
     """``value`` made encodable: lone surrogates -> U+FFFD, out-of-range ints and foreign objects ->
     their ``str()``, containers repaired item by item."""
-    if value is None or isinstance(value, (bool, float, bytes)):
+    if value is None or value.__class__ in (bool, float, bytes):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str):  # a subclass (a str-enum) becomes its plain string
+        text = value if value.__class__ is str else str.__str__(value)
         try:
-            value.encode("utf-8")
-            return value
+            text.encode("utf-8")
+            return text
         except UnicodeEncodeError:
-            return _repair_str(value)
-    if isinstance(value, int):
-        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+            return _repair_str(text)
+    if isinstance(value, int):  # a subclass (an IntEnum, HTTPStatus) becomes its plain int
+        number = int(value) if value.__class__ is not int else value
+        return number if _INT64_MIN <= number <= _INT64_MAX else str(number)
+    if isinstance(value, float):  # e.g. numpy.float64
+        return float(value)
+    if isinstance(value, bytes):
+        return bytes(value)
     if isinstance(value, Sequence):
         return tuple(repair_value(v) for v in value)
     if isinstance(value, Mapping):
