@@ -75,6 +75,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import attach, detach, set_value
 from opentelemetry.sdk._logs import LogRecordLimits, LogRecordProcessor, ReadWriteLogRecord
@@ -248,9 +249,6 @@ class _Rebuilder:
         self._scopes: dict[Any, InstrumentationScope] = {}
         self._limits = LogRecordLimits()
 
-    def records(self, resources: list[Any], rows: list[Any]) -> list[ReadWriteLogRecord]:
-        return self.records_counted(resources, rows)[0]
-
     def records_counted(self, resources: list[Any], rows: list[Any]) -> tuple[list[ReadWriteLogRecord], int]:
         """The records of ``rows``, and how many rows could not be rebuilt (left out, for the
         caller to count: one bad row never takes its frame-mates with it)."""
@@ -264,8 +262,6 @@ class _Rebuilder:
         return out, len(rows) - len(out)
 
     def _record(self, row: Any, built_resources: list[Resource]) -> ReadWriteLogRecord:
-        from opentelemetry._logs import LogRecord, SeverityNumber
-
         limits = self._limits
         (ts, observed, trace_id, span_id, flags, sev_text, sev_num, body, attrs, dropped, event_name,
          scope, resource_index) = row
@@ -664,16 +660,8 @@ class FirstHopProcessor(LogRecordProcessor):
                     rebuilt, bad = self._rebuilder.records_counted(resources, rows)
                     if bad:
                         self.counters.add("dropped", "unknown:spill_corrupt", bad)
-                    items = [i for i in rebuilt if self._prepare(i)]
-                    table: dict[int, int] = {}
-                    resources = []
-                    rows = []
-                    for item in items:
-                        res = item.resource or Resource.get_empty()
-                        if id(res) not in table:
-                            table[id(res)] = len(resources)
-                            resources.append((dict(res.attributes), res.schema_url or ""))
-                        rows.append(record_to_tuple(item, table[id(res)]))
+                    rows = [self._row(item) for item in rebuilt if self._prepare(item)]
+                    resources = self._resources
                 if rows:
                     try:
                         frame_bytes, _, left_out = _encode_frame(resources, rows)
