@@ -224,7 +224,7 @@ class Lane(threading.Thread):
             return True
         if not self._pending:
             self._pending = self.queue.read_after(
-                self.delivered_upto(), self.max_request_records, self.max_request_bytes
+                self.delivered_upto(), self.max_request_records, self.max_request_bytes, lane=self.lane
             )
             if not self._pending:
                 self.settle(force=not self._backoff)  # going idle: everything acknowledged is recorded now
@@ -272,7 +272,8 @@ class Lane(threading.Thread):
         assert health is not None
         while (len(self._window) < self.max_inflight_requests and self._window_bytes < self.max_inflight_bytes
                and not self._window[-1][3].error and self._may_fill(health)):
-            take = self.queue.read_after(self._submitted, self.max_request_records, self.max_request_bytes)
+            take = self.queue.read_after(self._submitted, self.max_request_records, self.max_request_bytes,
+                                         lane=self.lane)
             if not take:
                 return
             self._submit(take)
@@ -371,6 +372,7 @@ class Lane(threading.Thread):
 
     def _acknowledge(self, take: list[Entry], settle: bool = True) -> None:
         self._delivered = max(self.delivered_upto(), take[-1].id)
+        self.queue.mark_delivered(self.lane, self._delivered, take)  # eviction frees it, not a drop
         del self._pending[: len(take)]
         if not self._pending:
             self._resend = False

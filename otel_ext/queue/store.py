@@ -12,7 +12,12 @@ Entries are OTLP ``ExportLogsServiceRequest`` bytes, each holding records of one
 entry is deleted once every lane's cursor has passed it. Permanent rejections are moved to the
 dead-letter table with the reason. When ``max_bytes`` would be exceeded, the oldest entries of the
 lowest tier go first and a newcomer never evicts a higher tier; every dropped record is counted per
-class.
+class. Eviction knows what the lanes hold in memory (:meth:`PersistentQueue.mark_delivered`, and the
+``lane`` of :meth:`PersistentQueue.read_after`): entries every lane has delivered but not yet recorded
+are freed first and not counted (they were delivered), entries a lane has in hand are evicted only
+when nothing else of a low enough tier is left, and an entry evicted while a lane was reading it is
+taken out of that read. So delivered + counted drops = appended, exactly, unless a lane's in-flight
+requests are all there is to evict (then such an entry may be both delivered and counted).
 
 Since schema version 2 the payload bytes of entries larger than ``INLINE_MAX`` live in append-only
 segment files beside the database (``<queue>.db.seg/``, see :mod:`otel_ext.queue.segments`), written
@@ -189,6 +194,10 @@ class _Delta:
     dropped: list[tuple[dict[str, int], str]] = field(default_factory=list)
     appended: int = 0
     removed: list[int] = field(default_factory=list)  # entry ids deleted (-1: "up to" the id after it)
+    marks: bool = False  # this transaction holds the queue's ``_marks_lock`` (it evicts)
+    evicted: list[int] = field(default_factory=list)  # entry ids evicted to make room
+    # evicted entries lanes had in hand: (id, classes, those lanes), counted only if not delivered
+    in_hand: list[tuple[int, dict[str, int], set[str]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -238,6 +247,16 @@ class PersistentQueue:
         self._read_lock = threading.Lock()
         self._read_conn: sqlite3.Connection | None = None
         self._readers_closed = False
+        # what the lanes hold in memory, for eviction (see the module docstring): per lane the highest
+        # entry id it was handed by read_after, and the highest it delivered (maybe not yet recorded);
+        # ids evicted by committed transactions, until every lane is past them. An evicting transaction
+        # holds _marks_lock from its first eviction to its COMMIT, a lane's read takes it to take note
+        # of what it read: either the eviction sees the read, or the read sees the eviction.
+        self._marks_lock = threading.Lock()
+        self._held: dict[str, int] = {}
+        self._acked: dict[str, int] = {}
+        self._evicted: set[int] = set()
+        self._in_hand: dict[int, tuple[dict[str, int], set[str]]] = {}  # evicted from a lane's hands
         self._entries = self._records = self._bytes = 0
         self._reload_totals()
         # payload segments (a directory that is not ours: new payloads stay inline, entries already
@@ -335,15 +354,26 @@ class PersistentQueue:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise QueueError(f"{type(exc).__name__}: {exc}") from exc
+        committed = False
         try:
             yield delta
             self._conn.execute("COMMIT")
+            committed = True
         except BaseException as exc:
             self._rollback()
             self._reload_totals()
             if isinstance(exc, sqlite3.Error):
                 raise QueueError(f"{type(exc).__name__}: {exc}") from exc
             raise
+        finally:
+            if delta.marks:
+                if committed and delta.evicted:
+                    self._evicted.update(delta.evicted)
+                    for entry_id, classes, lanes in delta.in_hand:
+                        self._in_hand[entry_id] = (classes, lanes)
+                    self._prune_evicted()
+                delta.marks = False
+                self._marks_lock.release()
         self._entries += delta.entries
         self._records += delta.records
         self._bytes += delta.bytes
@@ -662,25 +692,97 @@ class PersistentQueue:
         self._count_dropped(classes, reason)
 
     def _make_room(self, size: int, tier: int, delta: _Delta) -> bool:
-        """Evict lower-or-equal tiers, oldest first, until ``size`` fits. False if it cannot fit."""
+        """Evict lower-or-equal tiers, oldest first, until ``size`` fits. False if it cannot fit.
+
+        First frees what every lane has delivered (not a drop), then evicts entries no lane has in
+        hand (counted dropped), and only then entries lanes are delivering: those are counted dropped
+        when a lane passes them without delivering them (see :meth:`mark_delivered`), not now."""
         if self._bytes + delta.bytes + size <= self.max_bytes:
             return True
         if size > self.max_bytes:
             return False
+        if not delta.marks:  # held until this transaction ends (see _write)
+            self._marks_lock.acquire()
+            delta.marks = True
+        floor, done, held = self._lane_marks()
+        if floor > 0:
+            self._delete_upto(floor, delta)
+        guard = "".join(" AND NOT (id > ? AND id <= ?)" for _ in held)
+        guarded = [bound for _, low, top in held for bound in (low, top)]
         while self._bytes + delta.bytes + size > self.max_bytes:
             row = self._conn.execute(
-                "SELECT id, records, classes, size FROM entries WHERE tier <= ? ORDER BY tier, id LIMIT 1",
-                (tier,),
+                f"SELECT id, records, classes, size FROM entries WHERE tier <= ?{guard} ORDER BY tier, id LIMIT 1",
+                (tier, *guarded),
             ).fetchone()
+            if row is None and guard:  # only what the lanes hold is left
+                row = self._conn.execute(
+                    "SELECT id, records, classes, size FROM entries WHERE tier <= ? ORDER BY tier, id LIMIT 1",
+                    (tier,),
+                ).fetchone()
             if row is None:
                 return False
-            self._conn.execute("DELETE FROM entries WHERE id = ?", (row[0],))
-            delta.removed.append(int(row[0]))
+            entry_id = int(row[0])
+            self._conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+            delta.removed.append(entry_id)
+            delta.evicted.append(entry_id)
             delta.entries -= 1
             delta.records -= int(row[1])
             delta.bytes -= int(row[3])
-            delta.dropped.append((decode_classes(row[2]), "queue_full"))
+            holders = {lane for lane, low, top in held if low < entry_id <= top}
+            waiting = {lane for lane, past in done.items() if past < entry_id}  # lanes still to deliver it
+            if holders and waiting <= holders:  # every lane still to deliver it has it in hand
+                delta.in_hand.append((entry_id, decode_classes(row[2]), holders))
+            else:
+                delta.dropped.append((decode_classes(row[2]), "queue_full"))
         return True
+
+    def _lane_marks(self) -> tuple[int, dict[str, int], list[tuple[str, int, int]]]:
+        """(the highest id every lane has delivered, each lane's delivered id, the id ranges
+        ``(lane, after, upto)`` lanes have in hand). Lanes' cursors in the file count as delivered;
+        a lane that never took note of a read holds nothing."""
+        cursors = {str(name): int(cursor) for name, cursor in self._conn.execute("SELECT name, cursor FROM lanes")}
+        done = {name: max(cursor, self._acked.get(name, 0)) for name, cursor in cursors.items()}
+        floor = min(done.values(), default=0)
+        held = [(name, done.get(name, self._acked.get(name, 0)), top) for name, top in list(self._held.items())]
+        return floor, done, [(name, low, top) for name, low, top in held if top > low]
+
+    def _prune_evicted(self) -> None:
+        """Forget evicted ids no lane can read any more (call with ``_marks_lock`` held)."""
+        if len(self._evicted) < 1024:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            floor, _, _ = self._lane_marks()
+            self._evicted = {i for i in self._evicted if i > floor}
+
+    def mark_delivered(self, lane: str, upto: int, delivered: Sequence[Entry] = ()) -> None:
+        """Lane ``lane`` delivered (or dead-lettered) every entry up to ``upto``, maybe not recorded yet
+        (:meth:`advance` records it); ``delivered`` are the entries of this acknowledgement. Eviction
+        frees such entries first, without counting them. An entry evicted from the lane's hands is
+        counted dropped here if the lane passed it without delivering it (its request failed and
+        the entry was gone when the lane read again)."""
+        with self._marks_lock:  # an evicting transaction sees this, or this sees its evictions
+            if upto > self._acked.get(lane, 0):
+                self._acked[lane] = upto
+            if not self._in_hand:
+                return
+            ids = {e.id for e in delivered}
+            for entry_id, (classes, lanes) in list(self._in_hand.items()):
+                if lane not in lanes:
+                    continue
+                if entry_id in ids:
+                    lanes.discard(lane)
+                elif entry_id <= upto:
+                    self._count_dropped(classes, "queue_full")
+                    lanes.clear()
+                if not lanes:
+                    del self._in_hand[entry_id]
+
+    def _count_in_hand(self) -> None:
+        """At close: entries evicted from a lane's hands and never delivered are dropped."""
+        with self._marks_lock:
+            for classes, _ in self._in_hand.values():
+                self._count_dropped(classes, "queue_full")
+            self._in_hand.clear()
 
     # --- lanes and reading ---------------------------------------------------------------------
 
@@ -702,18 +804,29 @@ class PersistentQueue:
             row = self._conn.execute("SELECT cursor FROM lanes WHERE name = ?", (lane,)).fetchone()
             return int(row[0]) if row else 0
 
-    def read_after(self, cursor: int, max_records: int, max_bytes: int) -> list[Entry]:
+    def read_after(self, cursor: int, max_records: int, max_bytes: int, lane: str | None = None) -> list[Entry]:
         """Entries with id > cursor, oldest first, up to the limits (at least one entry).
 
         Read on the lanes' own connection, in one read transaction, without the writer's lock.
         Payloads come from memory when just appended, else from their segment; an entry whose frame
-        is damaged is moved to the dead letters (with the reason) and the read is done again."""
+        is damaged is moved to the dead letters (with the reason) and the read is done again.
+        ``lane`` (the reading lane) takes note of the entries it is handed, so that eviction leaves
+        them alone; an entry evicted (and counted dropped) while this read ran is left out of it."""
         for _ in range(100):
             damaged: dict[int, tuple[tuple[int, int, int], str, bytes]] = {}
             entries = self._read_once(cursor, max_records, max_bytes, damaged)
-            if not damaged:
+            if damaged:
+                self._dead_letter_damaged(damaged)
+                continue
+            if lane is None or not entries:
                 return entries
-            self._dead_letter_damaged(damaged)
+            with self._marks_lock:
+                if entries[-1].id > self._held.get(lane, 0):
+                    self._held[lane] = entries[-1].id
+                if self._evicted:
+                    entries = [e for e in entries if e.id not in self._evicted]
+            if entries:
+                return entries
         return []
 
     def _read_once(self, cursor: int, max_records: int, max_bytes: int,
@@ -871,7 +984,10 @@ class PersistentQueue:
         row = self._conn.execute("SELECT MIN(cursor) FROM lanes").fetchone()
         if row is None or row[0] is None:
             return
-        upto = int(row[0])
+        self._delete_upto(int(row[0]), delta)
+
+    def _delete_upto(self, upto: int, delta: _Delta) -> None:
+        """Delete every entry with id <= ``upto`` (delivered by every lane: not a drop)."""
         gone = self._conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(size), 0) FROM entries WHERE id <= ?",
             (upto,),
@@ -1106,6 +1222,7 @@ class PersistentQueue:
             self._closed = True
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
+        self._count_in_hand()
         return removed
 
     def _close_readers(self) -> None:
