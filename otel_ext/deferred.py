@@ -60,7 +60,7 @@ class DeferredProcessingExporter(LogRecordExporter):
             scope = item.instrumentation_scope
             self.classifier.classify_record(record, scope.name if scope is not None else "")
         if self.redaction is not None:
-            self.redaction.redact_record(record)
+            self.redaction.redact_item(item)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         return self._process(batch, self.redaction)
@@ -84,7 +84,7 @@ class DeferredProcessingExporter(LogRecordExporter):
                 scope = item.instrumentation_scope
                 classifier.classify_record(record, scope.name if scope is not None else "")
             if redaction is not None:
-                redaction.redact_record(record)
+                redaction.redact_item(item)
             if detection is not None:  # before the volume dial: sampling must not blind a detector
                 detection.observe(record)
             if volume is None or volume.keep(record, self.volume_counters):

@@ -18,6 +18,7 @@ clean strings before the detectors run; repeated strings are redacted once (memo
 from __future__ import annotations
 
 import binascii
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -26,6 +27,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_ext._attrs import read_view
 from otel_ext._linear import LinearRegex
@@ -671,7 +674,9 @@ class Redactor:
 
 
 class RedactionProcessor(LogRecordProcessor):
-    """Redacts secrets in attribute keys/values and bodies in place, before export.
+    """Redacts secrets in place, before export: the body, attribute keys/values and the event name of
+    each record, and the attributes of its resource and instrumentation scope (once per distinct
+    resource / scope object: a redacted copy replaces it on the record).
 
     Guarantee: never raises into the caller; if redaction of a record fails, the record's body and
     string attributes are replaced wholesale (fail closed) and the failure is counted.
@@ -686,9 +691,62 @@ class RedactionProcessor(LogRecordProcessor):
         redactor: Redactor | None = None,
     ) -> None:
         self.redactor = redactor or Redactor(allow_keys, deny_keys, extra_patterns, hash_key)
+        # id(original) -> (original, its redacted copy or itself): the original is kept so the id
+        # stays its own; a few distinct resources and scopes per process, bounded anyway
+        self._resources: dict[int, tuple[Any, Any]] = {}
+        self._scopes: dict[int, tuple[Any, Any]] = {}
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        self.redact_record(log_record.log_record)
+        self.redact_item(log_record)
+
+    def redact_item(self, item: Any) -> None:
+        """Redact one SDK record (a ``ReadWriteLogRecord`` or ``ReadableLogRecord``) in place: its
+        log record (:meth:`redact_record`), and its resource and scope attributes. Never raises."""
+        self.redact_record(item.log_record)
+        try:
+            resource = item.resource
+            if resource is not None:
+                clean = self._cached(self._resources, resource, self._clean_resource)
+                if clean is not resource:
+                    object.__setattr__(item, "resource", clean)  # also on the SDK's frozen records
+            scope = item.instrumentation_scope
+            if scope is not None:
+                clean = self._cached(self._scopes, scope, self._clean_scope)
+                if clean is not scope:
+                    object.__setattr__(item, "instrumentation_scope", clean)
+        except Exception:  # noqa: BLE001 - fail closed: withhold what could not be scanned
+            self.redactor.counters.add("failed")
+            _logger.warning("otel-ext: redaction of a resource or scope failed; their attributes withheld")
+            with contextlib.suppress(Exception):
+                object.__setattr__(item, "resource", Resource({"otel_ext.redaction": "failed"}))
+                object.__setattr__(item, "instrumentation_scope", None)
+
+    @staticmethod
+    def _cached(cache: dict[int, tuple[Any, Any]], original: Any, clean: Any) -> Any:
+        hit = cache.get(id(original))
+        if hit is not None and hit[0] is original:
+            return hit[1]
+        if len(cache) >= 1024:
+            cache.clear()
+        result = clean(original)
+        cache[id(original)] = (original, result)
+        if result is not original:
+            cache[id(result)] = (result, result)  # redacting again changes nothing
+        return result
+
+    def _clean_resource(self, resource: Resource) -> Resource:
+        attrs = dict(resource.attributes)
+        new = self.redactor.redact_mapping(attrs)
+        return resource if new is attrs else Resource(dict(new), resource.schema_url)
+
+    def _clean_scope(self, scope: InstrumentationScope) -> InstrumentationScope:
+        name = self.redactor.redact_text(scope.name) if scope.name else scope.name
+        version = self.redactor.redact_text(scope.version) if scope.version else scope.version
+        attrs = dict(scope.attributes or {})
+        new = self.redactor.redact_mapping(attrs) if attrs else attrs
+        if name is scope.name and version is scope.version and new is attrs:
+            return scope
+        return InstrumentationScope(name, version, scope.schema_url, dict(new) if new else None)
 
     def redact_record(self, record: Any) -> None:
         redactor = self.redactor
@@ -705,10 +763,18 @@ class RedactionProcessor(LogRecordProcessor):
                     for key, value in new_attrs.items():
                         if value is not attrs.get(key):
                             attrs[key] = value
+            name = getattr(record, "event_name", None)
+            if name and isinstance(name, str):
+                new_name = redactor.redact_text(name)
+                if new_name is not name:
+                    record.event_name = new_name
         except Exception:  # noqa: BLE001 - fail closed, never raise into the app
             redactor.counters.add("failed")
             _logger.warning("otel-ext: redaction failed; record body and attributes withheld")
             record.body = "[REDACTED:unprocessable]"
+            with contextlib.suppress(Exception):
+                if getattr(record, "event_name", None):
+                    record.event_name = "[REDACTED:unprocessable]"
             try:
                 attrs = read_view(record.attributes)
                 for key in list(attrs):

@@ -540,9 +540,9 @@ def test_body_and_attribute_secrets_never_reach_the_spill_file_during_a_burst(tm
         assert b"4111 1111" not in blob and b"eyJhbGciOiJIUzI1NiJ9" not in blob
 
 
-@pytest.mark.xfail(strict=True, reason="prepare (classify + RedactionProcessor) covers body and attributes only: "
-                   "event_name, scope and resource attributes reach the worker's plain frames (and the queue) in clear")
 def test_event_name_scope_and_resource_secrets_never_reach_the_spill_file(tmp_path: Path) -> None:
+    """Was a strict xfail (redaction covered body and attributes only); redaction now reaches the
+    event name and the resource's and scope's attributes."""
     snapshots, _, _ = _burst_snapshots(tmp_path)
     leaked = {field for blob in snapshots for field in (b"EVENT", b"sk_live_SCOPE", b"sk_live_RESOURCE") if field in blob}
     assert leaked == set()

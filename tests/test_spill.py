@@ -128,10 +128,10 @@ class CountingRedaction:
         self.inner = RedactionProcessor()
         self.calls: dict[str, int] = {}
 
-    def redact_record(self, record: object) -> None:
-        tag = str(getattr(record, "event_name", ""))
+    def redact_item(self, item: ReadWriteLogRecord) -> None:
+        tag = str(getattr(item.log_record, "event_name", ""))
         self.calls[tag] = self.calls.get(tag, 0) + 1
-        self.inner.redact_record(record)
+        self.inner.redact_item(item)
 
 
 def _secret_record(i: int) -> ReadWriteLogRecord:

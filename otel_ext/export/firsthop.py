@@ -203,8 +203,20 @@ def _encode_frame(resources: list[tuple[dict[str, Any], str]], rows: list[tuple[
     """The frame, whether its rows had to be repaired (then they are no longer exactly what
     ``prepare`` redacted: a foreign object became its ``str()``) and how many rows could not be
     written at all. ``seal`` (key, nonce): encrypt the payload (rows the app thread spilled before
-    any redaction)."""
+    any redaction). The frame carries only the resources its rows refer to (renumbered): a plain
+    frame never holds the resource of a record that was not prepared, and frames do not grow with
+    the number of resources the process has seen."""
     left_out = 0
+    used: dict[int, int] = {}
+    local: list[tuple[Any, ...]] = []
+    for row in rows:
+        index = row[-1]
+        mine = used.get(index)
+        if mine is None:
+            mine = used[index] = len(used)
+        local.append(row if mine == index else (*row[:-1], mine))
+    rows = local
+    resources = [resources[index] for index in used]
     try:
         payload = marshal.dumps((resources, rows), 4)
         repaired = False
