@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import string
 from typing import Any
 
@@ -187,6 +188,10 @@ WORDS = st.lists(st.sampled_from(["order", "shipped", "user", "bob", "GET", "/ap
        quote=st.sampled_from(["", '"', "'"]))
 def test_any_value_under_a_secret_key_is_removed_in_text(key: str, value: str, sep: str, before: list[str],
                                                           after: list[str], quote: str) -> None:
+    # a one-line text that *is* "password: <plain lowercase word> ..." is read as a passphrase and
+    # removed to the end of the line (the documented YAML/passphrase rule, tested on its own): the
+    # words after it are not expected to survive there
+    assume(before or sep.strip() != ":" or quote or re.fullmatch(r"[a-z]{2,24}", value) is None)
     text = " ".join([*before, f"{key}{sep}{quote}{value}{quote}", *after])
     out = redactor().redact_text(text)
     assert value not in out
