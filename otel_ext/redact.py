@@ -695,6 +695,8 @@ class RedactionProcessor(LogRecordProcessor):
         # stays its own; a few distinct resources and scopes per process, bounded anyway
         self._resources: dict[int, tuple[Any, Any]] = {}
         self._scopes: dict[int, tuple[Any, Any]] = {}
+        self._last_resource: tuple[Any, Any] = (None, None)
+        self._last_scope: tuple[Any, Any] = (None, None)
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         self.redact_item(log_record)
@@ -705,15 +707,27 @@ class RedactionProcessor(LogRecordProcessor):
         self.redact_record(item.log_record)
         try:
             resource = item.resource
-            if resource is not None:
+            last = self._last_resource  # the usual case: the same resource as the record before
+            if resource is last[0]:
+                clean = last[1]
+            elif resource is not None:
                 clean = self._cached(self._resources, resource, self._clean_resource)
-                if clean is not resource:
-                    object.__setattr__(item, "resource", clean)  # also on the SDK's frozen records
+                self._last_resource = (resource, clean)
+            else:
+                clean = None
+            if clean is not resource:
+                object.__setattr__(item, "resource", clean)  # also on the SDK's frozen records
             scope = item.instrumentation_scope
-            if scope is not None:
+            last = self._last_scope
+            if scope is last[0]:
+                clean = last[1]
+            elif scope is not None:
                 clean = self._cached(self._scopes, scope, self._clean_scope)
-                if clean is not scope:
-                    object.__setattr__(item, "instrumentation_scope", clean)
+                self._last_scope = (scope, clean)
+            else:
+                clean = None
+            if clean is not scope:
+                object.__setattr__(item, "instrumentation_scope", clean)
         except Exception:  # noqa: BLE001 - fail closed: withhold what could not be scanned
             self.redactor.counters.add("failed")
             _logger.warning("otel-ext: redaction of a resource or scope failed; their attributes withheld")
