@@ -447,3 +447,30 @@ def test_hostile_bodies_spilled_raw_never_raise_and_every_record_is_delivered_or
     markers = [b for b in delivered.values() if isinstance(b, str) and b.startswith("[unencodable ")]
     assert markers and counters.get("spilled") >= 500
     assert not [r for r in held.inner.get_finished_logs() if "hunter" in str(r.log_record.body)]
+
+
+def test_a_resource_per_record_keeps_its_own_resource_and_the_table_stays_bounded(tmp_path: Path) -> None:
+    """An app that makes a Resource per record (a pod id in it): every spilled record comes back with
+    its own resource, while the hop's resource table is reset between frames (not one entry, and one
+    live Resource, per record ever seen)."""
+    held = Held(timeout=30)
+    hop = FirstHopProcessor(held, tmp_path, max_queue_size=16, max_export_batch_size=16,
+                            counters=Counters("res"), schedule_delay_millis=10)
+    try:
+        for i in range(3000):
+            item = _record(i)
+            item.log_record.attributes._dict.pop("lone")  # type: ignore[union-attr]
+            item.resource = Resource({"service.name": "svc", "k8s.pod.uid": f"pod-{i}"})
+            item.log_record.event_name = f"r{i}"
+            hop.on_emit(item)
+        assert hop.counters.get("spilled") > 2000
+        assert len(hop._resources) <= 64 + 256 and len(hop._resource_refs) <= 64 + 256
+        held.release.set()
+        assert hop.force_flush(30_000)
+    finally:
+        held.release.set()
+        hop.shutdown()
+    got = {r.log_record.event_name: r.resource.attributes.get("k8s.pod.uid") for r in held.inner.get_finished_logs()}
+    assert len(got) == 3000
+    assert all(pod == f"pod-{name[1:]}" for name, pod in got.items()), [kv for kv in got.items()
+                                                                      if kv[1] != f"pod-{kv[0][1:]}"][:5]

@@ -618,6 +618,11 @@ class FirstHopProcessor(LogRecordProcessor):
         rows, self._pending = self._pending, []
         raw, self._pending_raw = self._pending_raw, False
         self._write_rows(rows, raw)
+        if len(self._resources) > 64:  # no pending row refers to the table now (frames carry their own):
+            # an app that makes a Resource per record must not grow it, nor keep them all alive
+            self._resources.clear()
+            self._resource_ids.clear()
+            self._resource_refs.clear()
 
     def _write_rows(self, rows: list[tuple[Any, ...]], raw: bool) -> None:
         """Write ``rows`` as one frame; ``raw``: some were not prepared, seal it (spill lock held)."""
