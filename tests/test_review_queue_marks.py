@@ -1,0 +1,240 @@
+"""Adversarial review of the queue's overflow accounting (round 7: eviction knows what the lanes hold).
+
+The promise under attack: delivered + counted drops + queued + dead-lettered = appended, exactly, in
+every interleaving of appends (any tier), lane reads (a window of requests in flight), deliveries,
+failed requests (read again), cursor writes and housekeeping; the tier promise (lowest tier first, a
+newcomer never evicts a higher tier, security last) holds; the bookkeeping stays bounded.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from durable_helpers import entry
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from otel_ext.queue.store import Entry, PersistentQueue
+from otel_ext.telemetry import Counters
+
+PER = 2  # records per entry
+BODY = 300
+CLASSES = ("access", "error", "security")
+
+
+def seqs(entries: list[Entry]) -> list[int]:
+    out: list[int] = []
+    for e in entries:
+        request = ExportLogsServiceRequest.FromString(e.payload)
+        out += [a.value.int_value for rl in request.resource_logs for sl in rl.scope_logs
+                for r in sl.log_records for a in r.attributes if a.key == "seq"]
+    return out
+
+
+def one_entry_size() -> int:
+    return len(entry(list(range(PER)), body_bytes=BODY).payload)
+
+
+def queued(q: PersistentQueue) -> list[Entry]:
+    return q.read_after(0, 10**9, 10**12)
+
+
+class _Lane:
+    """What a :class:`otel_ext.export.sender.Lane` keeps in memory, driven step by step."""
+
+    def __init__(self, name: str, cursor: int) -> None:
+        self.name = name
+        self.delivered = cursor
+        self.window: list[list[Entry]] = []  # requests in flight, oldest first
+        self.got: list[int] = []
+
+    @property
+    def submitted(self) -> int:
+        return self.window[-1][-1].id if self.window else self.delivered
+
+
+class QueueMarksMachine(RuleBasedStateMachine):
+    """Appends of every tier into a queue of ~6 entries, against 1-2 lanes that read windows of
+    requests, deliver them, fail them (read again from what they delivered) and record cursors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="rev4-sm-"))
+        self.counters = Counters("rev4-sm")
+        self.q: PersistentQueue | None = None
+        self.lanes: list[_Lane] = []
+        self.next_seq = 0
+        self.tier_of: dict[int, int] = {}
+        self.violations: list[str] = []
+
+    @initialize(lanes=st.integers(1, 2), capacity=st.integers(3, 8))
+    def start(self, lanes: int, capacity: int) -> None:
+        size = one_entry_size()
+        self.q = PersistentQueue(self.dir / "q.db", max_bytes=capacity * size + size // 2, counters=self.counters)
+        names = [f"lane{i}" for i in range(lanes)]
+        self.q.register_lanes(names)
+        self.lanes = [_Lane(n, self.q.cursor(n)) for n in names]
+
+    # --- the app ----------------------------------------------------------------------------
+
+    @rule(tier=st.integers(0, 2), count=st.integers(1, 3))
+    def append(self, tier: int, count: int) -> None:
+        assert self.q is not None
+        before = {e.id: e for e in queued(self.q)}
+        batch = []
+        for _ in range(count):
+            s = list(range(self.next_seq, self.next_seq + PER))
+            self.next_seq += PER
+            for x in s:
+                self.tier_of[x] = tier
+            batch.append(entry(s, CLASSES[tier], body_bytes=BODY))
+        self.q.append(batch)
+        after = {e.id: e for e in queued(self.q)}
+        everyone = min(lane.delivered for lane in self.lanes)
+        evicted = [e for i, e in before.items() if i not in after and i > everyone]
+        for e in evicted:
+            if e.tier > tier:
+                self.violations.append(f"a tier-{tier} newcomer evicted a tier-{e.tier} entry")
+            lower = [o for o in after.values() if o.id in before and o.tier < e.tier]
+            if lower:
+                self.violations.append(f"a tier-{e.tier} entry was evicted while {len(lower)} older entries of "
+                                       f"tier {min(o.tier for o in lower)} stayed")
+
+    # --- the lanes ----------------------------------------------------------------------------
+
+    @rule(which=st.integers(0, 1), entries=st.integers(1, 4))
+    def read(self, which: int, entries: int) -> None:
+        assert self.q is not None
+        lane = self.lanes[which % len(self.lanes)]
+        if len(lane.window) >= 3:
+            return
+        take = self.q.read_after(lane.submitted, entries * PER, 10**12, lane=lane.name)
+        if take:
+            assert take[0].id > lane.submitted
+            lane.window.append(take)
+
+    @rule(which=st.integers(0, 1))
+    def deliver(self, which: int) -> None:
+        assert self.q is not None
+        lane = self.lanes[which % len(self.lanes)]
+        if not lane.window:
+            return
+        take = lane.window.pop(0)
+        lane.got += seqs(take)
+        lane.delivered = max(lane.delivered, take[-1].id)
+        self.q.mark_delivered(lane.name, lane.delivered, take)
+
+    @rule(which=st.integers(0, 1))
+    def fail(self, which: int) -> None:
+        """The head request failed: the window is forgotten, the lane reads again from what it delivered."""
+        self.lanes[which % len(self.lanes)].window.clear()
+
+    @rule(which=st.integers(0, 1))
+    def record(self, which: int) -> None:
+        assert self.q is not None
+        lane = self.lanes[which % len(self.lanes)]
+        self.q.advance(lane.name, lane.delivered)
+
+    @rule()
+    def housekeeping(self) -> None:
+        assert self.q is not None
+        self.q.maintain()
+
+    # --- promises -----------------------------------------------------------------------------
+
+    @invariant()
+    def nothing_delivered_twice_and_tiers_kept(self) -> None:
+        for lane in self.lanes:
+            assert len(lane.got) == len(set(lane.got)), f"{lane.name} delivered a record twice"
+        assert not self.violations, self.violations
+
+    def teardown(self) -> None:
+        """Every lane fails what it has in flight, then delivers everything; then the counts."""
+        if self.q is None:
+            return
+        try:
+            for lane in self.lanes:
+                lane.window.clear()
+                while take := self.q.read_after(lane.delivered, 10**9, 10**12, lane=lane.name):
+                    lane.got += seqs(take)
+                    lane.delivered = take[-1].id
+                    self.q.mark_delivered(lane.name, lane.delivered, take)
+                self.q.advance(lane.name, lane.delivered)
+            assert self.q.stats().records == 0
+        finally:
+            self.q.close()
+        for lane in self.lanes:
+            assert len(lane.got) == len(set(lane.got)), f"{lane.name} delivered a record twice"
+        everyone = set.intersection(*(set(lane.got) for lane in self.lanes))
+        lost = self.next_seq - len(everyone)
+        dropped = self.counters.get("dropped")
+        assert dropped == lost, f"counted {dropped} dropped, {lost} records did not reach every lane"
+
+
+QueueMarksMachine.TestCase.settings = settings(
+    max_examples=300, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+test_queue_marks_state_machine = QueueMarksMachine.TestCase
+
+
+# --- focused findings ---------------------------------------------------------------------------
+
+BIG = 1000  # body bytes of the focused tests' entries (~10 KB for 10 records)
+
+
+def put(q: PersistentQueue, k: int, event_class: str = "access", per: int = 10) -> None:
+    q.append([entry(list(range(k * per, (k + 1) * per)), event_class, body_bytes=BIG)])
+
+
+def small_queue(tmp_path: Path, name: str, entries: int = 8) -> tuple[PersistentQueue, Counters]:
+    counters = Counters(name)
+    size = len(entry(list(range(10)), body_bytes=BIG).payload)
+    q = PersistentQueue(tmp_path / "q.db", max_bytes=entries * size + size // 2, counters=counters)
+    q.register_lanes(["main"])
+    return q, counters
+
+
+def test_security_is_evicted_last_even_when_a_lane_holds_the_lower_tiers(tmp_path: Path) -> None:
+    """Finding: eviction skipped every entry a lane had in hand before it looked at the next tier, so
+    a lane holding the oldest access entries (a request in flight, or a backend down: the lane keeps
+    its request for good) made newcomers evict error and *security* entries while access entries
+    stayed. The lowest tier goes first whatever the lanes hold; in-hand entries are counted when the
+    lane passes them undelivered, so the counts stay exact."""
+    q, counters = small_queue(tmp_path, "rev4-tier")
+    put(q, 0, "access")
+    put(q, 1, "access")
+    for k in range(2, 8):
+        put(q, k, "security")
+    hand = q.read_after(q.cursor("main"), 20, 10**12, lane="main")  # the two access entries, in flight
+    assert len(hand) == 2
+    for k in range(8, 10):
+        put(q, k, "security")  # two must go: the two access entries, not the oldest security ones
+    dropped = counters.snapshot().get("dropped", {})
+    assert not any(key.startswith("security") for key in dropped), dropped
+    assert sorted(e.tier for e in queued(q)) == [2] * 8
+    # the request failed: the lane reads again and finds the access entries gone (counted now)
+    again = q.read_after(q.cursor("main"), 10**6, 10**12, lane="main")
+    got = seqs(again)
+    q.mark_delivered("main", again[-1].id, again)
+    q.advance("main", again[-1].id)
+    assert sorted(got) == list(range(20, 100))
+    assert counters.snapshot()["dropped"] == {"access:queue_full": 20}
+    q.close()
+
+
+def test_evicted_ids_are_not_kept_while_a_lane_is_stuck(tmp_path: Path) -> None:
+    """Finding: the ids of evicted entries were kept until every lane's cursor passed them. With the
+    backend down (the lane holds one request and never moves) every eviction added an id for good:
+    memory grew without bound and each evicting append re-scanned the whole set (and queried the
+    lanes' cursors) once it held 1,024 ids. Only a read in progress needs them."""
+    q, counters = small_queue(tmp_path, "rev4-stuck")
+    put(q, 0)
+    assert q.read_after(0, 10, 10**12, lane="main")  # the lane's request, never delivered
+    for k in range(1, 3001):
+        put(q, k)
+    assert counters.get("dropped") > 2900 * 10
+    assert len(q._evicted) <= 16, len(q._evicted)
+    q.close()
