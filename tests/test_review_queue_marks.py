@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import pytest
 from durable_helpers import entry
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from peers import collect, wait_until
 
+from otel_ext.export import FailoverLogExporter
 from otel_ext.queue.store import Entry, PersistentQueue
 from otel_ext.telemetry import Counters
 
@@ -238,3 +245,94 @@ def test_evicted_ids_are_not_kept_while_a_lane_is_stuck(tmp_path: Path) -> None:
     assert counters.get("dropped") > 2900 * 10
     assert len(q._evicted) <= 16, len(q._evicted)
     q.close()
+
+
+# --- real lanes, counted at real receivers -------------------------------------------------------
+
+
+@pytest.mark.peers
+def test_replicate_one_backend_down_one_fast_overflowing_a_tiny_queue_counts_exactly(
+        receivers: Any, tmp_path: Path) -> None:
+    """Replicate mode, backend b down from the start (its lane holds its first request for good),
+    backend a fast, a 256 KiB queue overflowing with access and a little security. Then b comes back.
+    A record counted dropped is one that did not reach both receivers, and each such record is
+    counted once; nothing reaches a receiver twice; no security record is dropped (they fit)."""
+    a = receivers("a")
+    b = receivers("b", start=False)
+    queue_counters = Counters("rev4-replicate-q")
+    exporter = FailoverLogExporter([a.grpc_url, b.grpc_url], queue_dir=tmp_path / "q", policy="replicate",
+                                   queue_max_bytes=256 * 1024, counters=Counters("rev4-replicate"),
+                                   queue_counters=queue_counters)
+    provider = LoggerProvider()
+    provider.add_log_record_processor(BatchLogRecordProcessor(
+        exporter, schedule_delay_millis=10, max_export_batch_size=200, max_queue_size=100_000))
+    logger = provider.get_logger("rev4")
+    emitted = 0
+    for burst in range(6):
+        for _ in range(1500):
+            cls = "security" if emitted % 50 == 0 else "access"
+            logger.emit(body=f"record {emitted} " + "x" * 200, severity_number=SeverityNumber.INFO,
+                        attributes={"seq": emitted, "labels.event_class": cls})
+            emitted += 1
+        assert provider.force_flush(30_000)
+        if burst == 3:
+            b.start()
+    assert provider.force_flush(30_000)
+    assert exporter.force_flush(60_000)
+    provider.shutdown()
+    dropped = queue_counters.snapshot().get("dropped", {})
+    assert sum(dropped.values()) > 0, "the queue never overflowed: nothing was exercised"
+    assert not any(key.startswith("security") for key in dropped), dropped
+    lost = sum(dropped.values())
+    at_b = collect(emitted - lost, b)
+    at_a = a.uids()
+    assert len(at_a) == len(set(at_a)), "a record delivered twice to a"
+    assert len(at_b) == len(set(at_b)), "a record delivered twice to b"
+    both = set(at_a) & set(at_b)
+    assert emitted - len(both) == lost, (len(at_a), len(at_b), len(both), dropped)
+
+
+@pytest.mark.peers
+def test_a_down_backends_lane_holding_access_records_does_not_make_security_records_go_first(
+        receivers: Any, tmp_path: Path) -> None:
+    """Replicate mode: backend b is down, so its lane keeps its first request (access records) in
+    hand for good. Security records then fill the queue past its bound; they fit in it on their own.
+    The access records must go first (here: the ones b holds, which it still delivers from memory
+    when it comes back), not the security ones."""
+    a = receivers("a")
+    b = receivers("b", start=False)
+    queue_counters = Counters("rev4-tier-e2e-q")
+    exporter = FailoverLogExporter([a.grpc_url, b.grpc_url], queue_dir=tmp_path / "q", policy="replicate",
+                                   queue_max_bytes=256 * 1024, counters=Counters("rev4-tier-e2e"),
+                                   queue_counters=queue_counters)
+    provider = LoggerProvider()
+    provider.add_log_record_processor(BatchLogRecordProcessor(
+        exporter, schedule_delay_millis=10, max_export_batch_size=1000, max_queue_size=100_000))
+    logger = provider.get_logger("rev4")
+    emitted = 0
+
+    def emit(n: int, cls: str) -> None:
+        nonlocal emitted
+        for _ in range(n):
+            logger.emit(body=f"record {emitted} " + "x" * 200, severity_number=SeverityNumber.INFO,
+                        attributes={"seq": emitted, "labels.event_class": cls})
+            emitted += 1
+        assert provider.force_flush(30_000)
+
+    emit(400, "access")  # one export: one entry, which b's lane reads and keeps while b is down
+    assert wait_until(lambda: a.count() >= 400 and any(
+        not k.startswith("a") for k in exporter.counters.snapshot().get("attempts", {})), 20)
+    for _ in range(5):
+        emit(100, "security")  # 500 security records fit in the queue, with the access ones they do not
+    b.start()
+    assert exporter.force_flush(60_000)
+    provider.shutdown()
+    dropped = queue_counters.snapshot().get("dropped", {})
+    assert not any(key.startswith("security") for key in dropped), dropped
+    assert exporter.queue._evictions, "the queue never overflowed: nothing was exercised"
+    lost = sum(dropped.values())
+    at_b = collect(emitted - lost, b)
+    at_a = a.uids()
+    assert len(at_a) == len(set(at_a)) == emitted
+    assert len(at_b) == len(set(at_b))
+    assert emitted - len(set(at_a) & set(at_b)) == lost, (len(at_a), len(at_b), dropped)
