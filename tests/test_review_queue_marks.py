@@ -460,3 +460,18 @@ def test_kafka_broker_killed_with_a_window_in_flight_while_the_queue_overflows_c
         if writer is not None:
             writer.join()
         broker.stop()
+
+
+def test_a_newcomer_that_cannot_fit_evicts_nothing(tmp_path: Path) -> None:
+    """Finding (older than round 7): a newcomer too large to fit even with every entry of its tier
+    and below gone evicted them all anyway, then was dropped too: records lost for nothing."""
+    q, counters = small_queue(tmp_path, "rev4-waste")
+    put(q, 0, "access")
+    for k in range(1, 7):
+        put(q, k, "security")
+    q.append([entry(list(range(1000, 1030)), "access", body_bytes=BIG)])  # three entries' worth
+    assert counters.snapshot()["dropped"] == {"access:queue_full": 30}  # the newcomer only
+    assert sorted(s for s in seqs(queued(q))) == list(range(70))
+    put(q, 7, "access")  # still room for one more entry
+    assert counters.get("dropped") == 30
+    q.close()

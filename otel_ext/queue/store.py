@@ -16,8 +16,10 @@ class. Eviction knows what the lanes hold in memory (:meth:`PersistentQueue.mark
 ``lane`` of :meth:`PersistentQueue.read_after`): entries every lane has delivered but not yet recorded
 are freed first and not counted (they were delivered), within the lowest tier entries a lane has in
 hand are evicted only when nothing else of that tier is left (the tier order wins over the lanes'
-hands: security last), and an entry evicted while a lane was reading it is taken out of that read. So delivered + counted drops = appended, exactly, unless a lane's in-flight
-requests are all there is to evict (then such an entry may be both delivered and counted).
+hands: security last), and an entry evicted while a lane was reading it is taken out of that read.
+So delivered + counted drops = appended, exactly (an entry evicted from a lane's hands is counted
+when the lane passes it undelivered, or at close: if a request abandoned at shutdown still arrives
+afterwards, it is both delivered and counted).
 
 Since schema version 2 the payload bytes of entries larger than ``INLINE_MAX`` live in append-only
 segment files beside the database (``<queue>.db.seg/``, see :mod:`otel_ext.queue.segments`), written
@@ -717,6 +719,11 @@ class PersistentQueue:
             self._delete_upto(floor, delta)
         guard = "".join(" AND NOT (id > ? AND id <= ?)" for _ in held)
         guarded = [bound for _, low, top in held for bound in (low, top)]
+        # a newcomer that cannot fit even with every entry of its tier and below gone evicts nothing
+        # (it used to evict them all and be dropped too)
+        before = (delta.entries, delta.records, delta.bytes, len(delta.removed), len(delta.evicted),
+                  len(delta.in_hand), len(delta.dropped))
+        self._conn.execute("SAVEPOINT room")
         while self._bytes + delta.bytes + size > self.max_bytes:
             # the lowest tier first, whatever the lanes hold (security last); within it, what no lane
             # has in hand first, and only when that tier has nothing else, an entry in a lane's hands
@@ -725,6 +732,11 @@ class PersistentQueue:
                 (tier,),
             ).fetchone()
             if row is None:
+                self._conn.execute("ROLLBACK TO room")
+                self._conn.execute("RELEASE room")
+                delta.entries, delta.records, delta.bytes = before[:3]
+                del delta.removed[before[3]:], delta.evicted[before[4]:], delta.in_hand[before[5]:]
+                del delta.dropped[before[6]:]
                 return False
             if guard:
                 row = self._conn.execute(
@@ -744,6 +756,7 @@ class PersistentQueue:
                 delta.in_hand.append((entry_id, decode_classes(row[2]), holders))
             else:
                 delta.dropped.append((decode_classes(row[2]), "queue_full"))
+        self._conn.execute("RELEASE room")
         return True
 
     def _lane_marks(self) -> tuple[int, dict[str, int], list[tuple[str, int, int]]]:
