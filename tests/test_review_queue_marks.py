@@ -215,7 +215,7 @@ class QueueMarksMachine(RuleBasedStateMachine):
 
 
 QueueMarksMachine.TestCase.settings = settings(
-    max_examples=300, stateful_step_count=40, deadline=None,
+    max_examples=120, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 test_queue_marks_state_machine = QueueMarksMachine.TestCase
 
