@@ -14,10 +14,12 @@ dead-letter table with the reason. When ``max_bytes`` would be exceeded, the old
 lowest tier go first and a newcomer never evicts a higher tier; every dropped record is counted per
 class. Eviction knows what the lanes hold in memory (:meth:`PersistentQueue.mark_delivered`, and the
 ``lane`` of :meth:`PersistentQueue.read_after`): entries every lane has delivered but not yet recorded
-are freed first and not counted (they were delivered), entries a lane has in hand are evicted only
-when nothing else of a low enough tier is left, and an entry evicted while a lane was reading it is
-taken out of that read. So delivered + counted drops = appended, exactly, unless a lane's in-flight
-requests are all there is to evict (then such an entry may be both delivered and counted).
+are freed first and not counted (they were delivered), within the lowest tier entries a lane has in
+hand are evicted only when nothing else of that tier is left (the tier order wins over the lanes'
+hands: security last), and an entry evicted while a lane was reading it is taken out of that read.
+So delivered + counted drops = appended, exactly (an entry evicted from a lane's hands is counted
+when the lane passes it undelivered, or at close: if a request abandoned at shutdown still arrives
+afterwards, it is both delivered and counted).
 
 Since schema version 2 the payload bytes of entries larger than ``INLINE_MAX`` live in append-only
 segment files beside the database (``<queue>.db.seg/``, see :mod:`otel_ext.queue.segments`), written
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import sqlite3
@@ -255,7 +258,14 @@ class PersistentQueue:
         self._marks_lock = threading.Lock()
         self._held: dict[str, int] = {}
         self._acked: dict[str, int] = {}
-        self._evicted: set[int] = set()
+        # evicted id -> the number of the evicting commit; kept only while a lane's read that began
+        # before that commit is in progress (a read that begins later does not see the row at all), so
+        # this stays small however long a lane is stuck (it used to grow by every eviction then)
+        self._evicted: dict[int, int] = {}
+        self._evictions = 0  # evicting commits so far
+        self._reads: dict[int, int] = {}  # lanes' reads in progress: token -> _evictions when they began
+        self._reads_lock = threading.Lock()  # small, never held across a transaction (after _marks_lock)
+        self._read_tokens = itertools.count()
         self._in_hand: dict[int, tuple[dict[str, int], set[str]]] = {}  # evicted from a lane's hands
         self._entries = self._records = self._bytes = 0
         self._reload_totals()
@@ -368,10 +378,9 @@ class PersistentQueue:
         finally:
             if delta.marks:
                 if committed and delta.evicted:
-                    self._evicted.update(delta.evicted)
+                    self._note_evicted(delta.evicted)
                     for entry_id, classes, lanes in delta.in_hand:
                         self._in_hand[entry_id] = (classes, lanes)
-                    self._prune_evicted()
                 delta.marks = False
                 self._marks_lock.release()
         self._entries += delta.entries
@@ -694,9 +703,10 @@ class PersistentQueue:
     def _make_room(self, size: int, tier: int, delta: _Delta) -> bool:
         """Evict lower-or-equal tiers, oldest first, until ``size`` fits. False if it cannot fit.
 
-        First frees what every lane has delivered (not a drop), then evicts entries no lane has in
-        hand (counted dropped), and only then entries lanes are delivering: those are counted dropped
-        when a lane passes them without delivering them (see :meth:`mark_delivered`), not now."""
+        First frees what every lane has delivered (not a drop), then, lowest tier first, evicts the
+        entries of that tier no lane has in hand (counted dropped), and only then those of that tier
+        lanes are delivering: those are counted dropped when a lane passes them without delivering
+        them (see :meth:`mark_delivered`), not now."""
         if self._bytes + delta.bytes + size <= self.max_bytes:
             return True
         if size > self.max_bytes:
@@ -709,18 +719,30 @@ class PersistentQueue:
             self._delete_upto(floor, delta)
         guard = "".join(" AND NOT (id > ? AND id <= ?)" for _ in held)
         guarded = [bound for _, low, top in held for bound in (low, top)]
+        # a newcomer that cannot fit even with every entry of its tier and below gone evicts nothing
+        # (it used to evict them all and be dropped too)
+        before = (delta.entries, delta.records, delta.bytes, len(delta.removed), len(delta.evicted),
+                  len(delta.in_hand), len(delta.dropped))
+        self._conn.execute("SAVEPOINT room")
         while self._bytes + delta.bytes + size > self.max_bytes:
+            # the lowest tier first, whatever the lanes hold (security last); within it, what no lane
+            # has in hand first, and only when that tier has nothing else, an entry in a lane's hands
             row = self._conn.execute(
-                f"SELECT id, records, classes, size FROM entries WHERE tier <= ?{guard} ORDER BY tier, id LIMIT 1",
-                (tier, *guarded),
+                "SELECT id, records, classes, size, tier FROM entries WHERE tier <= ? ORDER BY tier, id LIMIT 1",
+                (tier,),
             ).fetchone()
-            if row is None and guard:  # only what the lanes hold is left
-                row = self._conn.execute(
-                    "SELECT id, records, classes, size FROM entries WHERE tier <= ? ORDER BY tier, id LIMIT 1",
-                    (tier,),
-                ).fetchone()
             if row is None:
+                self._conn.execute("ROLLBACK TO room")
+                self._conn.execute("RELEASE room")
+                delta.entries, delta.records, delta.bytes = before[:3]
+                del delta.removed[before[3]:], delta.evicted[before[4]:], delta.in_hand[before[5]:]
+                del delta.dropped[before[6]:]
                 return False
+            if guard:
+                row = self._conn.execute(
+                    f"SELECT id, records, classes, size, tier FROM entries WHERE tier = ?{guard} ORDER BY id LIMIT 1",
+                    (int(row[4]), *guarded),
+                ).fetchone() or row
             entry_id = int(row[0])
             self._conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
             delta.removed.append(entry_id)
@@ -734,6 +756,7 @@ class PersistentQueue:
                 delta.in_hand.append((entry_id, decode_classes(row[2]), holders))
             else:
                 delta.dropped.append((decode_classes(row[2]), "queue_full"))
+        self._conn.execute("RELEASE room")
         return True
 
     def _lane_marks(self) -> tuple[int, dict[str, int], list[tuple[str, int, int]]]:
@@ -746,13 +769,19 @@ class PersistentQueue:
         held = [(name, done.get(name, self._acked.get(name, 0)), top) for name, top in list(self._held.items())]
         return floor, done, [(name, low, top) for name, low, top in held if top > low]
 
-    def _prune_evicted(self) -> None:
-        """Forget evicted ids no lane can read any more (call with ``_marks_lock`` held)."""
-        if len(self._evicted) < 1024:
-            return
-        with contextlib.suppress(sqlite3.Error):
-            floor, _, _ = self._lane_marks()
-            self._evicted = {i for i in self._evicted if i > floor}
+    def _note_evicted(self, ids: list[int]) -> None:
+        """After an evicting COMMIT (``_marks_lock`` held): keep its ids for the reads in progress
+        (their snapshot may still hold those rows), forget what no read in progress can have seen."""
+        with self._reads_lock:
+            self._evictions += 1
+            if not self._reads:
+                self._evicted.clear()
+                return
+            for entry_id in ids:
+                self._evicted[entry_id] = self._evictions
+            oldest = min(self._reads.values())
+            if len(self._evicted) > len(ids):
+                self._evicted = {i: n for i, n in self._evicted.items() if n > oldest}
 
     def mark_delivered(self, lane: str, upto: int, delivered: Sequence[Entry] = ()) -> None:
         """Lane ``lane`` delivered (or dead-lettered) every entry up to ``upto``, maybe not recorded yet
@@ -812,22 +841,32 @@ class PersistentQueue:
         is damaged is moved to the dead letters (with the reason) and the read is done again.
         ``lane`` (the reading lane) takes note of the entries it is handed, so that eviction leaves
         them alone; an entry evicted (and counted dropped) while this read ran is left out of it."""
-        for _ in range(100):
-            damaged: dict[int, tuple[tuple[int, int, int], str, bytes]] = {}
-            entries = self._read_once(cursor, max_records, max_bytes, damaged)
-            if damaged:
-                self._dead_letter_damaged(damaged)
-                continue
-            if lane is None or not entries:
-                return entries
-            with self._marks_lock:
-                if entries[-1].id > self._held.get(lane, 0):
-                    self._held[lane] = entries[-1].id
-                if self._evicted:
-                    entries = [e for e in entries if e.id not in self._evicted]
-            if entries:
-                return entries
-        return []
+        token = next(self._read_tokens)
+        try:
+            for _ in range(100):
+                if lane is not None:  # before the read's snapshot: evictions committed after it count
+                    with self._reads_lock:
+                        self._reads[token] = self._evictions
+                damaged: dict[int, tuple[tuple[int, int, int], str, bytes]] = {}
+                entries = self._read_once(cursor, max_records, max_bytes, damaged)
+                if damaged:
+                    self._dead_letter_damaged(damaged)
+                    continue
+                if lane is None or not entries:
+                    return entries
+                with self._marks_lock:
+                    if entries[-1].id > self._held.get(lane, 0):
+                        self._held[lane] = entries[-1].id
+                    if self._evicted:
+                        began = self._reads[token]
+                        entries = [e for e in entries if self._evicted.get(e.id, 0) <= began]
+                if entries:
+                    return entries
+            return []
+        finally:
+            if lane is not None:
+                with self._reads_lock:
+                    self._reads.pop(token, None)
 
     def _read_once(self, cursor: int, max_records: int, max_bytes: int,
                    damaged: dict[int, tuple[tuple[int, int, int], str, bytes]]) -> list[Entry]:
