@@ -253,3 +253,58 @@ def test_a_slow_receiver_and_a_tiny_queue_delivered_plus_counted_drops_equal_emi
     uids = collect(emitted - dropped, rx)
     assert len(uids) == len(set(uids)), "a record delivered twice"
     assert len(uids) + dropped == emitted, (len(uids), dropped)
+
+
+def test_an_entry_whose_dead_letter_is_not_written_yet_stays_in_the_file_when_the_queue_overflows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A permanently rejected entry leaves the queue file only once its dead letter is in it: while
+    the dead-letter write keeps failing, what the lane acknowledged is not reported as delivered, so
+    an overflowing append evicts newer entries instead of freeing it (a crash then re-sends it, never
+    loses it). The review found the entry freed before its dead letter existed."""
+    from otel_ext.backends.outcome import Outcome
+    from otel_ext.export.policy import Policy
+    from otel_ext.export.sender import Lane
+    from otel_ext.export.testing import MemoryBackend
+    from otel_ext.queue.store import QueueError
+
+    q, counters = queue(tmp_path, "marks-dead", entries=6)
+    bad = entry(list(range(900, 900 + PER)), body_bytes=BODY)
+    q.append([bad])
+    put(q, 1)
+    put(q, 2)
+
+    class Picky(MemoryBackend):
+        def send(self, payload: bytes, records: int) -> Outcome:
+            if bad.payload in payload:
+                return Outcome.permanent("mapper_parsing_exception")
+            return super().send(payload, records)
+
+    refusing = [True]
+    write_dead_letter = q.dead_letter
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        if refusing[0]:
+            raise QueueError("disk I/O error (the dead-letter write fails for now)")
+        write_dead_letter(*args, **kwargs)
+
+    monkeypatch.setattr(q, "dead_letter", refused)
+    picky = Picky("picky")
+    lane = Lane("main", q, Policy([picky], "priority"), Counters("marks-dead-e"), max_request_records=PER)
+    for _ in range(4):
+        lane._step()
+    assert lane._owed_dead and sorted(int(v) for v in picky.values("seq")) == list(range(PER, 3 * PER))
+    for k in range(10, 16):
+        put(q, k)  # overflow: three entries must go
+    stored = [e.payload for e in q.read_after(0, 10**6, 10**12)]
+    assert bad.payload in stored, "the rejected entry left the file before its dead letter was written"
+    refusing[0] = False
+    assert lane.settle(force=True)
+    assert [d.payload for d in q.dead_letters()] == [bad.payload]
+    for _ in range(10):
+        lane._step()
+    lane.settle(force=True)
+    delivered = [int(v) for v in picky.values("seq")]
+    assert len(delivered) == len(set(delivered))
+    assert len(delivered) + counters.get("dropped") + PER == 9 * PER, (len(delivered), counters.snapshot())
+    assert q.pending() == 0
+    q.close()

@@ -100,6 +100,8 @@ class Lane(threading.Thread):
         self._unrecorded_since = 0.0  # monotonic time of the first acknowledgement not yet recorded
         self._unrecorded_bytes = 0  # payload bytes acknowledged in the window since the last cursor write
         self._owed_dead: list[tuple[Entry, str, str]] = []  # dead letters not yet written
+        # ids acknowledged while a dead letter is owed: the queue hears of them once it is written
+        self._unmarked: list[int] = []
         self._retry_at = 0.0
         self._backoff = 0.0
 
@@ -176,6 +178,9 @@ class Lane(threading.Thread):
                 self.queue.dead_letter(entry, backend, reason)
                 self._owed_dead.pop(0)
             upto = self.delivered_upto()
+            if self._unmarked:  # the dead letters are in the file: what was held back may go now
+                self.queue.mark_delivered(self.lane, upto, self._unmarked)
+                self._unmarked = []
             self.queue.advance(self.lane, upto)
         except QueueError as exc:
             return self._unrecordable(exc)
@@ -372,7 +377,12 @@ class Lane(threading.Thread):
 
     def _acknowledge(self, take: list[Entry], settle: bool = True) -> None:
         self._delivered = max(self.delivered_upto(), take[-1].id)
-        self.queue.mark_delivered(self.lane, self._delivered, take)  # eviction frees it, not a drop
+        if self._owed_dead or self._unmarked:
+            # a dead letter is owed (not in the file yet): the queue must not free what this lane
+            # passed (a crash would lose the rejected records); its ids resolve evictions later
+            self._unmarked.extend(e.id for e in take)
+        else:
+            self.queue.mark_delivered(self.lane, self._delivered, take)  # eviction frees it, not a drop
         del self._pending[: len(take)]
         if not self._pending:
             self._resend = False

@@ -783,7 +783,7 @@ class PersistentQueue:
             if len(self._evicted) > len(ids):
                 self._evicted = {i: n for i, n in self._evicted.items() if n > oldest}
 
-    def mark_delivered(self, lane: str, upto: int, delivered: Sequence[Entry] = ()) -> None:
+    def mark_delivered(self, lane: str, upto: int, delivered: Sequence[Entry | int] = ()) -> None:
         """Lane ``lane`` delivered (or dead-lettered) every entry up to ``upto``, maybe not recorded yet
         (:meth:`advance` records it); ``delivered`` are the entries of this acknowledgement. Eviction
         frees such entries first, without counting them. An entry evicted from the lane's hands is
@@ -794,7 +794,7 @@ class PersistentQueue:
                 self._acked[lane] = upto
             if not self._in_hand:
                 return
-            ids = {e.id for e in delivered}
+            ids = {e if isinstance(e, int) else e.id for e in delivered}
             for entry_id, (classes, lanes) in list(self._in_hand.items()):
                 if lane not in lanes:
                     continue
