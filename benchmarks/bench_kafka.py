@@ -25,7 +25,7 @@ Where the time goes, measured on the same bytes in the same run:
 Rounds are interleaved (which side runs first alternates); each ratio is ours/anchor within one
 pair, and the medians of those ratios are printed.
 
-    python benchmarks/bench_kafka.py [--records 200000] [--rounds 5] [--export-records 20000]
+    python benchmarks/bench_kafka.py [--records 200000] [--rounds 5] [--export-records 20000] [--durable-only]
 """
 
 from __future__ import annotations
@@ -286,6 +286,8 @@ def main() -> None:
     parser.add_argument("--request-records", type=int, default=10_000, help="the lane's max_request_records")
     parser.add_argument("--window-requests", type=int, default=8, help="the lane's max_inflight_requests")
     parser.add_argument("--window-mib", type=float, default=24.0, help="the lane's max_inflight_bytes (MiB)")
+    parser.add_argument("--durable-only", action="store_true",
+                        help="only the durable path and its anchor pairs (the goal's figure), one line per pair")
     args = parser.parse_args()
     broker = KafkaBroker(partitions=1).start()
     try:
@@ -301,6 +303,12 @@ def main() -> None:
             return seconds
 
         durable_s, anchor_s = paired(args.rounds, durable, lambda: bench.anchor(values))
+        if args.durable_only:
+            for mine, theirs in zip(durable_s, anchor_s, strict=True):
+                print(f"pair: durable {mine * 1000:.1f} ms, anchor {theirs * 1000:.1f} ms, ratio {theirs / mine:.3f}")
+            print(f"durable path ÷ plain producer, median of {args.rounds} pairs: "
+                  f"{statistics.median(t / m for m, t in zip(durable_s, anchor_s, strict=True)):.2f}")
+            return
         drain_s, anchor2_s = paired(args.rounds, bench.drain_only, lambda: bench.anchor(values))
         append_s, anchor3_s = paired(args.rounds, bench.append_only, lambda: bench.anchor(values))
         no_checkpoint_s = [bench.append_only(checkpoints=False) for _ in range(args.rounds)]
