@@ -5,6 +5,7 @@ adoption, quarantine, overflow, a full disk and kill -9 with segments in play. R
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -643,3 +644,34 @@ def test_a_row_that_lost_its_segment_number_is_a_dead_letter_never_an_empty_deli
     (letter,) = q.dead_letters()
     assert letter.records == 20 and "does not match its size" in letter.reason
     q.close()
+
+
+def test_segments_left_by_an_owner_killed_after_removing_its_file_are_swept(tmp_path: Path) -> None:
+    """A drained (or adopted) queue file is removed before its segment directory: a kill -9 in
+    between left the directory for good (seen once in a kill storm). The orphan scan removes it once
+    no one holds the file's lock, and leaves it while someone does (an owner creating or
+    quarantining that file holds it)."""
+    import fcntl
+
+    directory = prepare_dir(tmp_path / "q")
+    claim = claim_new(directory)
+    q = PersistentQueue(claim.db_path)
+    q.append([entry(list(range(50)), body_bytes=400)])
+    assert segments.segment_dir(claim.db_path).is_dir()
+    q.close()
+    for suffix in ("", "-wal", "-shm", ".reserve"):  # what release(remove=True) did before the kill
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{claim.db_path}{suffix}")
+    claim.forget()  # our claim lets go of the lock ...
+    held = os.open(claim.lock_path, os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ... and someone else holds it: left alone
+    assert list(orphans(directory)) == []
+    assert segments.segment_dir(claim.db_path).is_dir()
+    os.close(held)  # the owner is gone (killed): swept
+    assert list(orphans(directory)) == []
+    assert not segments.segment_dir(claim.db_path).exists() and not claim.lock_path.exists()
+    planted = directory / "q-1-deadbeef.db.seg"  # not ours inside: files of another kind are never removed
+    planted.mkdir(mode=0o700)
+    (planted / "notes.txt").write_text("not a segment")
+    assert list(orphans(directory)) == []
+    assert (planted / "notes.txt").exists()

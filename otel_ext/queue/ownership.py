@@ -152,6 +152,33 @@ def orphans(directory: Path, exclude: Path | None = None,
             os.close(fd)
             continue
         yield ClaimedFile(db_path, lock_path, fd)
+    for folder in sorted(directory.glob(f"q-*.db{segments.SEGMENT_SUFFIX}")):
+        db_path = Path(str(folder)[: -len(segments.SEGMENT_SUFFIX)])
+        if db_path != exclude and not db_path.exists():
+            _sweep_segments(db_path)
+
+
+def _sweep_segments(db_path: Path) -> None:
+    """Remove the segment directory of a queue file that is gone: its owner removed the file (an
+    adopted orphan, a drained queue) and was killed before it removed the segments. Only while no
+    one holds the file's lock (an owner creating or quarantining it holds it), and never what is not
+    ours (see :func:`segments.remove_all`)."""
+    lock_path = db_path.with_suffix(".lock")
+    if foreign_file(lock_path):
+        return
+    try:
+        fd = _try_lock(lock_path)
+    except OSError:
+        return
+    if fd is None:
+        return
+    try:
+        if not db_path.exists():
+            segments.remove_all(db_path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock_path)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
