@@ -695,8 +695,7 @@ class RedactionProcessor(LogRecordProcessor):
         # stays its own; a few distinct resources and scopes per process, bounded anyway
         self._resources: dict[int, tuple[Any, Any]] = {}
         self._scopes: dict[int, tuple[Any, Any]] = {}
-        self._last_resource: tuple[Any, Any] = (None, None)
-        self._last_scope: tuple[Any, Any] = (None, None)
+        self._last: dict[str, tuple[Any, Any]] = {}  # field -> (the last original, its copy)
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         self.redact_item(log_record)
@@ -706,34 +705,28 @@ class RedactionProcessor(LogRecordProcessor):
         log record (:meth:`redact_record`), and its resource and scope attributes. Never raises."""
         self.redact_record(item.log_record)
         try:
-            resource = item.resource
-            last = self._last_resource  # the usual case: the same resource as the record before
-            if resource is last[0]:
-                clean = last[1]
-            elif resource is not None:
-                clean = self._cached(self._resources, resource, self._clean_resource)
-                self._last_resource = (resource, clean)
-            else:
-                clean = None
-            if clean is not resource:
-                object.__setattr__(item, "resource", clean)  # also on the SDK's frozen records
-            scope = item.instrumentation_scope
-            last = self._last_scope
-            if scope is last[0]:
-                clean = last[1]
-            elif scope is not None:
-                clean = self._cached(self._scopes, scope, self._clean_scope)
-                self._last_scope = (scope, clean)
-            else:
-                clean = None
-            if clean is not scope:
-                object.__setattr__(item, "instrumentation_scope", clean)
+            self._replace(item, "resource", self._resources, self._clean_resource)
+            self._replace(item, "instrumentation_scope", self._scopes, self._clean_scope)
         except Exception:  # noqa: BLE001 - fail closed: withhold what could not be scanned
             self.redactor.counters.add("failed")
             _logger.warning("otel-ext: redaction of a resource or scope failed; their attributes withheld")
             with contextlib.suppress(Exception):
                 object.__setattr__(item, "resource", Resource({"otel_ext.redaction": "failed"}))
                 object.__setattr__(item, "instrumentation_scope", None)
+
+    def _replace(self, item: Any, field: str, cache: dict[int, tuple[Any, Any]], clean: Any) -> None:
+        """Put the redacted copy of ``item``'s ``field`` (a resource or scope) in its place."""
+        original = getattr(item, field)
+        if original is None:
+            return
+        last = self._last.get(field)  # the usual case: the same object as the record before
+        if last is not None and last[0] is original:
+            new = last[1]
+        else:
+            new = self._cached(cache, original, clean)
+            self._last[field] = (original, new)
+        if new is not original:
+            object.__setattr__(item, field, new)  # also on the SDK's frozen records
 
     @staticmethod
     def _cached(cache: dict[int, tuple[Any, Any]], original: Any, clean: Any) -> Any:

@@ -12,8 +12,9 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
 from otel_ext.queue.ownership import prepare_dir
-from otel_ext.queue.store import NewEntry
+from otel_ext.queue.store import Entry, NewEntry, PersistentQueue
 
 ROOT = str(Path(__file__).resolve().parents[1])
 
@@ -37,6 +38,40 @@ def payload(seqs: list[int], body_bytes: int = 200) -> bytes:
 def entry(seqs: list[int], event_class: str = "access", body_bytes: int = 200) -> NewEntry:
     tier = {"access": 0, "error": 1, "security": 2}[event_class]
     return NewEntry(tier, len(seqs), {event_class: len(seqs)}, payload(seqs, body_bytes))
+
+
+def seqs_of(payloads: Iterable[bytes]) -> list[int]:
+    """The ``seq`` attributes of every record in these OTLP payloads, in order."""
+    out: list[int] = []
+    for p in payloads:
+        request = ExportLogsServiceRequest.FromString(p)
+        out += [a.value.int_value for rl in request.resource_logs for sl in rl.scope_logs
+                for r in sl.log_records for a in r.attributes if a.key == "seq"]
+    return out
+
+
+def entry_seqs(entries: Iterable[Entry]) -> list[int]:
+    return seqs_of(e.payload for e in entries)
+
+
+@contextlib.contextmanager
+def append_in_progress(q: PersistentQueue) -> Iterator[None]:
+    """Another thread holds ``q``'s writer lock (as an append does) until the block ends."""
+    held, release = threading.Event(), threading.Event()
+
+    def appender() -> None:
+        with q._lock:
+            held.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=appender)
+    worker.start()
+    assert held.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        worker.join(10)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from durable_helpers import entry
+from durable_helpers import append_in_progress, entry
 
 from otel_ext.backends.base import Ticket
 from otel_ext.backends.outcome import Outcome
@@ -228,7 +228,6 @@ def test_a_window_records_its_acknowledged_prefix_on_its_cadence_without_waiting
     """Acknowledgements are not written one by one: not before the cadence is due, not while an
     append holds the queue (until overdue), and everything as soon as the lane goes idle. What is
     written never passes what was acknowledged."""
-    import threading
 
     from otel_ext.export import sender
 
@@ -248,21 +247,10 @@ def test_a_window_records_its_acknowledged_prefix_on_its_cadence_without_waiting
     # due now, but an append holds the queue: the lane does not wait for it
     monkeypatch.setattr(sender, "RECORD_EVERY", 0.0)
     monkeypatch.setattr(sender, "RECORD_OVERDUE", 3600.0)
-    held, release = threading.Event(), threading.Event()
-
-    def appender() -> None:
-        with q._lock:
-            held.set()
-            release.wait(10)
-
-    worker = threading.Thread(target=appender)
-    worker.start()
-    assert held.wait(10)
-    started = time.monotonic()
-    assert lane._step()
-    assert time.monotonic() - started < 5  # did not wait for the 10 s hold
-    release.set()
-    worker.join(10)
+    with append_in_progress(q):
+        started = time.monotonic()
+        assert lane._step()
+        assert time.monotonic() - started < 5  # did not wait for the 10 s hold
     assert q.cursor("main") == 0
     assert lane._step()  # the queue is free: written now, up to what was acknowledged and no further
     assert 0 < q.cursor("main") <= lane.delivered_upto()

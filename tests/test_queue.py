@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from durable_helpers import append_in_progress
 
 from otel_ext.queue.ownership import claim_new, list_queue_files, orphans, prepare_dir
 from otel_ext.queue.store import NewEntry, PersistentQueue, decode_classes
@@ -29,25 +30,12 @@ def test_advance_without_waiting_writes_nothing_while_an_append_holds_the_queue(
     """A lane's periodic cursor write does not wait for an append in progress (another thread holds
     the queue): it says so and writes nothing; waiting, or once the append is done, it writes the
     cursor and deletes the acknowledged entries in one go."""
-    import threading
-
     q = PersistentQueue(tmp_path / "q.db")
     q.register_lanes(["main"])
     q.append([entry(0), entry(0), entry(0)])
     ids = [e.id for e in q.read_after(0, 100, 10**9)]
-    held, release = threading.Event(), threading.Event()
-
-    def appender() -> None:
-        with q._lock:
-            held.set()
-            release.wait(10)
-
-    worker = threading.Thread(target=appender)
-    worker.start()
-    assert held.wait(10)
-    assert q.advance("main", ids[1], wait=False) is False
-    release.set()
-    worker.join(10)
+    with append_in_progress(q):
+        assert q.advance("main", ids[1], wait=False) is False
     assert q.cursor("main") == 0 and q.stats().entries == 3
     assert q.advance("main", ids[1], wait=False) is True
     assert q.cursor("main") == ids[1] and q.stats().entries == 1 and q.pending() == 10

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 from durable_helpers import entry
+from durable_helpers import entry_seqs as seqs
 from faults import TcpProxy
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from peers import collect
 
 from otel_ext.export import FailoverLogExporter
@@ -34,15 +34,6 @@ BODY = 1000  # an entry of 10 records is ~10 KB
 
 def put(q: PersistentQueue, k: int, event_class: str = "access") -> None:
     q.append([entry(list(range(k * PER, (k + 1) * PER)), event_class, body_bytes=BODY)])
-
-
-def seqs(entries: list[Entry]) -> list[int]:
-    out: list[int] = []
-    for e in entries:
-        request = ExportLogsServiceRequest.FromString(e.payload)
-        out += [a.value.int_value for rl in request.resource_logs for sl in rl.scope_logs
-                for r in sl.log_records for a in r.attributes if a.key == "seq"]
-    return out
 
 
 def drain(q: PersistentQueue, lane: str = "main") -> list[int]:

@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from durable_helpers import ROOT, entry, fill, tmpfs
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from durable_helpers import ROOT, entry, fill, seqs_of, tmpfs
 from peers import Rotel, wait_until
 
 from otel_ext.backends.base import Backend, Ticket
@@ -47,15 +46,6 @@ def big(start: int, event_class: str = "access") -> NewEntry:
     e = entry(list(range(start, start + PER)), event_class, body_bytes=BODY)
     assert len(e.payload) > segments.INLINE_MAX
     return e
-
-
-def seqs_of(payloads: list[bytes]) -> list[int]:
-    out: list[int] = []
-    for p in payloads:
-        request = ExportLogsServiceRequest.FromString(p)
-        out += [a.value.int_value for rl in request.resource_logs for sl in rl.scope_logs
-                for r in sl.log_records for a in r.attributes if a.key == "seq"]
-    return out
 
 
 def drain(q: PersistentQueue, lane: str = "main") -> list[int]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from durable_helpers import entry
+from durable_helpers import entry_seqs as seqs
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -32,15 +33,6 @@ from otel_ext.telemetry import Counters
 PER = 2  # records per entry
 BODY = 300
 CLASSES = ("access", "error", "security")
-
-
-def seqs(entries: list[Entry]) -> list[int]:
-    out: list[int] = []
-    for e in entries:
-        request = ExportLogsServiceRequest.FromString(e.payload)
-        out += [a.value.int_value for rl in request.resource_logs for sl in rl.scope_logs
-                for r in sl.log_records for a in r.attributes if a.key == "seq"]
-    return out
 
 
 def one_entry_size() -> int:
