@@ -757,6 +757,15 @@ class RedactionProcessor(LogRecordProcessor):
 
     def redact_record(self, record: Any) -> None:
         redactor = self.redactor
+        name = getattr(record, "event_name", None)
+        if name and isinstance(name, str):  # its own step: a body that cannot be scanned keeps its name
+            try:
+                new_name = redactor.redact_text(name)
+            except Exception:  # noqa: BLE001 - fail closed
+                redactor.counters.add("failed")
+                new_name = "[REDACTED:unprocessable]"
+            if new_name is not name:
+                record.event_name = new_name
         try:
             body = record.body
             if body is not None and not isinstance(body, (int, float, bool)):
@@ -770,18 +779,10 @@ class RedactionProcessor(LogRecordProcessor):
                     for key, value in new_attrs.items():
                         if value is not attrs.get(key):
                             attrs[key] = value
-            name = getattr(record, "event_name", None)
-            if name and isinstance(name, str):
-                new_name = redactor.redact_text(name)
-                if new_name is not name:
-                    record.event_name = new_name
         except Exception:  # noqa: BLE001 - fail closed, never raise into the app
             redactor.counters.add("failed")
             _logger.warning("otel-ext: redaction failed; record body and attributes withheld")
             record.body = "[REDACTED:unprocessable]"
-            with contextlib.suppress(Exception):
-                if getattr(record, "event_name", None):
-                    record.event_name = "[REDACTED:unprocessable]"
             try:
                 attrs = read_view(record.attributes)
                 for key in list(attrs):
